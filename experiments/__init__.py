@@ -1,0 +1,1 @@
+"""Runnable book examples: python -m experiments.NAME (outputs under runs/NAME/)."""

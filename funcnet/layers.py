@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcnet import functions
 from funcnet._checks import check_labels
@@ -78,7 +79,9 @@ def unbroadcast(g: jax.Array, shape: Sequence[int]) -> jax.Array:
     extra = g.ndim - len(shape)
     if extra:
         g = jnp.sum(g, axis=tuple(range(extra)))
-    stretched = tuple(i for i, (gs, s) in enumerate(zip(g.shape, shape, strict=True)) if s == 1 and gs != 1)
+    stretched = tuple(
+        i for i, (gs, s) in enumerate(zip(g.shape, shape, strict=True)) if s == 1 and gs != 1
+    )
     if stretched:
         g = jnp.sum(g, axis=stretched, keepdims=True)
     return g.reshape(shape)
@@ -98,6 +101,11 @@ def _check_broadcastable(name: str, x: jax.Array, y: jax.Array) -> None:
 
 
 def _mul_plain(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Multiplication node x · y (book's MulLayer, ch5.4.1).
+
+    Shapes: x and y broadcast together; the output has the broadcast shape.
+    Backward: dx = g · y, dy = g · x ("swap the inputs"), each summed back to its input's shape.
+    """
     return x * y
 
 
@@ -111,12 +119,9 @@ def _mul_bwd(res, g):
     return unbroadcast(g * y, x.shape).astype(x.dtype), unbroadcast(g * x, y.shape).astype(y.dtype)
 
 
-mul = make_layer("mul", _mul_plain, _mul_fwd, _mul_bwd, functools.partial(_check_broadcastable, "mul"))
-mul.__doc__ = """Multiplication node x · y (book's MulLayer, ch5.4.1).
-
-Shapes: x and y broadcast together; the output has the broadcast shape.
-Backward: dx = g · y, dy = g · x ("swap the inputs"), each summed back to its input's shape.
-"""
+mul = make_layer(
+    "mul", _mul_plain, _mul_fwd, _mul_bwd, functools.partial(_check_broadcastable, "mul")
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -124,6 +129,11 @@ Backward: dx = g · y, dy = g · x ("swap the inputs"), each summed back to its 
 
 
 def _add_plain(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Addition node x + y (book's AddLayer, ch5.4.2).
+
+    Shapes: x and y broadcast together; the output has the broadcast shape.
+    Backward: dx = g, dy = g, each summed back to its input's shape.
+    """
     return x + y
 
 
@@ -140,12 +150,9 @@ def _add_bwd(res, g):
     )
 
 
-add = make_layer("add", _add_plain, _add_fwd, _add_bwd, functools.partial(_check_broadcastable, "add"))
-add.__doc__ = """Addition node x + y (book's AddLayer, ch5.4.2).
-
-Shapes: x and y broadcast together; the output has the broadcast shape.
-Backward: dx = g, dy = g, each summed back to its input's shape.
-"""
+add = make_layer(
+    "add", _add_plain, _add_fwd, _add_bwd, functools.partial(_check_broadcastable, "add")
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -153,6 +160,10 @@ Backward: dx = g, dy = g, each summed back to its input's shape.
 
 
 def _relu_plain(x: jax.Array) -> jax.Array:
+    """ReLU node max(0, x) (book's Relu layer, ch5.5.1). Shape (...,) -> (...,).
+
+    Residual: the mask x > 0. Backward: dx = g where x > 0, else 0 (0 at x == 0 exactly).
+    """
     return functions.relu(x)
 
 
@@ -168,10 +179,6 @@ def _relu_bwd(mask, g):
 
 
 relu = make_layer("relu", _relu_plain, _relu_fwd, _relu_bwd)
-relu.__doc__ = """ReLU node max(0, x) (book's Relu layer, ch5.5.1). Shape (...,) -> (...,).
-
-Residual: the mask x > 0. Backward: dx = g where x > 0, else 0 (0 at x == 0 exactly).
-"""
 
 
 # --------------------------------------------------------------------------------------
@@ -179,6 +186,10 @@ Residual: the mask x > 0. Backward: dx = g where x > 0, else 0 (0 at x == 0 exac
 
 
 def _sigmoid_plain(x: jax.Array) -> jax.Array:
+    """Sigmoid node 1 / (1 + exp(-x)) (book's Sigmoid layer, ch5.5.2).
+
+    Shape (...,) -> (...,). Residual: the output y. Backward: dx = g · (1 - y) · y.
+    """
     return functions.sigmoid(x)
 
 
@@ -193,10 +204,6 @@ def _sigmoid_bwd(y, g):
 
 
 sigmoid = make_layer("sigmoid", _sigmoid_plain, _sigmoid_fwd, _sigmoid_bwd)
-sigmoid.__doc__ = """Sigmoid node 1 / (1 + exp(-x)) (book's Sigmoid layer, ch5.5.2).
-
-Shape (...,) -> (...,). Residual: the output y. Backward: dx = g · (1 - y) · y.
-"""
 
 
 # --------------------------------------------------------------------------------------
@@ -209,6 +216,13 @@ def _flatten_batch(x: jax.Array) -> jax.Array:
 
 
 def _affine_plain(x: jax.Array, W: jax.Array, b: jax.Array) -> jax.Array:
+    """Affine node x·W + b (book's Affine layer, ch5.6.2).
+
+    Shapes: x (N, D), or (N, d1, d2, ...) flattened to (N, D) as in the book, or (D,) for
+    one example; W (D, M); b (M,). Output (N, M) (or (M,) for a 1-D x).
+    Residuals: x and W. Backward (eq. 5.13): dx = g·Wᵀ reshaped to x's shape, dW = xᵀ·g,
+    db = Σₙ g.
+    """
     out = jnp.dot(_flatten_batch(x), W) + b
     return out[0] if x.ndim == 1 else out
 
@@ -247,13 +261,6 @@ def _check_affine(x: jax.Array, W: jax.Array, b: jax.Array) -> None:
 
 
 affine = make_layer("affine", _affine_plain, _affine_fwd, _affine_bwd, _check_affine)
-affine.__doc__ = """Affine node x·W + b (book's Affine layer, ch5.6.2).
-
-Shapes: x (N, D), or (N, d1, d2, ...) flattened to (N, D) as in the book, or (D,) for
-one example; W (D, M); b (M,). Output (N, M) (or (M,) for a 1-D x).
-Residuals: x and W. Backward (eq. 5.13): dx = g·Wᵀ reshaped to x's shape, dW = xᵀ·g,
-db = Σₙ g.
-"""
 
 
 # --------------------------------------------------------------------------------------
@@ -273,6 +280,14 @@ def _one_hot_like(x2: jax.Array, t2: jax.Array) -> jax.Array:
 
 
 def _softmax_with_loss_plain(x: jax.Array, t: jax.Array) -> jax.Array:
+    """Softmax followed by mean cross-entropy (book's SoftmaxWithLoss, ch5.6.3).
+
+    Shapes: x (N, C) scores, or (C,) for a batch of one; t one-hot of x's shape (any
+    probability rows) or integer labels (N,) (a scalar for 1-D x). Returns a scalar.
+    Forward: exact log-softmax cross-entropy, finite for logits of any size.
+    Residuals: log y (y = softmax(x)) and t. Backward: dx = g · (y - t) / N; integer labels
+    get no cotangent (None), float targets get d/dt = -g · log y / N.
+    """
     # Exact log-softmax cross-entropy: no 1e-7 inside the log (see DESIGN, "1e-7 delta").
     x2, t2 = _as_batch(x, t)
     return -jnp.sum(_one_hot_like(x2, t2) * functions.log_softmax(x2)) / x2.shape[0]
@@ -331,11 +346,132 @@ softmax_with_loss = make_layer(
     _softmax_with_loss_bwd,
     _check_softmax_with_loss,
 )
-softmax_with_loss.__doc__ = """Softmax followed by mean cross-entropy (book's SoftmaxWithLoss, ch5.6.3).
 
-Shapes: x (N, C) scores, or (C,) for a batch of one; t one-hot of x's shape (any
-probability rows) or integer labels (N,) (a scalar for 1-D x). Returns a scalar.
-Forward: exact log-softmax cross-entropy, finite for logits of any size.
-Residuals: log y (y = softmax(x)) and t. Backward: dx = g · (y - t) / N; integer labels
-get no cotangent (None), float targets get d/dt = -g · log y / N.
-"""
+
+# --------------------------------------------------------------------------------------
+# Registry: every custom-rule layer with valid sample inputs, for tests and funcnet.check
+
+
+class LayerCase(NamedTuple):
+    """One input configuration of a registered layer.
+
+    ``make_inputs(rng, dtype)`` returns the layer's positional arguments, drawn from a
+    ``numpy.random.Generator`` (test data: NumPy draws them without compiling anything);
+    ``argnums`` are the arguments to differentiate (integer labels are never among them).
+    """
+
+    name: str
+    make_inputs: Callable[[np.random.Generator, Any], tuple[jax.Array, ...]]
+    argnums: tuple[int, ...] = (0,)
+
+
+class RegisteredLayer(NamedTuple):
+    """A layer with a custom backward rule and the cases it is verified on."""
+
+    name: str
+    layer: Callable[..., jax.Array]
+    cases: tuple[LayerCase, ...]
+
+
+def _normal(rng, shape, dtype, scale=1.0):
+    return jnp.asarray(scale * rng.standard_normal(shape), dtype)
+
+
+def _away_from_zero(rng, shape, dtype, margin=0.1):
+    """Values with |x| >= margin, so finite differences never straddle ReLU's kink."""
+    u = rng.standard_normal(shape)
+    return jnp.asarray(np.sign(u) * (margin + np.abs(u)), dtype)
+
+
+def _binary_cases(shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]):
+    def make(x_shape, y_shape):
+        def inputs(rng, dtype):
+            return _normal(rng, x_shape, dtype), _normal(rng, y_shape, dtype)
+
+        return inputs
+
+    return tuple(LayerCase(name, make(xs, ys), (0, 1)) for name, (xs, ys) in shapes.items())
+
+
+def _unary_cases(shapes: dict[str, tuple[int, ...]], sampler):
+    def make(shape):
+        return lambda rng, dtype: (sampler(rng, shape, dtype),)
+
+    return tuple(LayerCase(name, make(shape)) for name, shape in shapes.items())
+
+
+def _affine_case(name: str, x_shape: tuple[int, ...], out_features: int) -> LayerCase:
+    in_features = x_shape[0] if len(x_shape) == 1 else math.prod(x_shape[1:])
+
+    def inputs(rng, dtype):
+        return (
+            _normal(rng, x_shape, dtype),
+            _normal(rng, (in_features, out_features), dtype, 0.5),
+            _normal(rng, (out_features,), dtype),
+        )
+
+    return LayerCase(name, inputs, (0, 1, 2))
+
+
+def _softmax_case(name: str, x_shape: tuple[int, ...], one_hot: bool) -> LayerCase:
+    def inputs(rng, dtype):
+        x = _normal(rng, x_shape, dtype, 2.0)
+        labels = rng.integers(0, x_shape[-1], size=x_shape[:-1])
+        if one_hot:
+            return x, jnp.asarray(np.eye(x_shape[-1])[labels], dtype)
+        return x, jnp.asarray(labels, jnp.int32)
+
+    return LayerCase(name, inputs, (0, 1) if one_hot else (0,))
+
+
+_MUL_ADD_SHAPES = {
+    "scalars": ((), ()),
+    "batch1": ((1, 5), (1, 5)),
+    "odd": ((3, 7), (3, 7)),
+    "broadcast": ((2, 3, 4), (4,)),
+    "broadcast-ones": ((3, 1), (1, 5)),
+}
+
+REGISTRY: dict[str, RegisteredLayer] = {
+    entry.name: entry
+    for entry in (
+        RegisteredLayer("mul", mul, _binary_cases(_MUL_ADD_SHAPES)),
+        RegisteredLayer("add", add, _binary_cases(_MUL_ADD_SHAPES)),
+        RegisteredLayer(
+            "relu",
+            relu,
+            _unary_cases({"vector": (7,), "batch1": (1, 5), "4d": (2, 3, 4, 5)}, _away_from_zero),
+        ),
+        RegisteredLayer(
+            "sigmoid",
+            sigmoid,
+            _unary_cases(
+                {"vector": (7,), "batch1": (1, 5), "odd": (3, 7)},
+                functools.partial(_normal, scale=2.0),
+            ),
+        ),
+        RegisteredLayer(
+            "affine",
+            affine,
+            (
+                _affine_case("batch1", (1, 3), 2),
+                _affine_case("odd", (5, 7), 3),
+                _affine_case("4d", (2, 3, 4, 5), 4),
+                _affine_case("single", (7,), 3),
+            ),
+        ),
+        RegisteredLayer(
+            "softmax_with_loss",
+            softmax_with_loss,
+            (
+                _softmax_case("one-hot", (4, 5), one_hot=True),
+                _softmax_case("labels", (4, 5), one_hot=False),
+                _softmax_case("batch1-labels", (1, 3), one_hot=False),
+                _softmax_case("odd-labels", (7, 11), one_hot=False),
+                _softmax_case("1d-one-hot", (6,), one_hot=True),
+                _softmax_case("1d-label", (6,), one_hot=False),
+            ),
+        ),
+    )
+}
+"""Every custom-rule layer, keyed by name. Add an entry here and it is verified."""

@@ -1,0 +1,68 @@
+"""Chapter 3, ``mnist_show.py``: show one MNIST image and its label.
+
+The book loads MNIST with ``flatten=True, normalize=False``, prints the first training
+label (5) and the image's shape before and after ``reshape(28, 28)``, and shows the image
+with PIL. Here the image is saved as a PNG with its label in the title.
+
+    python -m experiments.ch03_mnist_show [--index 0] [--split train]
+        [--dataset {auto,mnist,mnist-5k,fashion-mnist}] [--out runs/ch03_mnist_show]
+
+The default data set ``auto`` is full MNIST when its files are present (then index 0
+is the book's 5), else the embedded 5,000-digit subset.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from funcnet import datasets  # noqa: E402
+
+NAME = "ch03_mnist_show"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Run the experiment; returns the path of the PNG written."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", type=int, default=0, help="which image (default 0)")
+    parser.add_argument("--split", choices=("train", "test"), default="train")
+    parser.add_argument("--dataset", choices=datasets.DATASET_CHOICES, default="auto")
+    parser.add_argument("--data-dir", type=Path, default=None, help="directory of IDX files")
+    parser.add_argument("--out", type=Path, default=Path("runs") / NAME)
+    args = parser.parse_args(argv)
+
+    ds = datasets.load(args.dataset, flatten=True, normalize=False, data_dir=args.data_dir)
+    if ds.notice:
+        print(ds.notice)
+    x, t = ds.train if args.split == "train" else ds.test
+    if not -len(x) <= args.index < len(x):
+        parser.error(f"--index {args.index} is out of range for {len(x)} {args.split} images")
+    img, label = x[args.index], int(t[args.index])
+    name = ds.class_names[label]
+    print(label if name == str(label) else f"{label} ({name})")
+    print(img.shape)  # (784,)
+    img = img.reshape(28, 28)  # back to the original image shape
+    print(img.shape)  # (28, 28)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{ds.name}_{args.split}_{args.index}.png"
+    fig, ax = plt.subplots(figsize=(3.6, 4.0))
+    ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    label_text = f"{label}" if name == str(label) else f"{label} ({name})"
+    ax.set_title(f"{ds.name} {args.split}[{args.index}]\nlabel {label_text}")
+    ax.set_xlabel("column (pixel)")
+    ax.set_ylabel("row (pixel)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"saved {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -50,7 +50,8 @@ _log = logging.getLogger(__name__)
 DATASET_CHOICES: tuple[str, ...] = ("auto", "mnist", "mnist-5k") + tuple(
     name for name in SPECS if name != "mnist"
 )
-"""Every accepted data set name (``--dataset`` choices of the experiments)."""
+"""Every accepted data set name (``--dataset`` choices of the experiments): "auto",
+"mnist", "mnist-5k" and every other IDX set of ``specs.SPECS`` ("fashion-mnist")."""
 
 DIGIT_NAMES: tuple[str, ...] = specs.MNIST.class_names
 
@@ -144,7 +145,7 @@ def load_idx_uint8(
 
 
 def _auto_notice(missing: list[IdxFile], data_dir) -> str:
-    spec = SPECS["mnist"]
+    spec = specs.SPECS["mnist"]
     dirs = ", ".join(str(d) for d in search_dirs(spec, data_dir))
     return (
         "Using the embedded MNIST subset 'mnist-5k' (4,000 train / 1,000 test real digits "
@@ -187,18 +188,18 @@ def load(
         ValueError: an unknown name, or a file that fails validation or its checksum.
         DatasetNotFoundError: files missing and not downloadable.
     """
-    if name not in DATASET_CHOICES and name not in SPECS:
+    if name not in DATASET_CHOICES and name not in specs.SPECS:
         raise ValueError(f"load: unknown data set name {name!r}; choose one of {DATASET_CHOICES}")
     notice = None
     if name == "auto":
-        missing = [s.file for s in locate(SPECS["mnist"], data_dir) if s.path is None]
+        missing = [s.file for s in locate(specs.SPECS["mnist"], data_dir) if s.path is None]
         name, download = ("mnist-5k" if missing else "mnist"), False
         notice = _auto_notice(missing, data_dir) if missing else None
     if name == "mnist-5k":
         (xtr, ttr), (xte, tte) = mnist5k.load_uint8()
         class_names = DIGIT_NAMES
     else:
-        spec = SPECS[name]
+        spec = specs.SPECS[name]
         (xtr, ttr), (xte, tte) = load_idx_uint8(
             spec, data_dir, download=download, progress=progress
         )

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from funcnet import datasets
-from funcnet.datasets import _cache, files, mnist5k
+from funcnet.datasets import _cache, files, mnist5k, specs
 from funcnet.datasets.download import DEFAULT_TIMEOUT, DownloadProgress
 
 
@@ -59,7 +59,7 @@ def _print_rows(rows, out) -> None:
 
 
 def cmd_download(args, out, err) -> int:
-    spec = datasets.SPECS[args.name]
+    spec = specs.SPECS[args.name]
     target = files.download_dir(spec, args.data_dir)
     print(f"{spec.title}: downloading missing files into {target}", file=out)
     try:
@@ -79,7 +79,7 @@ def cmd_info(args, out, err) -> int:
     print(f"cache dir: {_cache.cache_dir()}   (${_cache.CACHE_ENV})", file=out)
     env = os.environ.get(_cache.DATA_ENV)
     print(f"data dir:  {env or '(not set)'}   (${_cache.DATA_ENV})", file=out)
-    for spec in datasets.SPECS.values():
+    for spec in specs.SPECS.values():
         dirs = files.search_dirs(spec, args.data_dir)
         rows = _verify_all(spec, args.data_dir)
         n_ok = sum(r[2] for r in rows)
@@ -103,7 +103,7 @@ def cmd_info(args, out, err) -> int:
     except (ModuleNotFoundError, ValueError, OSError) as e:
         print(f"  unavailable: {e}", file=out)
         ok = False
-    full = all(s.path is not None for s in files.locate(datasets.SPECS["mnist"], args.data_dir))
+    full = all(s.path is not None for s in files.locate(specs.SPECS["mnist"], args.data_dir))
     print(f"\n'auto' loads: {'mnist (full)' if full else 'mnist-5k'}", file=out)
     return 0 if ok else 1
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     dl = sub.add_parser("download", help="fetch an IDX data set and verify its checksums")
-    dl.add_argument("name", choices=sorted(datasets.SPECS))
+    dl.add_argument("name", choices=sorted(specs.SPECS))
     dl.add_argument("--data-dir", type=Path, default=None, help="directory for the files")
     dl.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds")
     info = sub.add_parser("info", help="show which data sets are present and verified")

@@ -305,13 +305,15 @@ def _softmax_with_loss_bwd(res, g):
     n, classes = logp.shape
     y = jnp.exp(logp)  # softmax(x)
     integer_labels = jnp.issubdtype(t.dtype, jnp.integer)
-    if integer_labels:
-        t2 = jax.nn.one_hot(t.reshape(n), classes, dtype=logp.dtype)
-    else:
-        t2 = t.reshape(n, classes).astype(logp.dtype)
     # The book's rule (ch5.6.3): dx = (y - t) / N, times the upstream g that the book's
     # backward(dout=1) ignores.
-    dx = g * (y - t2) / n
+    if integer_labels:
+        dx = g * (y - jax.nn.one_hot(t.reshape(n), classes, dtype=logp.dtype)) / n
+    else:
+        t2 = t.reshape(n, classes).astype(logp.dtype)
+        # y·Σt equals the book's y when each row of t sums to 1 (one-hot); keeping the sum
+        # makes the rule exact for any t, which second derivatives with respect to t need.
+        dx = g * (y * jnp.sum(t2, axis=1, keepdims=True) - t2) / n
     x_was_1d = t.ndim == (0 if integer_labels else 1)
     dx = dx.reshape(classes) if x_was_1d else dx
     if integer_labels:

@@ -21,7 +21,8 @@ def test_numerical_diff_reproduces_the_books_printed_values(x64):
 
 
 @pytest.mark.parametrize(
-    "point, expected", [((3.0, 4.0), (6.0, 8.0)), ((0.0, 2.0), (0.0, 4.0)), ((3.0, 0.0), (6.0, 0.0))]
+    "point, expected",
+    [((3.0, 4.0), (6.0, 8.0)), ((0.0, 2.0), (0.0, 4.0)), ((3.0, 0.0), (6.0, 0.0))],
 )
 def test_numerical_gradient_matches_book(point, expected, x64):
     # ch4.4

@@ -28,24 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.ch05_buy_apple_orange import buy_apple, buy_apple_orange
 from funcnet.graph import Graph, GraphvizNotFoundError, trace
-from funcnet.layers import add, affine, mul, relu, softmax_with_loss
-
-
-def buy_apple(apple: jax.Array, apple_num: jax.Array, tax: jax.Array) -> jax.Array:
-    """Price of apples with tax (ch5.4.1): scalars in, a scalar out."""
-    return mul(mul(apple, apple_num), tax)
-
-
-def buy_apple_orange(
-    apple: jax.Array,
-    apple_num: jax.Array,
-    orange: jax.Array,
-    orange_num: jax.Array,
-    tax: jax.Array,
-) -> jax.Array:
-    """Price of apples and oranges with tax (ch5.4.2): scalars in, a scalar out."""
-    return mul(add(mul(apple, apple_num), mul(orange, orange_num)), tax)
+from funcnet.layers import affine, relu, softmax_with_loss
 
 
 def sigmoid(x: jax.Array) -> jax.Array:

@@ -16,12 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from funcnet import datasets  # noqa: E402
+from experiments import _common
 
 NAME = "ch03_mnist_show"
 
@@ -31,35 +26,31 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=int, default=0, help="which image (default 0)")
     parser.add_argument("--split", choices=("train", "test"), default="train")
-    parser.add_argument("--dataset", choices=datasets.DATASET_CHOICES, default="auto")
+    _common.add_dataset_flag(parser)
     parser.add_argument("--data-dir", type=Path, default=None, help="directory of IDX files")
-    parser.add_argument("--out", type=Path, default=Path("runs") / NAME)
+    _common.add_out_flag(parser, NAME)
     args = parser.parse_args(argv)
 
-    ds = datasets.load(args.dataset, flatten=True, normalize=False, data_dir=args.data_dir)
-    if ds.notice:
-        print(ds.notice)
+    ds = _common.load_dataset(args.dataset, flatten=True, normalize=False, data_dir=args.data_dir)
     x, t = ds.train if args.split == "train" else ds.test
     if not -len(x) <= args.index < len(x):
         parser.error(f"--index {args.index} is out of range for {len(x)} {args.split} images")
     img, label = x[args.index], int(t[args.index])
     name = ds.class_names[label]
-    print(label if name == str(label) else f"{label} ({name})")
+    label_text = str(label) if name == str(label) else f"{label} ({name})"
+    print(label_text)
     print(img.shape)  # (784,)
     img = img.reshape(28, 28)  # back to the original image shape
     print(img.shape)  # (28, 28)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{ds.name}_{args.split}_{args.index}.png"
-    fig, ax = plt.subplots(figsize=(3.6, 4.0))
+    path = _common.out_dir(args.out) / f"{ds.name}_{args.split}_{args.index}.png"
+    fig = _common.figure(width=3.4, height=3.8)
+    ax = fig.subplots()
     ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    label_text = f"{label}" if name == str(label) else f"{label} ({name})"
     ax.set_title(f"{ds.name} {args.split}[{args.index}]\nlabel {label_text}")
     ax.set_xlabel("column (pixel)")
     ax.set_ylabel("row (pixel)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _common.save(fig, path)
     print(f"saved {path}")
     return path
 

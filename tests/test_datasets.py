@@ -453,4 +453,6 @@ def test_mnist_show_saves_the_image_with_its_label(isolated, capsys):
     assert png.ndim == 3 and png.shape[0] > 200
     (_, t), _ = datasets.load_mnist(source="mnist-5k")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:3] == [str(t[3]), "(784,)", "(28, 28)"]
+    start = lines.index("(784,)") - 1  # after the data set lines: label, shapes, as the book
+    assert lines[start : start + 3] == [str(t[3]), "(784,)", "(28, 28)"]
+    assert lines[-1] == f"saved {path}"

@@ -61,7 +61,11 @@ def _print_rows(rows, out) -> None:
 def cmd_download(args, out, err) -> int:
     spec = specs.SPECS[args.name]
     target = files.download_dir(spec, args.data_dir)
-    print(f"{spec.title}: downloading missing files into {target}", file=out)
+    missing = [s.file.filename for s in files.locate(spec, args.data_dir) if s.path is None]
+    if missing:
+        print(f"{spec.title}: downloading {', '.join(missing)} into {target}", file=out)
+    else:
+        print(f"{spec.title}: all four files are present; checking them", file=out)
     try:
         datasets.fetch(spec, args.data_dir, timeout=args.timeout, progress=_progress_printer(err))
     except files.DatasetNotFoundError as e:

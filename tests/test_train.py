@@ -1,0 +1,240 @@
+"""funcnet.train: sampling, the SGD step, the book's loop in fit()."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from funcnet import datasets, nets, train
+
+RELU = nets.two_layer_net("relu")
+
+
+def _blobs(n, d=10, c=3, seed=0):
+    """Linearly separable-ish synthetic classes: labels from a random linear map."""
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    x = jax.random.normal(k1, (n, d))
+    t = jnp.argmax(x @ jax.random.normal(k2, (d, c)), axis=1).astype(jnp.int32)
+    return np.asarray(x), np.asarray(t)
+
+
+def _small_fit(**kwargs):
+    x, t = _blobs(260)
+    params = nets.init_two_layer_net(jax.random.key(1), 10, 8, 3, weight_init_std=0.3)
+    options = dict(
+        key=jax.random.key(2),
+        loss_fn=RELU.loss,
+        predict_fn=RELU.predict,
+        iters=57,
+        batch_size=16,
+        lr=0.3,
+    )
+    options.update(kwargs)
+    return train.fit(params, (x[:200], t[:200]), (x[200:], t[200:]), **options)
+
+
+# --------------------------------------------------------------------------------------
+# sample_batch, make_sgd_step
+
+
+def test_sample_batch_draws_in_range_with_replacement_and_is_reproducible():
+    idx = train.sample_batch(jax.random.key(0), 10, 1000)
+    assert idx.shape == (1000,) and idx.dtype == jnp.int32
+    assert int(idx.min()) == 0 and int(idx.max()) == 9
+    counts = np.bincount(np.asarray(idx), minlength=10)
+    assert counts.min() > 60  # every index drawn, about 100 times each
+    small = train.sample_batch(jax.random.key(1), 5, 8)  # more draws than items: repeats
+    assert len(set(np.asarray(small).tolist())) < 8
+    assert np.array_equal(idx, train.sample_batch(jax.random.key(0), 10, 1000))
+    assert not np.array_equal(idx, train.sample_batch(jax.random.key(2), 10, 1000))
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        train.sample_batch(jax.random.key(0), 10, 0)
+
+
+def test_make_sgd_step_is_the_books_update():
+    x, t = _blobs(20)
+    params = nets.init_two_layer_net(jax.random.key(1), 10, 8, 3, weight_init_std=0.3)
+    optimizer = optax.sgd(0.5)
+    step = train.make_sgd_step(RELU.loss, optimizer)
+    new, _, loss = step(params, optimizer.init(params), x, t)
+    grads = RELU.gradient(params, x, t)
+    np.testing.assert_allclose(loss, RELU.loss(params, x, t), rtol=1e-6)
+    for k in params:
+        np.testing.assert_allclose(new[k], params[k] - 0.5 * grads[k], rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------
+# The book's schedule
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "expected"),
+    [(60000, 100, 600), (4000, 100, 40), (50, 100, 1), (100, 100, 1), (4000, 128, 125)],
+)
+def test_iters_per_epoch_is_where_the_books_condition_fires(n, batch_size, expected):
+    assert train.iters_per_epoch(n, batch_size) == expected
+    # the book: i % max(n / batch_size, 1) == 0
+    every = max(n / batch_size, 1)
+    fired = [i for i in range(2000) if i % every == 0]
+    assert fired == list(range(0, 2000, expected))
+
+
+def test_segments_follow_the_books_evaluations():
+    plan = train.segments(10000, 600)
+    assert plan[0] == (0, 1, True) and plan[1] == (1, 600, True)
+    assert plan[-1] == (9601, 399, False)
+    assert sum(num for _, num, _ in plan) == 10000
+    evaluated = [start + num - 1 for start, num, ev in plan if ev]
+    assert evaluated == list(range(0, 10000, 600))  # 17 evaluations, as in the book
+    assert train.segments(41, 40)[-1] == (1, 40, True)  # no empty tail
+    assert train.segments(1, 40) == [(0, 1, True)]
+
+
+# --------------------------------------------------------------------------------------
+# fit
+
+
+def test_fit_learns_real_digits_loss_falls_and_accuracy_far_above_chance():
+    data = datasets.load("mnist-5k")
+    params = nets.init_two_layer_net(jax.random.key(0), 784, 30, 10)
+    params, history = train.fit(
+        params,
+        data.train,
+        data.test,
+        key=jax.random.key(1),
+        loss_fn=RELU.loss,
+        predict_fn=RELU.predict,
+        iters=300,
+        batch_size=50,
+        lr=0.1,
+    )
+    assert history.loss.shape == (300,) and np.all(np.isfinite(history.loss))
+    assert history.loss[:20].mean() > 2.0  # log(10) at the start
+    assert history.loss[-50:].mean() < 0.6 * history.loss[:20].mean()
+    # 4,000 / 50 = 80 iterations per epoch: evaluated after 0, 80, 160, 240
+    assert history.eval_iteration.tolist() == [0, 80, 160, 240]
+    assert history.train_acc[-1] > 0.8 and history.test_acc[-1] > 0.75  # chance: 0.1
+    assert history.test_acc[0] < 0.5
+    assert history.wall_time >= history.compile_time > 0
+    assert history.iterations == 300
+
+
+def test_fused_and_unfused_runs_from_the_same_key_give_the_same_params():
+    fused_params, fused = _small_fit(fused=True)
+    loop_params, loop = _small_fit(fused=False)
+    for k in fused_params:
+        np.testing.assert_allclose(fused_params[k], loop_params[k], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fused.loss, loop.loss, rtol=1e-6)
+    np.testing.assert_array_equal(fused.train_acc, loop.train_acc)
+    np.testing.assert_array_equal(fused.eval_iteration, loop.eval_iteration)
+    # 200 / 16: every 25 iterations (evaluations after 0, 25, 50) and a 6-step tail
+    assert fused.eval_iteration.tolist() == [0, 25, 50]
+    other, _ = _small_fit(key=jax.random.key(3))
+    assert not np.allclose(other["W1"], fused_params["W1"])
+
+
+def test_fit_does_not_depend_on_where_evaluations_cut_the_loop():
+    a, ha = _small_fit()
+    b, hb = _small_fit(eval_every=7)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ha.loss, hb.loss, rtol=1e-6)
+    assert hb.eval_iteration.tolist() == list(range(0, 57, 7))
+
+
+def test_fit_compiles_once_however_many_epochs():
+    """The loss is traced a fixed number of times: no retracing between epochs."""
+    traces = []
+
+    def counting_loss(params, x, t):
+        traces.append(x.shape)
+        return RELU.loss(params, x, t)
+
+    _small_fit(loss_fn=counting_loss, iters=20)
+    short = len(traces)
+    traces.clear()
+    _, history = _small_fit(loss_fn=counting_loss, iters=400)
+    assert history.eval_iteration.size == 16
+    assert len(traces) == short <= 3
+
+
+def test_fit_reports_progress_after_every_segment():
+    seen = []
+    _, history = _small_fit(callback=seen.append)
+    assert [p.iteration for p in seen] == [1, 26, 51, 57]
+    assert [p.epoch for p in seen] == [0, 1, 2, None]
+    assert [p.train_acc for p in seen[:3]] == pytest.approx(history.train_acc.tolist())
+    assert seen[-1].train_acc is None and seen[-1].iters == 57
+    assert seen[-1].loss == pytest.approx(float(history.loss[-1]))
+
+
+def test_fit_accepts_one_hot_labels_and_another_optimizer():
+    x, t = _blobs(260)
+    onehot = np.eye(3, dtype=np.float32)[t]
+    params = nets.init_two_layer_net(jax.random.key(1), 10, 8, 3, weight_init_std=0.3)
+    common = dict(key=jax.random.key(2), loss_fn=RELU.loss, predict_fn=RELU.predict, iters=30)
+    p1, h1 = train.fit(params, (x[:200], t[:200]), (x[200:], t[200:]), **common, lr=0.2)
+    p2, h2 = train.fit(
+        params, (x[:200], onehot[:200]), (x[200:], onehot[200:]), **common, optimizer=optax.sgd(0.2)
+    )
+    for k in p1:
+        np.testing.assert_allclose(p1[k], p2[k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(h1.test_acc, h2.test_acc)
+    p3, _ = train.fit(
+        params, (x[:200], t[:200]), (x[200:], t[200:]), **common, optimizer=optax.adam(0.01)
+    )
+    assert not np.allclose(p3["W1"], p1["W1"])
+
+
+def test_a_diverging_run_stops_at_the_end_of_the_epoch_and_keeps_everything():
+    with pytest.raises(train.TrainingDiverged, match=r"not finite at iteration \d+") as info:
+        _small_fit(lr=1000.0, iters=200)
+    e = info.value
+    history = e.history
+    assert np.isfinite(history.loss[: e.iteration]).all()
+    assert not np.isfinite(history.loss[e.iteration])
+    # stopped at the end of the epoch holding the first non-finite loss (epochs of 25)
+    assert history.iterations == 1 + 25 * math.ceil(e.iteration / 25)
+    assert history.iterations < 200
+    assert history.eval_iteration[-1] == history.iterations - 1
+    # the last finite params are those of the previous evaluation point, exactly
+    assert e.iteration > 0 and e.params_iteration == history.iterations - 25
+    assert all(np.isfinite(v).all() for v in e.params.values())
+    rerun, rerun_history = _small_fit(lr=1000.0, iters=e.params_iteration)
+    for k in rerun:
+        np.testing.assert_array_equal(rerun[k], e.params[k])
+    np.testing.assert_array_equal(rerun_history.loss, history.loss[: e.params_iteration])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(iters=0), "iters must be a positive integer"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(eval_every=0), "eval_every must be a positive integer"),
+        (dict(train=(np.zeros((5, 10), np.float32), np.zeros(4, np.int32))), "same number"),
+        (dict(test=(np.zeros((5, 11), np.float32), np.zeros(5, np.int32))), "differ in shape"),
+        (dict(train=(np.zeros((5, 10), np.float32), np.full(5, 3, np.int32))), "label 3"),
+        (dict(test=(np.zeros((5, 10), np.float32), np.zeros((5, 4)))), "one-hot"),
+        (dict(train=np.zeros((5, 10))), "must be a pair"),
+    ],
+)
+def test_fit_rejects_bad_settings_and_data_clearly(change, message):
+    x, t = _blobs(20)
+    args = dict(train=(x, t), test=(x, t))
+    args.update({k: v for k, v in change.items() if k in args})
+    options = {k: v for k, v in change.items() if k not in args}
+    params = nets.init_two_layer_net(jax.random.key(1), 10, 8, 3)
+    with pytest.raises(ValueError, match=message):
+        train.fit(
+            params,
+            args["train"],
+            args["test"],
+            key=jax.random.key(0),
+            loss_fn=RELU.loss,
+            predict_fn=RELU.predict,
+            **options,
+        )

@@ -406,20 +406,18 @@ def fit(
             compile_time=compile_time,
         )
 
-    for start, num, do_eval in plan:
-        params, opt_state, seg_losses, first_bad, finite = run(
-            params, opt_state, x_train, t_train, key, jnp.int32(start), jnp.int32(num)
-        )
-        acc = evaluate(params, x_train, t_train, x_test, t_test) if do_eval else None
-        seg_losses, first_bad, finite, acc = jax.device_get((seg_losses, first_bad, finite, acc))
+    def finish(start, num, do_eval, seg_params, outputs):
+        """Record one segment's results (the host waits here), check them, report."""
+        nonlocal good_params, good_iteration
+        seg_losses, first_bad, finite, acc = jax.device_get(outputs)
         losses.append(np.asarray(seg_losses[:num]))
         if do_eval:
             eval_iters.append(start + num - 1)
-            accs.append(tuple(float(a) for a in acc))
+            accs.append((float(acc[0]), float(acc[1])))
         if first_bad >= 0 or not finite:
             bad = start + int(first_bad) if first_bad >= 0 else start + num - 1
             raise TrainingDiverged(bad, good_params, good_iteration, history())
-        good_params, good_iteration = params, start + num
+        good_params, good_iteration = seg_params, start + num
         if callback is not None:
             callback(
                 Progress(
@@ -431,4 +429,18 @@ def fit(
                     loss=float(seg_losses[num - 1]),
                 )
             )
+
+    # Segment k+1 is dispatched before the host waits for segment k's figures, so the
+    # device never idles while Python records, checks and reports them. A divergence
+    # found in segment k discards k+1 (the params of k-1 are kept, nothing is lost).
+    pending = None
+    for start, num, do_eval in plan:
+        params, opt_state, seg_losses, first_bad, finite = run(
+            params, opt_state, x_train, t_train, key, jnp.int32(start), jnp.int32(num)
+        )
+        acc = evaluate(params, x_train, t_train, x_test, t_test) if do_eval else None
+        if pending is not None:
+            finish(*pending)
+        pending = (start, num, do_eval, params, (seg_losses, first_bad, finite, acc))
+    finish(*pending)
     return params, history()

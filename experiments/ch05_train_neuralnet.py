@@ -1,0 +1,302 @@
+"""The main job: the book's ch5 ``train_neuralnet.py`` with funcnet.
+
+A 784-50-10 two-layer net (affine → ReLU → affine → softmax_with_loss, gradients by the
+hand-written backward rules) trained with minibatch SGD: 10,000 iterations of 100
+examples drawn with replacement, learning rate 0.1, train and test accuracy after every
+epoch (the first after iteration 0), printed like the book::
+
+    train acc, test acc | 0.1044, 0.1028
+
+Writes to ``--out`` (default ``runs/ch05_train_neuralnet``):
+
+- ``metrics.json``: settings, data set used, final accuracies, wall time, steps/s, the
+  per-epoch accuracies;
+- ``loss.png``: the minibatch loss of every iteration (book Fig. 4-11);
+- ``accuracy.png``: train and test accuracy per epoch (book Fig. 4-12);
+- ``predictions.png``: the first 25 test images with predicted and true class;
+- ``confusion.png``: the test set's confusion matrix (which classes the net mixes up);
+- ``params.npz``: the trained weights (``funcnet.io.load_params`` reads them back).
+
+Run: ``python -m experiments.ch05_train_neuralnet [--dataset fashion-mnist]``. A progress
+bar shows on a terminal; in CI logs (``$CI`` set, or output not a terminal) there is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import _common
+from funcnet import io as fio
+from funcnet import nets
+from funcnet.train import History, Progress, TrainingDiverged, fit
+
+NAME = "ch05_train_neuralnet"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog=f"python -m experiments.{NAME}",
+        description="Train the book's two-layer net (ch5) with minibatch SGD.",
+    )
+    p.add_argument("--iters", type=int, default=10000, help="iterations (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (default: 100)")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: %(default)s)")
+    p.add_argument("--hidden", type=int, default=50, help="hidden units (default: %(default)s)")
+    p.add_argument(
+        "--activation",
+        choices=nets.ACTIVATIONS,
+        default="relu",
+        help="hidden activation: relu (ch5) or sigmoid (ch4) (default: %(default)s)",
+    )
+    _common.add_dataset_flag(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    _common.add_out_flag(p, NAME)
+    args = p.parse_args(argv)
+    for flag in ("iters", "batch_size", "hidden"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    return args
+
+
+def plot_loss(history: History, path: Path, title: str) -> Path:
+    """Minibatch loss per iteration, with its mean over a sliding window."""
+    loss = history.loss
+    it = np.arange(loss.size)
+    fig = _common.figure()
+    ax = fig.add_subplot()
+    ax.plot(it, loss, lw=0.6, alpha=0.45, color="tab:blue", label="minibatch loss")
+    window = max(1, min(100, loss.size // 20))
+    if window > 1 and np.all(np.isfinite(loss)):
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        ax.plot(it[window - 1 :], smooth, color="tab:blue", lw=1.6, label=f"mean of {window}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    finite = loss[np.isfinite(loss)]
+    if finite.size:
+        ax.set_ylim(0, max(float(np.max(finite)) * 1.05, 1e-3))
+    ax.set_xlim(0, max(loss.size - 1, 1))
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    return _common.save(fig, path)
+
+
+def plot_accuracy(history: History, path: Path, title: str) -> Path:
+    """Train and test accuracy per epoch, y from 0 to 1 (the book's Fig. 4-12)."""
+    epochs = np.arange(history.train_acc.size)
+    fig = _common.figure()
+    ax = fig.add_subplot()
+    markers = epochs.size <= 60  # the book's markers, unless they would blur the lines
+    ax.plot(epochs, history.train_acc, marker="o" if markers else None, ms=4, label="train acc")
+    ax.plot(
+        epochs, history.test_acc, marker="s" if markers else None, ms=4, ls="--", label="test acc"
+    )
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.0)
+    ax.set_xlim(0, max(epochs.size - 1, 1))
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _common.save(fig, path)
+
+
+def confusion_matrix(predicted: np.ndarray, true: np.ndarray, classes: int) -> np.ndarray:
+    """``m[i, j]``: test examples of true class i predicted as j."""
+    m = np.zeros((classes, classes), np.int64)
+    np.add.at(m, (true, predicted), 1)
+    return m
+
+
+def plot_confusion(m: np.ndarray, class_names: tuple[str, ...], path: Path, title: str) -> Path:
+    """The confusion matrix as an annotated heat map (rows: true, columns: predicted)."""
+    k = m.shape[0]
+    fig = _common.figure(width=7.6, height=6.6)
+    ax = fig.add_subplot()
+    image = ax.imshow(m, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="test images")
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j,
+                i,
+                str(m[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if m[i, j] > m.max() / 2 else "black",
+            )
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    return _common.save(fig, path)
+
+
+def _metrics(args, data, history: History, wall: float, status: str) -> dict[str, Any]:
+    done = history.iterations
+    train_time = history.wall_time - history.compile_time
+    per_epoch = (
+        int(history.eval_iteration[1] - history.eval_iteration[0])
+        if (history.eval_iteration.size > 1)
+        else done
+    )
+    return {
+        "experiment": NAME,
+        "status": status,
+        "settings": {
+            "iters": args.iters,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "hidden": args.hidden,
+            "activation": args.activation,
+            "seed": args.seed,
+            "weight_init_std": 0.01,
+            "optimizer": "sgd",
+        },
+        "dataset": {
+            "requested": args.dataset,
+            "used": data.name,
+            "train_size": len(data.train[0]),
+            "test_size": len(data.test[0]),
+            "notice": data.notice,
+        },
+        "iterations_run": done,
+        "iters_per_epoch": per_epoch,
+        "final_train_acc": float(history.train_acc[-1]) if history.train_acc.size else None,
+        "final_test_acc": float(history.test_acc[-1]) if history.test_acc.size else None,
+        "loss_first_iteration": float(history.loss[0]) if done else None,
+        "loss_last_epoch_mean": float(np.mean(history.loss[-per_epoch:])) if done else None,
+        "wall_time_s": wall,
+        "fit_time_s": history.wall_time,
+        "compile_time_s": history.compile_time,
+        "steps_per_s": done / train_time if train_time > 0 else None,
+        "eval_iteration": history.eval_iteration,
+        "train_acc": history.train_acc,
+        "test_acc": history.test_acc,
+        "machine": {
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "device": str(jax.devices()[0].device_kind),
+            "cpu_count": _cpu_count(),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the job; returns the metrics written to ``metrics.json``.
+
+    Raises ``SystemExit`` with a message if training diverges (the outputs are still
+    written, from the last finite params and the history up to then).
+    """
+    t_start = time.perf_counter()
+    args = parse_args(argv)
+    out = _common.out_dir(args.out)
+    data = _common.load_dataset(args.dataset)
+    (x_train, t_train), (x_test, t_test) = data.train, data.test
+    classes = len(data.class_names)
+    net = nets.two_layer_net(args.activation)
+    k_init, k_fit = jax.random.split(jax.random.key(args.seed))
+    params = nets.init_two_layer_net(k_init, x_train.shape[1], args.hidden, classes)
+    print(
+        f"{x_train.shape[1]}-{args.hidden}-{classes} {args.activation} net, {args.iters} "
+        f"iterations, batch {args.batch_size}, lr {args.lr}"
+    )
+
+    bar = None
+    if _common.progress_enabled():
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.iters, unit="it", leave=False, dynamic_ncols=True)
+
+    def on_progress(p: Progress) -> None:
+        if p.train_acc is not None:
+            line = f"train acc, test acc | {p.train_acc:.4f}, {p.test_acc:.4f}"
+            print(line) if bar is None else bar.write(line)
+        if bar is not None:
+            bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
+            bar.update(p.iteration - bar.n)
+
+    status, error = "ok", None
+    try:
+        params, history = fit(
+            params,
+            (x_train, t_train),
+            (x_test, t_test),
+            key=k_fit,
+            loss_fn=net.loss,
+            predict_fn=net.predict,
+            iters=args.iters,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            callback=on_progress,
+        )
+    except TrainingDiverged as e:
+        params, history, status, error = e.params, e.history, "diverged", e
+    finally:
+        if bar is not None:
+            bar.close()
+
+    wall_fit = time.perf_counter() - t_start
+    title = f"{data.name}: {x_train.shape[1]}-{args.hidden}-{classes} {args.activation}"
+    plot_loss(history, out / "loss.png", title)
+    plot_accuracy(history, out / "accuracy.png", title)
+    predicted = np.asarray(jnp.argmax(jax.jit(net.predict)(params, x_test), axis=1))
+    _common.image_grid(
+        x_test,
+        predicted,
+        t_test,
+        data.class_names,
+        out / "predictions.png",
+        f"{data.name}: first 25 test images (red: wrong)",
+    )
+    plot_confusion(
+        confusion_matrix(predicted, np.asarray(t_test), classes),
+        data.class_names,
+        out / "confusion.png",
+        f"{data.name} test set, {len(t_test):,} images",
+    )
+    fio.save_params(out / "params.npz", params)
+    metrics = _metrics(args, data, history, wall_fit, status)
+    metrics["wall_time_with_outputs_s"] = time.perf_counter() - t_start
+    _common.write_json(out / "metrics.json", metrics)
+
+    print(
+        f"final train acc {metrics['final_train_acc']:.4f}, test acc "
+        f"{metrics['final_test_acc']:.4f}; training {history.wall_time:.2f} s "
+        f"(compile {history.compile_time:.2f} s, {metrics['steps_per_s']:.0f} steps/s), "
+        f"job {wall_fit:.2f} s"
+    )
+    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
+    if status == "ok" and metrics["loss_last_epoch_mean"] > metrics["loss_first_iteration"]:
+        print(
+            "warning: the loss rose during training (last epoch's mean above the first "
+            "iteration's): the learning rate is probably too large"
+        )
+    if error is not None:
+        raise SystemExit(f"error: {error}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

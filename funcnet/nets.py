@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from funcnet import functions, layers
 from funcnet import gradient as _gradient
+from funcnet._checks import check_labels
 
 Params = dict[str, jax.Array]
 """A network's weights: a dict of arrays with the book's keys (``W1``, ``b1``, ...)."""
@@ -47,7 +48,7 @@ GradFn = Callable[[Any, jax.Array, jax.Array], Any]
 
 ACTIVATIONS = ("relu", "sigmoid")
 
-# ch4 simpleNet: the book's weights, input and label, printed in the text (float64).
+# ch4 simpleNet: the weights the book prints (4.4.2), used with x = [0.6, 0.9], t = [0, 0, 1].
 SIMPLE_NET_BOOK_W = (
     (0.47355232, 0.9977393, 0.84668094),
     (0.85557411, 0.03563661, 0.69422093),
@@ -72,8 +73,7 @@ def _labels(name: str, num_scores: int, classes: int, t: jax.Array) -> jax.Array
             f"{name}: t must be labels ({num_scores},) or one-hot ({num_scores}, {classes}) "
             f"for {num_scores} examples, got t {t.shape}"
         )
-    if not jnp.issubdtype(t.dtype, jnp.integer):
-        raise ValueError(f"{name}: labels t must have an integer dtype, got {t.dtype}")
+    check_labels(name, t, classes)  # integer dtype; values in range when concrete
     return t
 
 

@@ -142,12 +142,13 @@ def make_segment(update: Step, batch_size: int, max_steps: int, loss_dtype: Any)
 
     def segment(params, opt_state, x, t, key, start, num_steps):
         n = x.shape[0]
-        keys = jax.vmap(lambda j: jax.random.fold_in(key, start + j))(jnp.arange(max_steps))
-        idx = jax.vmap(lambda k: sample_batch(k, n, batch_size))(keys)
 
         def body(j, carry):
             params, opt_state, losses = carry
-            params, opt_state, loss = update(params, opt_state, x[idx[j]], t[idx[j]])
+            # Sampled inside the loop: drawing all of a segment's indices up front with a
+            # vmap runs no faster and takes ~0.35 s longer to compile (2 CPU cores).
+            idx = sample_batch(jax.random.fold_in(key, start + j), n, batch_size)
+            params, opt_state, loss = update(params, opt_state, x[idx], t[idx])
             return params, opt_state, losses.at[j].set(loss)
 
         losses = jnp.full((max_steps,), jnp.nan, loss_dtype)
@@ -350,10 +351,10 @@ def fit(
             )
 
     optimizer = optax.sgd(lr) if optimizer is None else optimizer
-    x_train, t_train, x_test, t_test = place((x_train, t_train, x_test, t_test))
+    params, x_train, t_train, x_test, t_test = place((params, x_train, t_train, x_test, t_test))
     opt_state = optimizer.init(params)
     update = sgd_update(loss_fn, optimizer)
-    batch = (x_train[:batch_size], t_train[:batch_size])
+    batch = [jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype) for a in (x_train, t_train)]
     loss_dtype = jax.eval_shape(update, params, opt_state, *batch)[2].dtype
 
     # Compile everything once, up front (ahead of time: no retracing later).
@@ -379,8 +380,8 @@ def fit(
 
         def run(params, opt_state, x, t, key, start, num_steps):
             losses = []
-            for j in range(int(num_steps)):
-                params, opt_state, loss = step(params, opt_state, x, t, key, start + j)
+            for i in range(int(start), int(start) + int(num_steps)):
+                params, opt_state, loss = step(params, opt_state, x, t, key, jnp.int32(i))
                 losses.append(loss)
             losses = jnp.stack(losses)
             return (

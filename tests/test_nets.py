@@ -146,6 +146,8 @@ def test_accuracy_rejects_mismatched_labels():
         nets.accuracy(nets.three_layer_net_predict, params, x, jnp.zeros((5, 3)))
     with pytest.raises(ValueError, match="integer dtype"):
         nets.accuracy(nets.three_layer_net_predict, params, x, jnp.zeros(5))
+    with pytest.raises(ValueError, match="label 4 is out of range for 4 classes"):
+        nets.accuracy(nets.three_layer_net_predict, params, x, jnp.full(5, 4, jnp.int32))
     with pytest.raises(ValueError, match="batch_size"):
         nets.accuracy(
             nets.three_layer_net_predict, params, x, jnp.zeros(5, jnp.int32), batch_size=0

@@ -171,14 +171,19 @@ def test_fit_reports_progress_after_every_segment():
     assert seen[-1].loss == pytest.approx(float(history.loss[-1]))
 
 
-def test_fit_accepts_one_hot_labels_and_another_optimizer():
+def test_fit_accepts_one_hot_labels_numpy_params_and_another_optimizer():
     x, t = _blobs(260)
     onehot = np.eye(3, dtype=np.float32)[t]
     params = nets.init_two_layer_net(jax.random.key(1), 10, 8, 3, weight_init_std=0.3)
     common = dict(key=jax.random.key(2), loss_fn=RELU.loss, predict_fn=RELU.predict, iters=30)
     p1, h1 = train.fit(params, (x[:200], t[:200]), (x[200:], t[200:]), **common, lr=0.2)
+    numpy_params = {k: np.asarray(v) for k, v in params.items()}  # e.g. from a .npz file
     p2, h2 = train.fit(
-        params, (x[:200], onehot[:200]), (x[200:], onehot[200:]), **common, optimizer=optax.sgd(0.2)
+        numpy_params,
+        (x[:200], onehot[:200]),
+        (x[200:], onehot[200:]),
+        **common,
+        optimizer=optax.sgd(0.2),
     )
     for k in p1:
         np.testing.assert_allclose(p1[k], p2[k], rtol=1e-5, atol=1e-6)

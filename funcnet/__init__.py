@@ -1,11 +1,13 @@
 """funcnet: the neural-network core of *Deep Learning from Scratch* (ch. 2-5) as pure JAX
 functions with hand-written, verified backward rules.
 
-Modules: ``functions`` (ch3-4), ``perceptron`` (ch2), ``gradient`` (ch4), ``layers``
-(ch5, custom_vjp rules), ``check`` (gradient verification).
+Modules: ``perceptron`` (ch2), ``functions`` (ch3-4), ``gradient`` (ch4), ``layers``
+(ch5, custom_vjp rules), ``nets`` (ch3-5 networks), ``train`` (jitted SGD, ``fit``),
+``datasets`` (MNIST, Fashion-MNIST), ``io`` (parameter files), ``graph`` (computational
+graphs), ``check`` (gradient verification, ``python -m funcnet.check``).
 """
 
-from funcnet import functions, gradient, layers, perceptron
+from funcnet import datasets, functions, gradient, graph, io, layers, nets, perceptron, train
 from funcnet.functions import (
     cross_entropy_error,
     identity_function,
@@ -22,10 +24,15 @@ from funcnet.gradient import gradient_descent, numerical_diff, numerical_gradien
 __version__ = "0.1.0"
 
 __all__ = [
+    "datasets",
     "functions",
     "gradient",
+    "graph",
+    "io",
     "layers",
+    "nets",
     "perceptron",
+    "train",
     "cross_entropy_error",
     "identity_function",
     "log_softmax",

@@ -1,0 +1,598 @@
+"""The peers of ``experiments.benchmark``: the book's ch5 training protocol five ways.
+
+Every peer runs the same protocol on the same data from the same initial weights:
+784-50-10 ReLU net, minibatches of 100 drawn with replacement, SGD with learning rate
+0.1, ``iters`` iterations, train and test accuracy over the whole sets after iterations
+0, epoch, 2·epoch, ... (epoch = ``max(n / batch_size, 1)`` iterations, the book's
+``iter_per_epoch``), the minibatch loss recorded every iteration.
+
+- :func:`run_fit`: funcnet's ``fit`` (custom_vjp layers, the steps between two
+  evaluations fused into one compiled loop) — the product;
+- :func:`run_step`: funcnet's ``fit(fused=False)``, one compiled step per Python iteration;
+- :func:`run_plain_jax`: ``jax.grad`` of a plain ``jnp`` forward with ``optax.sgd``, each
+  epoch one ``lax.scan``, jitted evaluation: the ceiling the custom rules must reach;
+- :func:`run_numpy`: the book's algorithm in NumPy (Affine, Relu, SoftmaxWithLoss with
+  hand-written backward passes), float32;
+- :func:`run_torch`: PyTorch eager (``torch.nn`` + ``torch.optim.SGD``), float32, with
+  denormals flushed like XLA does; a "skipped" result when torch is not importable.
+
+Each returns a :class:`PeerResult`. ``seconds`` is the whole protocol (data placement,
+every step, every evaluation, host transfers) *without* compilation, which is timed on
+its own in ``compile_seconds`` (ahead-of-time ``jit(...).lower(...).compile()``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from funcnet import nets, train
+
+TORCH_VERSION = "2.13.0"
+TORCH_HINT = f"pip install torch=={TORCH_VERSION}"
+
+Split = tuple[np.ndarray, np.ndarray]
+Params = dict[str, Any]
+
+
+class Protocol(NamedTuple):
+    """The book's ch5 training protocol (``train_neuralnet.py``)."""
+
+    iters: int = 10000
+    batch_size: int = 100
+    lr: float = 0.1
+    hidden: int = 50
+    weight_init_std: float = 0.01
+    seed: int = 0
+
+
+class PeerResult(NamedTuple):
+    """One run of one peer.
+
+    ``status`` is ``"ok"`` or ``"skipped"`` (then ``reason`` says why and every number is
+    None). ``seconds`` excludes compilation, ``compile_seconds`` is compilation alone (0
+    for the eager peers). ``losses`` is the minibatch loss of every iteration.
+    """
+
+    name: str
+    status: str
+    reason: str | None = None
+    seconds: float | None = None
+    compile_seconds: float | None = None
+    train_acc: float | None = None
+    test_acc: float | None = None
+    losses: np.ndarray | None = None
+    params: Params | None = None
+
+
+def skipped(name: str, reason: str) -> PeerResult:
+    """A result for a peer that could not run."""
+    return PeerResult(name=name, status="skipped", reason=reason)
+
+
+def evaluation_points(iters: int, every: int) -> list[int]:
+    """Iterations after whose update the accuracies are measured: 0, every, 2·every, ..."""
+    return list(range(0, iters, every))
+
+
+def init_params(protocol: Protocol, input_size: int, classes: int) -> Params:
+    """The shared initial weights (NumPy float32): funcnet's ``init_two_layer_net`` with the
+    protocol's seed, Gaussian std ``weight_init_std``, zero biases."""
+    key = jax.random.fold_in(jax.random.key(protocol.seed), 0)
+    params = nets.init_two_layer_net(
+        key, input_size, protocol.hidden, classes, protocol.weight_init_std
+    )
+    return {k: np.asarray(v) for k, v in params.items()}
+
+
+def fit_key(protocol: Protocol) -> jax.Array:
+    """The minibatch key of the JAX peers (all three draw the same minibatches)."""
+    return jax.random.fold_in(jax.random.key(protocol.seed), 1)
+
+
+# --------------------------------------------------------------------------------------
+# funcnet
+
+
+def run_fit(
+    train_data: Split, test_data: Split, params: Params, protocol: Protocol, *, fused: bool = True
+) -> PeerResult:
+    """funcnet ``fit`` with the two-layer ReLU net's custom-rule loss; ``fused=False`` is
+    one compiled step per Python iteration."""
+    net = nets.two_layer_net("relu")
+    t0 = time.perf_counter()
+    final, history = train.fit(
+        params,
+        train_data,
+        test_data,
+        key=fit_key(protocol),
+        loss_fn=net.loss,
+        predict_fn=net.predict,
+        iters=protocol.iters,
+        batch_size=protocol.batch_size,
+        lr=protocol.lr,
+        fused=fused,
+    )
+    jax.block_until_ready(final)
+    total = time.perf_counter() - t0
+    return PeerResult(
+        name="funcnet fit" if fused else "funcnet step",
+        status="ok",
+        seconds=total - history.compile_time,
+        compile_seconds=history.compile_time,
+        train_acc=float(history.train_acc[-1]),
+        test_acc=float(history.test_acc[-1]),
+        losses=history.loss,
+        params=final,
+    )
+
+
+def run_step(train_data: Split, test_data: Split, params: Params, protocol: Protocol) -> PeerResult:
+    """funcnet with one jitted step per Python iteration (``fit(fused=False)``)."""
+    return run_fit(train_data, test_data, params, protocol, fused=False)
+
+
+# --------------------------------------------------------------------------------------
+# plain JAX: jax.grad of a jnp forward, optax.sgd, one lax.scan per epoch
+
+
+def plain_predict(params: Params, x: jax.Array) -> jax.Array:
+    """Scores ``relu(x·W1 + b1)·W2 + b2``: x ``(N, D)`` -> ``(N, C)``, jnp only."""
+    h = jax.nn.relu(x @ params["W1"] + params["b1"])
+    return h @ params["W2"] + params["b2"]
+
+
+def plain_loss(params: Params, x: jax.Array, t: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of :func:`plain_predict` for integer labels ``t (N,)``."""
+    logp = jax.nn.log_softmax(plain_predict(params, x))
+    return -jnp.mean(jnp.take_along_axis(logp, t[:, None], axis=1))
+
+
+def plain_accuracies(params: Params, x_train, t_train, x_test, t_test) -> jax.Array:
+    """``[train_acc, test_acc]``: argmax of the scores against the labels, whole sets."""
+
+    def acc(x, t):
+        return jnp.mean(jnp.argmax(plain_predict(params, x), axis=1) == t)
+
+    return jnp.stack([acc(x_train, t_train), acc(x_test, t_test)])
+
+
+def plain_epoch(
+    optimizer: optax.GradientTransformation, batch_size: int, num_steps: int
+) -> Callable:
+    """``epoch(params, opt_state, x, t, key, start) -> (params, opt_state, losses)``:
+    iterations ``start .. start + num_steps - 1`` as one ``lax.scan``, iteration ``i``
+    drawing its minibatch with ``fold_in(key, i)`` (the same draws as funcnet's fit)."""
+
+    def epoch(params, opt_state, x, t, key, start):
+        n = x.shape[0]
+
+        def body(carry, i):
+            params, opt_state = carry
+            batch = jax.random.randint(
+                jax.random.fold_in(key, i), (batch_size,), 0, n, dtype=jnp.int32
+            )
+            loss, grads = jax.value_and_grad(plain_loss)(params, x[batch], t[batch])
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        steps = start + jnp.arange(num_steps, dtype=jnp.int32)
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), steps)
+        return params, opt_state, losses
+
+    return epoch
+
+
+def plan(iters: int, every: int) -> list[tuple[int, int, bool]]:
+    """``(start, num_steps, evaluate_after)``: [0], [1, every], ..., and a last partial
+    segment without evaluation (the book evaluates when ``i % every == 0``)."""
+    out, start = [(0, 1, True)], 1
+    while start < iters:
+        num = min(every, iters - start)
+        out.append((start, num, num == every))
+        start += num
+    return out
+
+
+def run_plain_jax(
+    train_data: Split, test_data: Split, params: Params, protocol: Protocol
+) -> PeerResult:
+    """Plain JAX: ``jax.grad`` of :func:`plain_loss` + ``optax.sgd``, an epoch per scan."""
+    t0 = time.perf_counter()
+    x_train, t_train, x_test, t_test = jax.device_put((*train_data, *test_data))
+    params = jax.device_put(params)
+    every = max(x_train.shape[0] // protocol.batch_size, 1)
+    segments = plan(protocol.iters, every)
+    optimizer = optax.sgd(protocol.lr)
+    opt_state = optimizer.init(params)
+    key = fit_key(protocol)
+
+    t_compile = time.perf_counter()
+    evaluate = jax.jit(plain_accuracies).lower(params, x_train, t_train, x_test, t_test).compile()
+    epochs = {
+        num: jax.jit(plain_epoch(optimizer, protocol.batch_size, num))
+        .lower(params, opt_state, x_train, t_train, key, 0)
+        .compile()
+        for num in sorted({num for _, num, _ in segments})
+    }
+    compile_seconds = time.perf_counter() - t_compile
+
+    losses, accs = [], None
+    for start, num, do_eval in segments:
+        params, opt_state, seg_losses = epochs[num](params, opt_state, x_train, t_train, key, start)
+        if do_eval:
+            accs = evaluate(params, x_train, t_train, x_test, t_test)
+            accs, seg_losses = jax.device_get((accs, seg_losses))
+        losses.append(seg_losses)
+    losses = np.concatenate([np.asarray(loss) for loss in jax.device_get(losses)])
+    params = jax.block_until_ready(params)
+    total = time.perf_counter() - t0
+    return PeerResult(
+        name="plain JAX",
+        status="ok",
+        seconds=total - compile_seconds,
+        compile_seconds=compile_seconds,
+        train_acc=float(accs[0]),
+        test_acc=float(accs[1]),
+        losses=losses,
+        params=params,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# NumPy: the book's layers with hand-written backward passes
+
+
+def np_affine(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Affine forward ``x·W + b`` (book ``Affine.forward``): ``(N, D) -> (N, H)``."""
+    return x @ W + b
+
+
+def np_affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray) -> tuple:
+    """Affine backward (book ``Affine.backward``): ``dx = dout·Wᵀ, dW = xᵀ·dout,
+    db = Σₙ dout``."""
+    return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+
+
+def np_relu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU forward (book ``Relu.forward``): returns ``(out, mask)`` with mask ``x <= 0``."""
+    mask = x <= 0
+    out = x.copy()
+    out[mask] = 0
+    return out, mask
+
+
+def np_relu_backward(dout: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """ReLU backward (book ``Relu.backward``): the upstream gradient where ``x > 0``."""
+    dx = dout.copy()
+    dx[mask] = 0
+    return dx
+
+
+def np_softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (book ``softmax``, max subtracted): ``(N, C) -> (N, C)``."""
+    x = x - x.max(axis=1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def np_softmax_with_loss(x: np.ndarray, t: np.ndarray) -> tuple[np.float32, np.ndarray]:
+    """SoftmaxWithLoss forward (book): ``(loss, y)`` with the book's
+    ``cross_entropy_error`` (1e-7 inside the log), labels ``t (N,)``."""
+    y = np_softmax(x)
+    n = x.shape[0]
+    loss = -np.sum(np.log(y[np.arange(n), t] + 1e-7)) / n
+    return loss, y
+
+
+def np_softmax_with_loss_backward(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """SoftmaxWithLoss backward (book): ``(y - one_hot(t)) / N``."""
+    n = y.shape[0]
+    dx = y.copy()
+    dx[np.arange(n), t] -= 1
+    return dx / n
+
+
+def np_gradient(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[Any, Params]:
+    """The book's ``TwoLayerNet.gradient`` (ch5): forward through the layers, then
+    backward in reverse order. Returns ``(loss, grads)``."""
+    a1 = np_affine(x, params["W1"], params["b1"])
+    z1, mask = np_relu(a1)
+    a2 = np_affine(z1, params["W2"], params["b2"])
+    loss, y = np_softmax_with_loss(a2, t)
+    dout = np_softmax_with_loss_backward(y, t)
+    dz1, dW2, db2 = np_affine_backward(dout, z1, params["W2"])
+    da1 = np_relu_backward(dz1, mask)
+    _, dW1, db1 = np_affine_backward(da1, x, params["W1"])
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+def np_accuracy(params: Params, x: np.ndarray, t: np.ndarray) -> float:
+    """The book's ``accuracy``: argmax of the scores against labels ``t (N,)``."""
+    z1, _ = np_relu(np_affine(x, params["W1"], params["b1"]))
+    scores = np_affine(z1, params["W2"], params["b2"])
+    return float(np.mean(np.argmax(scores, axis=1) == t))
+
+
+def run_numpy(
+    train_data: Split, test_data: Split, params: Params, protocol: Protocol
+) -> PeerResult:
+    """The book's ch5 loop in NumPy, float32 weights and data (the book's ``randn`` weights
+    would be float64); minibatches from ``numpy.random.default_rng(seed)``."""
+    t0 = time.perf_counter()
+    (x_train, t_train), (x_test, t_test) = train_data, test_data
+    params = {k: np.array(v, np.float32) for k, v in params.items()}
+    n = x_train.shape[0]
+    every = max(n // protocol.batch_size, 1)
+    rng = np.random.default_rng(protocol.seed)
+    lr = np.float32(protocol.lr)
+    losses = np.empty(protocol.iters, np.float32)
+    accs = None
+    for i in range(protocol.iters):
+        batch = rng.integers(0, n, protocol.batch_size)
+        loss, grads = np_gradient(params, x_train[batch], t_train[batch])
+        for k in params:
+            params[k] -= lr * grads[k]
+        losses[i] = loss
+        if i % every == 0:
+            accs = (np_accuracy(params, x_train, t_train), np_accuracy(params, x_test, t_test))
+    return PeerResult(
+        name="NumPy (book)",
+        status="ok",
+        seconds=time.perf_counter() - t0,
+        compile_seconds=0.0,
+        train_acc=accs[0],
+        test_acc=accs[1],
+        losses=losses,
+        params=params,
+    )
+
+
+def count_subnormal(arrays: Any) -> tuple[int, int]:
+    """``(subnormal, total)`` element counts over NumPy float arrays (a dict or list):
+    values with ``0 < |v| < tiny``, which CPUs handle on slow paths unless flushed."""
+    arrays = arrays.values() if isinstance(arrays, dict) else arrays
+    sub = tot = 0
+    for a in arrays:
+        a = np.asarray(a)
+        tiny = np.finfo(a.dtype).tiny
+        sub += int(np.count_nonzero((a != 0) & (np.abs(a) < tiny)))
+        tot += a.size
+    return sub, tot
+
+
+def denormal_census(params: Params, x: np.ndarray, t: np.ndarray) -> dict[str, tuple[int, int]]:
+    """Subnormal counts ``(subnormal, total)`` in the weights, and in the activations and
+    gradients of one forward and backward pass over ``x (N, D)``, labels ``t (N,)``, at
+    those weights (the NumPy peer's float32 arithmetic)."""
+    params = {k: np.asarray(v, np.float32) for k, v in params.items()}
+    a1 = np_affine(x, params["W1"], params["b1"])
+    z1, mask = np_relu(a1)
+    a2 = np_affine(z1, params["W2"], params["b2"])
+    _, y = np_softmax_with_loss(a2, t)
+    dout = np_softmax_with_loss_backward(y, t)
+    dz1, dW2, db2 = np_affine_backward(dout, z1, params["W2"])
+    da1 = np_relu_backward(dz1, mask)
+    _, dW1, db1 = np_affine_backward(da1, x, params["W1"])
+    return {
+        "weights": count_subnormal(params),
+        "activations": count_subnormal([a1, z1, a2, y]),
+        "gradients": count_subnormal([dout, dz1, da1, dW1, db1, dW2, db2]),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# PyTorch eager
+
+
+def import_torch() -> tuple[Any, str | None]:
+    """``(torch, None)``, or ``(None, reason)`` when torch cannot be imported."""
+    try:
+        return importlib.import_module("torch"), None
+    except ImportError as e:
+        return None, f"torch not installed: {TORCH_HINT} ({e})"
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def run_torch(
+    train_data: Split,
+    test_data: Split,
+    params: Params,
+    protocol: Protocol,
+    *,
+    flush_denormal: bool = True,
+) -> PeerResult:
+    """PyTorch eager: ``nn.Sequential(Linear, ReLU, Linear)``, ``CrossEntropyLoss``,
+    ``optim.SGD``; float32, ``set_num_threads(cores)``, and ``set_flush_denormal(True)``
+    during the run like XLA on CPU (``flush_denormal=False`` keeps denormals). The flag is
+    process-wide state: it is switched off again afterwards, so it cannot change the
+    NumPy peer."""
+    torch, reason = import_torch()
+    if torch is None:
+        return skipped("PyTorch eager", f"skipped ({reason.split(' (')[0]})")
+    torch.set_num_threads(cpu_count())
+    flushing = torch.set_flush_denormal(flush_denormal) and flush_denormal
+    try:
+        return _run_torch(torch, train_data, test_data, params, protocol, flushing)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _writable(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """``a`` as a C-contiguous, writable array of ``dtype`` (torch refuses read-only
+    memory), copied only when needed."""
+    a = np.ascontiguousarray(a, dtype)
+    return a if a.flags.writeable else a.copy()
+
+
+def _run_torch(torch, train_data, test_data, params, protocol, flushing: bool) -> PeerResult:
+    nn = torch.nn
+    t0 = time.perf_counter()
+    x_train, x_test = (_writable(x[0], np.float32) for x in (train_data, test_data))
+    x_train, x_test = torch.from_numpy(x_train), torch.from_numpy(x_test)
+    t_train = torch.from_numpy(_writable(train_data[1], np.int64))
+    t_test = torch.from_numpy(_writable(test_data[1], np.int64))
+    d, h = params["W1"].shape
+    c = params["W2"].shape[1]
+    model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, c))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.from_numpy(np.array(params["W1"]).T))
+        model[0].bias.copy_(torch.from_numpy(np.array(params["b1"])))
+        model[2].weight.copy_(torch.from_numpy(np.array(params["W2"]).T))
+        model[2].bias.copy_(torch.from_numpy(np.array(params["b2"])))
+    optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(protocol.seed)
+    n = x_train.shape[0]
+    every = max(n // protocol.batch_size, 1)
+
+    def accuracy(x, t):
+        with torch.no_grad():
+            return (model(x).argmax(dim=1) == t).float().mean().item()
+
+    losses = torch.empty(protocol.iters)
+    accs = None
+    for i in range(protocol.iters):
+        batch = torch.randint(n, (protocol.batch_size,), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x_train[batch]), t_train[batch])
+        loss.backward()
+        optimizer.step()
+        losses[i] = loss.detach()
+        if i % every == 0:
+            accs = (accuracy(x_train, t_train), accuracy(x_test, t_test))
+    seconds = time.perf_counter() - t0
+    final = {
+        "W1": model[0].weight.detach().numpy().T.copy(),
+        "b1": model[0].bias.detach().numpy().copy(),
+        "W2": model[2].weight.detach().numpy().T.copy(),
+        "b2": model[2].bias.detach().numpy().copy(),
+    }
+    return PeerResult(
+        name="PyTorch eager",
+        status="ok",
+        reason=None if flushing else "denormals not flushed",
+        seconds=seconds,
+        compile_seconds=0.0,
+        train_acc=accs[0],
+        test_acc=accs[1],
+        losses=losses.numpy(),
+        params=final,
+    )
+
+
+PEERS: dict[str, Callable[..., PeerResult]] = {
+    "fit": run_fit,
+    "step": run_step,
+    "jax": run_plain_jax,
+    "numpy": run_numpy,
+    "torch": run_torch,
+}
+"""Peer id (``--peers`` value) -> runner ``(train, test, params, protocol) -> PeerResult``."""
+
+PEER_NAMES = {
+    "fit": "funcnet fit",
+    "step": "funcnet step",
+    "jax": "plain JAX",
+    "numpy": "NumPy (book)",
+    "torch": "PyTorch eager",
+}
+
+# --------------------------------------------------------------------------------------
+# Where time goes: evaluation vs steps, for funcnet's fit and the plain-JAX ceiling
+
+
+def best_time(fn: Callable[[], Any], repeats: int = 1) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``fn`` (waiting for JAX results)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _numpy_steps(
+    params: Params, x: np.ndarray, t: np.ndarray, protocol: Protocol, steps: int
+) -> Params:
+    """``steps`` iterations of the NumPy peer's loop (no evaluation), on a copy of params."""
+    params = {k: v.copy() for k, v in params.items()}
+    rng = np.random.default_rng(protocol.seed)
+    lr = np.float32(protocol.lr)
+    for _ in range(steps):
+        batch = rng.integers(0, x.shape[0], protocol.batch_size)
+        _, grads = np_gradient(params, x[batch], t[batch])
+        for k in params:
+            params[k] -= lr * grads[k]
+    return params
+
+
+PROFILED = ("funcnet fit", "plain JAX", "NumPy (book)")
+"""The peers whose pieces :func:`profile_pieces` times."""
+
+
+def profile_pieces(
+    train_data: Split, test_data: Split, params: Params, protocol: Protocol
+) -> tuple[int, dict[str, dict[str, Callable[[], Any]]]]:
+    """The pieces of the protocol as calls to time: for each of :data:`PROFILED`, ``eval``
+    (train + test accuracy over every image) and ``steps`` (one epoch of ``every``
+    steps, no evaluation). funcnet's are ``train.make_evaluate`` and ``train.make_segment``
+    with the custom-rule net, the plain-JAX peer's its own; both compiled here, ahead of
+    time. Returns ``(every, {peer: {"eval": fn, "steps": fn}})``."""
+    x_train, t_train, x_test, t_test = jax.device_put((*train_data, *test_data))
+    params = jax.device_put(params)
+    every = max(x_train.shape[0] // protocol.batch_size, 1)
+    optimizer = optax.sgd(protocol.lr)
+    opt_state = optimizer.init(params)
+    key = fit_key(protocol)
+    data = (x_train, t_train, x_test, t_test)
+    net = nets.two_layer_net("relu")
+    start, num = jnp.int32(1), jnp.int32(every)
+
+    fn_eval = jax.jit(train.make_evaluate(net.predict)).lower(params, *data).compile()
+    update = train.sgd_update(net.loss, optimizer)
+    fn_seg = (
+        jax.jit(train.make_segment(update, protocol.batch_size, every, jnp.float32))
+        .lower(params, opt_state, x_train, t_train, key, start, num)
+        .compile()
+    )
+    plain_eval = jax.jit(plain_accuracies).lower(params, *data).compile()
+    plain_seg = (
+        jax.jit(plain_epoch(optimizer, protocol.batch_size, every))
+        .lower(params, opt_state, x_train, t_train, key, 1)
+        .compile()
+    )
+    np_params = {k: np.array(v, np.float32) for k, v in params.items()}
+    seg_args = (params, opt_state, x_train, t_train, key)
+    return every, {
+        "funcnet fit": {
+            "eval": lambda: fn_eval(params, *data),
+            "steps": lambda: fn_seg(*seg_args, start, num),
+        },
+        "plain JAX": {
+            "eval": lambda: plain_eval(params, *data),
+            "steps": lambda: plain_seg(*seg_args, 1),
+        },
+        "NumPy (book)": {
+            "eval": lambda: (
+                np_accuracy(np_params, *train_data),
+                np_accuracy(np_params, *test_data),
+            ),
+            "steps": lambda: _numpy_steps(np_params, *train_data, protocol, every),
+        },
+    }

@@ -1,0 +1,186 @@
+"""experiments.benchmark: the peers run the same protocol, the table and JSON have their
+structure, a missing torch gives a clean "skipped" row. Tiny sizes; nothing about time."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import _numgrad, _peers, benchmark
+from funcnet import datasets, nets
+
+PEER_IDS = ["fit", "step", "jax", "numpy", "torch"]
+
+
+@pytest.fixture(scope="module")
+def subset():
+    return datasets.load("mnist-5k")
+
+
+def _small(subset, n_train=300, n_test=100):
+    (x, t), (xt, tt) = subset.train, subset.test
+    return (x[:n_train], t[:n_train]), (xt[:n_test], tt[:n_test])
+
+
+def test_numpy_book_gradient_matches_funcnet_backprop(subset):
+    train, _ = _small(subset)
+    x, t = train[0][:20], train[1][:20]
+    params = _peers.init_params(_peers.Protocol(), 784, 10)
+    params = {k: v + 0.05 * np.float32(i + 1) for i, (k, v) in enumerate(params.items())}
+    loss, grads = _peers.np_gradient(params, x, t)
+    expected_loss, expected = jax.jit(jax.value_and_grad(nets.two_layer_net_loss))(params, x, t)
+    assert loss == pytest.approx(float(expected_loss), abs=1e-5)  # the book's 1e-7 in the log
+    for k in params:
+        np.testing.assert_allclose(grads[k], expected[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_plain_jax_peer_follows_fits_minibatches(subset):
+    # Same initial weights and the same draws (fold_in(key, i)): the ceiling runs the very
+    # same protocol as fit, so the params agree up to float32 rounding.
+    train, test = _small(subset)
+    protocol = _peers.Protocol(iters=7)
+    params = _peers.init_params(protocol, 784, 10)
+    a = _peers.run_fit(train, test, params, protocol)
+    b = _peers.run_plain_jax(train, test, params, protocol)
+    assert a.losses.shape == b.losses.shape == (7,)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    for k in params:
+        np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_book_numerical_gradient_loop_matches_backprop_and_restores_params(x64):
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 6))
+    t = np.array([0, 2, 1])
+    params = {
+        "W1": 0.5 * rng.standard_normal((6, 4)),
+        "b1": 0.1 * rng.standard_normal(4),
+        "W2": 0.5 * rng.standard_normal((4, 3)),
+        "b2": 0.1 * rng.standard_normal(3),
+    }
+    before = {k: v.copy() for k, v in params.items()}
+    grads, done = _numgrad.book_two_layer_gradient(params, x, t)
+    assert done == 6 * 4 + 4 + 4 * 3 + 3
+    backprop = nets.two_layer_net_gradient({k: jnp.asarray(v) for k, v in params.items()}, x, t)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+        np.testing.assert_allclose(grads[k], backprop[k], atol=1e-8, err_msg=k)
+    partial, done = _numgrad.book_two_layer_gradient(params, x, t, limit=5)
+    assert done == 5
+    assert np.count_nonzero(partial["W1"].ravel()[5:]) == 0
+    np.testing.assert_array_equal(partial["W1"].ravel()[:5], grads["W1"].ravel()[:5])
+
+
+def test_denormal_census_counts_subnormal_weights():
+    params = {
+        "W1": np.full((4, 3), 0.5, np.float32),
+        "b1": np.array([1e-40, 0.0, 2.0], np.float32),
+        "W2": np.full((3, 2), 0.25, np.float32),
+        "b2": np.zeros(2, np.float32),
+    }
+    x = np.ones((5, 4), np.float32)
+    census = _peers.denormal_census(params, x, np.array([0, 1, 0, 1, 0]))
+    assert census["weights"] == (1, 12 + 3 + 6 + 2)
+    assert set(census) == {"weights", "activations", "gradients"}
+
+
+def _run_main(tmp_path, *extra):
+    argv = ["--dataset", "mnist-5k", "--repeats", "1", "--out", str(tmp_path), *extra]
+    record = benchmark.main(argv)
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(
+        json.dumps(record, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    )
+    return record
+
+
+def test_main_prints_table_and_writes_json(tmp_path, capsys):
+    record = _run_main(
+        tmp_path,
+        "--iters",
+        "81",
+        "--numgrad-hidden",
+        "3",
+        "--numgrad-book-elements",
+        "1000",
+    )
+    out = capsys.readouterr().out
+    assert "seconds" in out and "x fit" in out and "where time goes" in out
+    rows = {r["id"]: r for r in record["peers"]}
+    assert [r["id"] for r in record["peers"]] == PEER_IDS
+    for pid in PEER_IDS:
+        row = rows[pid]
+        assert row["name"] in out
+        if row["status"] == "skipped":  # torch absent
+            assert pid == "torch" and row["reason"].startswith("skipped (torch not installed")
+            continue
+        assert row["seconds"] > 0 and row["compile_seconds"] >= 0
+        assert row["steps_per_s"] == pytest.approx(81 / row["seconds"])
+        assert 0 <= row["train_acc"] <= 1 and 0 <= row["test_acc"] <= 1
+        # Same protocol, same initial weights: every peer starts at ln(10) and learns alike.
+        assert row["loss_first"] == pytest.approx(np.log(10), abs=0.05)
+        assert row["test_acc"] == pytest.approx(rows["fit"]["test_acc"], abs=0.1), pid
+        assert row["train_acc"] > 0.4, pid  # chance is 0.1
+    assert rows["fit"]["ratio_to_fit"] == 1.0
+    # fit and its unfused mode make the same updates.
+    assert rows["step"]["train_acc"] == rows["fit"]["train_acc"]
+    assert rows["jax"]["train_acc"] == pytest.approx(rows["fit"]["train_acc"], abs=0.01)
+
+    ng = record["numerical_gradient"]
+    assert ng["num_params"] == 784 * 3 + 3 + 3 * 10 + 10
+    assert ng["book_extrapolated"] and ng["book_elements_timed"] == 1000
+    assert ng["max_abs_diff_funcnet"] <= 1e-9
+    assert ng["max_abs_diff_book"] <= 1e-8
+    assert ng["peak_rss_bytes"] > 0 and ng["speedup"] > 0
+
+    profile = record["profile"]["peers"]
+    assert set(profile) == {"funcnet fit", "plain JAX", "NumPy (book)"}
+    assert all(p["eval_s"] > 0 and p["step_s"] > 0 for p in profile.values())
+    assert record["profile"]["evaluations"] == 3  # after iterations 0, 40, 80
+
+    targets = {t["target"]: t for t in record["targets"]}
+    assert targets["funcnet fit / plain JAX"]["limit"] == 1.15  # 4,000 images: not full size
+    assert targets["numerical gradient max |diff| to backprop"]["met"] is True
+    assert record["dataset"]["used"] == "mnist-5k"
+    assert record["denormals"]["found"] >= 0
+
+
+def test_torch_row_is_skipped_cleanly_without_torch(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    record = _run_main(
+        tmp_path, "--iters", "3", "--peers", "numpy,torch", "--no-numgrad", "--no-profile"
+    )
+    out = capsys.readouterr().out
+    numpy_row, torch_row = record["peers"]
+    assert numpy_row["status"] == "ok"
+    assert torch_row == {
+        "id": "torch",
+        "name": "PyTorch eager",
+        "status": "skipped",
+        "reason": f"skipped (torch not installed: pip install torch=={_peers.TORCH_VERSION})",
+    }
+    assert "PyTorch eager  skipped (torch not installed: pip install torch==2.13.0)" in out
+    assert record["numerical_gradient"] is None and record["profile"] is None
+
+
+def test_torch_peer_flushes_denormals_only_while_it_runs(subset):
+    torch = pytest.importorskip("torch")
+    train, test = _small(subset)
+    protocol = _peers.Protocol(iters=5)
+    result = _peers.run_torch(train, test, _peers.init_params(protocol, 784, 10), protocol)
+    assert result.status == "ok" and result.reason is None
+    assert result.losses.shape == (5,)
+    # Flushing is process-wide: afterwards a subnormal float32 survives again.
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert float((tiny * 1.0)[0]) != 0.0
+
+
+def test_bad_flags_are_rejected():
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--peers", "fit,nope"])
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--repeats", "0"])

@@ -32,8 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
-from funcnet import nets
+from funcnet import nets, parallel
 from funcnet._checks import check_labels
 
 PyTree = Any
@@ -279,6 +280,7 @@ def fit(
     eval_batch_size: int | None = None,
     fused: bool = True,
     callback: Callable[[Progress], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[PyTree, History]:
     """Train with minibatch SGD following the book's ch4/ch5 loop; returns the final
     params and a :class:`History`.
@@ -307,6 +309,10 @@ def fit(
         fused: fuse the steps between evaluations into one call (default) or not.
         callback: called with a :class:`Progress` after each segment (each evaluation,
             and once after a final partial epoch), e.g. to print or drive a progress bar.
+        mesh: a 1-D device mesh (:func:`funcnet.parallel.make_mesh`) to train
+            data-parallel: data and params replicated on every device, each minibatch
+            split across them, gradients averaged by XLA. ``batch_size`` must be a
+            multiple of the device count. Same params as one device, up to rounding.
 
     Returns:
         ``(params, history)``.
@@ -351,7 +357,14 @@ def fit(
             )
 
     optimizer = optax.sgd(lr) if optimizer is None else optimizer
-    params, x_train, t_train, x_test, t_test = place((params, x_train, t_train, x_test, t_test))
+    sharding = None
+    if mesh is not None:
+        parallel.check_batch_size(mesh, batch_size)
+        sharding = parallel.replicated(mesh)
+        loss_fn = parallel.shard_batch(loss_fn, mesh)
+    params, x_train, t_train, x_test, t_test = place(
+        (params, x_train, t_train, x_test, t_test), sharding
+    )
     opt_state = optimizer.init(params)
     update = sgd_update(loss_fn, optimizer)
     batch = [jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype) for a in (x_train, t_train)]

@@ -145,7 +145,7 @@ def numgrad_section(args: argparse.Namespace) -> dict[str, Any]:
         f"  funcnet numerical_gradient (jit, chunk {r.chunk_size}): {r.funcnet_seconds:.3f} s "
         f"(compile {r.funcnet_compile_seconds:.2f} s)"
     )
-    print(f"  book's np.nditer loop (NumPy):                  {book}")
+    print(f"  book's np.nditer loop (NumPy, same exact loss):  {book}")
     print(f"  speedup: {r.speedup:.2f}x (target >= 10x)")
     diff_book = "n/a" if r.max_abs_diff_book is None else f"{r.max_abs_diff_book:.2e}"
     print(
@@ -377,12 +377,24 @@ def print_targets(items: list[dict[str, Any]]) -> None:
         print(f"  {t['target']}: {value} (target {t['op']} {t['limit']:g}) {verdict}")
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine() -> dict[str, Any]:
     torch, _ = _peers.import_torch() if "torch" in sys.modules else (None, None)
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
         "cpu_count": _peers.cpu_count(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),

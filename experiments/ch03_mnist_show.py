@@ -23,7 +23,9 @@ NAME = "ch03_mnist_show"
 
 def main(argv: list[str] | None = None) -> Path:
     """Run the experiment; returns the path of the PNG written."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m experiments.{NAME}", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--index", type=int, default=0, help="which image (default 0)")
     parser.add_argument("--split", choices=("train", "test"), default="train")
     _common.add_dataset_flag(parser)

@@ -1,5 +1,7 @@
-"""Chapter 5's shopping examples: forward through ``mul``/``add`` layers, backward with
-``jax.vjp`` (upstream gradient 1) through their hand-written rules.
+"""Chapter 5's shopping examples through the mul/add layers, derivatives by jax.vjp.
+
+Forward through ``mul``/``add`` layers, backward with ``jax.vjp`` (upstream gradient 1)
+through their hand-written rules.
 
 Prints, in float64, the book's numbers (``buy_apple.py`` and ``buy_apple_orange.py``):
 apples only -> price 220, dApple 2.2, dApple_num 110, dTax 200; apples and oranges ->

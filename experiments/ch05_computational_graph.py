@@ -85,7 +85,10 @@ def _grad_gap(graph: Graph, f, args: tuple) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Graph]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.ch05_computational_graph",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/ch05_computational_graph"))
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed for the net's data")
     parser.add_argument("--batch", type=int, default=2, help="batch size of the net's graph")

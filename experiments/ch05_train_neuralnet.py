@@ -143,6 +143,10 @@ def plot_confusion(m: np.ndarray, class_names: tuple[str, ...], path: Path, titl
     return _common.save(fig, path)
 
 
+def _rounded_last(acc: np.ndarray) -> float | None:
+    return round(float(acc[-1]), 6) if acc.size else None
+
+
 def _metrics(args, data, history: History, wall: float, status: str) -> dict[str, Any]:
     done = history.iterations
     train_time = history.wall_time - history.compile_time
@@ -173,8 +177,9 @@ def _metrics(args, data, history: History, wall: float, status: str) -> dict[str
         },
         "iterations_run": done,
         "iters_per_epoch": per_epoch,
-        "final_train_acc": float(history.train_acc[-1]) if history.train_acc.size else None,
-        "final_test_acc": float(history.test_acc[-1]) if history.test_acc.size else None,
+        # Accuracies are counts / N: 6 decimals hold them exactly, without float32 noise.
+        "final_train_acc": _rounded_last(history.train_acc),
+        "final_test_acc": _rounded_last(history.test_acc),
         "loss_first_iteration": float(history.loss[0]) if done else None,
         "loss_last_epoch_mean": float(np.mean(history.loss[-per_epoch:])) if done else None,
         "wall_time_s": wall,

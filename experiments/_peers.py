@@ -191,17 +191,6 @@ def plain_epoch(
     return epoch
 
 
-def plan(iters: int, every: int) -> list[tuple[int, int, bool]]:
-    """``(start, num_steps, evaluate_after)``: [0], [1, every], ..., and a last partial
-    segment without evaluation (the book evaluates when ``i % every == 0``)."""
-    out, start = [(0, 1, True)], 1
-    while start < iters:
-        num = min(every, iters - start)
-        out.append((start, num, num == every))
-        start += num
-    return out
-
-
 def run_plain_jax(
     train_data: Split, test_data: Split, params: Params, protocol: Protocol
 ) -> PeerResult:
@@ -210,7 +199,8 @@ def run_plain_jax(
     x_train, t_train, x_test, t_test = jax.device_put((*train_data, *test_data))
     params = jax.device_put(params)
     every = max(x_train.shape[0] // protocol.batch_size, 1)
-    segments = plan(protocol.iters, every)
+    # The loop cut at the evaluations, exactly as fit cuts it (no gradient code involved).
+    segments = train.segments(protocol.iters, every)
     optimizer = optax.sgd(protocol.lr)
     opt_state = optimizer.init(params)
     key = fit_key(protocol)

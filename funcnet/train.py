@@ -14,7 +14,12 @@ The book's loop (ch4 and ch5 ``train_neuralnet.py``)::
 
 :func:`fit` runs the same protocol: one minibatch (drawn with replacement) and one update
 per iteration, a loss recorded every iteration, train and test accuracy after the update
-of iterations 0, epoch, 2·epoch, ... . The steps between two evaluations run as one
+of iterations 0, epoch, 2·epoch, ... . One deliberate difference: the recorded loss of
+iteration ``i`` is the minibatch loss at the params *before* its update (it comes free with
+the gradient from ``jax.value_and_grad``); the book recomputes it after the update, which
+costs one more forward pass per step. The curves differ by one step.
+
+The steps between two evaluations run as one
 ``lax.fori_loop`` inside one compiled call, and each evaluation is one compiled call over
 the whole train and test sets, so Python touches the device once per epoch. The pieces
 (data placement, batch sampling, the update, the evaluation) are small functions that a
@@ -237,13 +242,20 @@ class TrainingDiverged(RuntimeError):
             losses included.
     """
 
-    def __init__(self, iteration: int, params: PyTree, params_iteration: int, history: History):
+    def __init__(
+        self,
+        iteration: int,
+        params: PyTree,
+        params_iteration: int,
+        history: History,
+        what: str = "the loss was",
+    ):
         self.iteration = iteration
         self.params = params
         self.params_iteration = params_iteration
         self.history = history
         super().__init__(
-            f"training diverged: the loss was not finite at iteration {iteration}; stopped at "
+            f"training diverged: {what} not finite at iteration {iteration}; stopped at "
             f"the end of that epoch ({history.iterations} iterations run). The last finite "
             f"params (after {params_iteration} iterations) and the history are on this "
             "exception (.params, .history); try a smaller learning rate."
@@ -355,6 +367,11 @@ def fit(
                 f"fit: {name} must be integer labels (N,) or one-hot (N, {classes}), "
                 f"got {np.shape(t)}"
             )
+        elif not jnp.issubdtype(jnp.result_type(t), jnp.floating):
+            raise ValueError(
+                f"fit: one-hot {name} must be floating point, got {jnp.result_type(t)} "
+                f"{np.shape(t)}; pass t.astype(np.float32), or integer labels (N,)"
+            )
 
     optimizer = optax.sgd(lr) if optimizer is None else optimizer
     sharding = None
@@ -429,8 +446,11 @@ def fit(
             eval_iters.append(start + num - 1)
             accs.append((float(acc[0]), float(acc[1])))
         if first_bad >= 0 or not finite:
-            bad = start + int(first_bad) if first_bad >= 0 else start + num - 1
-            raise TrainingDiverged(bad, good_params, good_iteration, history())
+            if first_bad >= 0:
+                bad, what = start + int(first_bad), "the loss was"
+            else:
+                bad, what = start + num - 1, "a weight was (every loss finite)"
+            raise TrainingDiverged(bad, good_params, good_iteration, history(), what)
         good_params, good_iteration = seg_params, start + num
         if callback is not None:
             callback(

@@ -243,3 +243,45 @@ def test_fit_rejects_bad_settings_and_data_clearly(change, message):
             predict_fn=RELU.predict,
             **options,
         )
+
+
+def test_divergence_of_the_weights_alone_is_named_as_such():
+    def loss_fn(params, x, t):  # finite loss whatever the weights: only W can overflow
+        return jnp.tanh(jnp.mean(x @ params["W"]))
+
+    def predict_fn(params, x):
+        return x @ params["W"]
+
+    x = np.ones((20, 3), np.float32)
+    t = np.zeros(20, np.int32)
+    params = {"W": jnp.ones((3, 2), jnp.float32)}
+    with pytest.raises(train.TrainingDiverged, match="a weight was .every loss finite. not finite"):
+        train.fit(
+            params,
+            (x, t),
+            (x, t),
+            key=jax.random.key(0),
+            loss_fn=loss_fn,
+            predict_fn=predict_fn,
+            iters=3,
+            batch_size=5,
+            lr=1e40,
+        )
+
+
+def test_integer_one_hot_labels_get_a_clear_error():
+    x = np.ones((20, 3), np.float32)
+    t = np.eye(2, dtype=np.int64)[np.zeros(20, int)]
+    net = nets.two_layer_net("relu")
+    params = nets.init_two_layer_net(jax.random.key(1), 3, 4, 2)
+    with pytest.raises(ValueError, match=r"one-hot train labels must be floating point, got int"):
+        train.fit(
+            params,
+            (x, t),
+            (x, t),
+            key=jax.random.key(0),
+            loss_fn=net.loss,
+            predict_fn=net.predict,
+            iters=3,
+            batch_size=5,
+        )

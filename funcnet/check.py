@@ -120,7 +120,8 @@ def check_layer(
     finite differences taken in float64 on the same values).
     """
     dtype = jnp.dtype(dtype)
-    with jax.enable_x64(True):
+    # Full-precision matmuls: GPUs (TF32) and TPUs (bf16 passes) lower them by default.
+    with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         args = case.make_inputs(np.random.default_rng(seed), dtype)
         custom, autodiff, numerical = gradients_three_ways(layer, args, case.argnums, seed + 1)
     ad_abs, ad_rel = _errors(custom, autodiff)

@@ -32,7 +32,10 @@ def sigmoid(x: jax.Array) -> jax.Array:
     exactly 1 and 0 with no warning and no NaN, and small values keep full relative
     precision (unlike ``1 / (1 + exp(-x))``, which overflows for x < -709 in float64).
     """
-    return jax.lax.logistic(jnp.asarray(x))
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return jax.lax.logistic(x)
 
 
 def sigmoid_grad(x: jax.Array) -> jax.Array:

@@ -228,18 +228,20 @@ def _affine_plain(x: jax.Array, W: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def _affine_fwd(x, W, b):
-    return _affine_plain(x, W, b), (x, W)
+    # The book keeps x and W; b's zero-element token only records its dtype.
+    return _affine_plain(x, W, b), (x, W, _shape_token(b))
 
 
 def _affine_bwd(res, g):
-    x, W = res
+    x, W, b_token = res
     x2 = _flatten_batch(x)
     g2 = g.reshape(x2.shape[0], -1)
     # Book eq. 5.13: dx = g·Wᵀ (back to x's shape), dW = xᵀ·g, db = Σₙ g.
     dx = jnp.dot(g2, W.T).reshape(x.shape)
     dW = jnp.dot(x2.T, g2)
     db = jnp.sum(g2, axis=0)
-    return dx, dW, db
+    # Cotangents take their primal's dtype (inputs of mixed precision stay mixed).
+    return dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
 
 
 def _check_affine(x: jax.Array, W: jax.Array, b: jax.Array) -> None:
@@ -247,6 +249,8 @@ def _check_affine(x: jax.Array, W: jax.Array, b: jax.Array) -> None:
         raise ValueError(f"affine: W must be 2-D (in_features, out_features), got W {W.shape}")
     if x.ndim == 0:
         raise ValueError(f"affine: x must have at least one dimension, got x {x.shape}")
+    if x.ndim >= 2 and x.shape[0] == 0:
+        raise ValueError(f"affine: x holds an empty batch, x {x.shape}")
     features = x.shape[0] if x.ndim == 1 else math.prod(x.shape[1:])
     if features != W.shape[0]:
         raise ValueError(
@@ -273,10 +277,17 @@ def _as_batch(x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     return x, t
 
 
-def _one_hot_like(x2: jax.Array, t2: jax.Array) -> jax.Array:
+def _mean_cross_entropy(logp: jax.Array, t2: jax.Array) -> jax.Array:
+    """-Σ t·log y / N over a batch; a zero-weight class adds nothing even where log y = -inf
+    (a masked logit), instead of 0·(-inf) = NaN."""
     if jnp.issubdtype(t2.dtype, jnp.integer):
-        return jax.nn.one_hot(t2, x2.shape[1], dtype=x2.dtype)
-    return t2.astype(x2.dtype)
+        picked = jnp.take_along_axis(logp, t2.astype(jnp.int32)[:, None], axis=1)
+        return -jnp.sum(picked) / logp.shape[0]
+    t2 = t2.astype(logp.dtype)
+    # Only the 0·(-inf) entries are replaced: elsewhere t·log y stays differentiable in t.
+    masked = jnp.isneginf(logp) & (t2 == 0)
+    terms = jnp.where(masked, jnp.zeros_like(logp), t2 * logp)
+    return -jnp.sum(terms) / logp.shape[0]
 
 
 def _softmax_with_loss_plain(x: jax.Array, t: jax.Array) -> jax.Array:
@@ -290,14 +301,13 @@ def _softmax_with_loss_plain(x: jax.Array, t: jax.Array) -> jax.Array:
     """
     # Exact log-softmax cross-entropy: no 1e-7 inside the log (see DESIGN, "1e-7 delta").
     x2, t2 = _as_batch(x, t)
-    return -jnp.sum(_one_hot_like(x2, t2) * functions.log_softmax(x2)) / x2.shape[0]
+    return _mean_cross_entropy(functions.log_softmax(x2), t2)
 
 
 def _softmax_with_loss_fwd(x, t):
     x2, t2 = _as_batch(x, t)
     logp = functions.log_softmax(x2)
-    loss = -jnp.sum(_one_hot_like(x2, t2) * logp) / x2.shape[0]
-    return loss, (logp, t)
+    return _mean_cross_entropy(logp, t2), (logp, t)
 
 
 def _softmax_with_loss_bwd(res, g):
@@ -327,6 +337,8 @@ def _check_softmax_with_loss(x: jax.Array, t: jax.Array) -> None:
         raise ValueError(f"softmax_with_loss: x must be (N, C) or (C,), got x {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"softmax_with_loss: x must be floating point, got {x.dtype}")
+    if x.size == 0:
+        raise ValueError(f"softmax_with_loss: x holds no scores, x {x.shape}")
     if jnp.issubdtype(t.dtype, jnp.integer):
         expected = (x.shape[0],) if x.ndim == 2 else ()
         if t.shape != expected:

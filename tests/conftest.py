@@ -3,6 +3,10 @@
 import jax
 import pytest
 
+# GPUs (TF32) and TPUs (bf16 passes) lower float32 matmul precision by default; gradient
+# comparisons need full precision wherever the suite runs.
+jax.config.update("jax_default_matmul_precision", "highest")
+
 
 @pytest.fixture
 def x64():

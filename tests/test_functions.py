@@ -32,6 +32,12 @@ def test_sigmoid_is_finite_and_saturates_at_plus_minus_1000(dtype, x64):
     assert np.all(np.isfinite(g))
 
 
+def test_sigmoid_accepts_integer_input():
+    np.testing.assert_allclose(
+        F.sigmoid(jnp.array([-1, 1, 2])), [0.26894142, 0.73105858, 0.88079708], rtol=1e-6
+    )
+
+
 def test_sigmoid_keeps_relative_precision_far_in_the_left_tail(x64):
     np.testing.assert_allclose(F.sigmoid(jnp.array(-30.0)), 1 / (1 + np.exp(30.0)), rtol=1e-12)
 

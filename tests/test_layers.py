@@ -24,7 +24,7 @@ def inputs(case, dtype=jnp.float64, seed=0):
     return case.make_inputs(np.random.default_rng(seed), dtype)
 
 
-def scalarized(fn, args, argnums, seed=1):
+def scalarized(fn, args, argnums, seed=1, jit=True):
     """Σ fn(*args) · c for a fixed random c, as a function of the differentiable args."""
     out = jax.eval_shape(fn, *args)
     c = jnp.asarray(np.random.default_rng(seed).standard_normal(out.shape), out.dtype)
@@ -36,7 +36,7 @@ def scalarized(fn, args, argnums, seed=1):
         return jnp.sum(fn(*full) * c)
 
     # jit: one compilation per transformation instead of one per eager primitive.
-    return jax.jit(f)
+    return jax.jit(f) if jit else f
 
 
 def diff_args(args, argnums):
@@ -144,7 +144,8 @@ class LayerVariantsTest(chex.TestCase):
         for entry in L.REGISTRY.values():
             for case in entry.cases[-1:]:
                 args = case.make_inputs(np.random.default_rng(0), jnp.float32)
-                f_rule = scalarized(entry.layer, args, case.argnums)
+                # Not jitted here: the variant decides whether the rule runs eagerly.
+                f_rule = scalarized(entry.layer, args, case.argnums, jit=False)
                 f_plain = scalarized(entry.layer.fun, args, case.argnums)
                 argnums = tuple(range(len(case.argnums)))
                 got = self.variant(jax.grad(f_rule, argnums))(*diff_args(args, case.argnums))
@@ -221,6 +222,29 @@ def test_affine_backward_matches_autodiff_on_4d_input(x64):
     chex.assert_trees_all_close(got, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["mul", "add", "affine"])
+def test_cotangents_keep_their_primals_dtype_when_inputs_mix_precisions(name, x64):
+    entry = L.REGISTRY[name]
+    case = entry.cases[1]
+    args = list(inputs(case, jnp.float32))
+    args[0] = args[0].astype(jnp.float64)  # a float64 input beside float32 ones
+    grads = jax.grad(scalarized(entry.layer, args, case.argnums), range(len(case.argnums)))(
+        *diff_args(args, case.argnums)
+    )
+    for i, g in zip(case.argnums, grads, strict=True):
+        assert g.dtype == args[i].dtype, (name, i, g.dtype, args[i].dtype)
+
+
+def test_softmax_with_loss_ignores_a_masked_minus_inf_logit():
+    x = jnp.array([[-jnp.inf, 0.0, 0.0]])
+    for t in (jnp.array([1]), jnp.array([[0.0, 1.0, 0.0]])):
+        np.testing.assert_allclose(L.softmax_with_loss(x, t), np.log(2), rtol=1e-6)
+        np.testing.assert_allclose(L.softmax_with_loss.fun(x, t), np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.grad(L.softmax_with_loss)(x, jnp.array([1])), [[0.0, -0.5, 0.5]], atol=1e-7
+    )
+
+
 # --- Bad input --------------------------------------------------------------------------
 
 
@@ -265,6 +289,13 @@ def test_softmax_with_loss_rejects_out_of_range_labels_eagerly():
 def test_softmax_with_loss_rejects_integer_scores():
     with pytest.raises(ValueError, match="floating point"):
         L.softmax_with_loss(jnp.ones((2, 3), jnp.int32), jnp.array([0, 1]))
+
+
+def test_empty_batches_get_a_clear_error():
+    with pytest.raises(ValueError, match=r"affine: x holds an empty batch, x \(0, 3\)"):
+        L.affine(jnp.ones((0, 3)), jnp.ones((3, 2)), jnp.ones(2))
+    with pytest.raises(ValueError, match=r"softmax_with_loss: x holds no scores"):
+        L.softmax_with_loss(jnp.ones((0, 3)), jnp.zeros((0,), jnp.int32))
 
 
 def test_mul_and_add_reject_unbroadcastable_shapes():

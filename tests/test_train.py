@@ -245,6 +245,7 @@ def test_fit_rejects_bad_settings_and_data_clearly(change, message):
         )
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_divergence_of_the_weights_alone_is_named_as_such():
     def loss_fn(params, x, t):  # finite loss whatever the weights: only W can overflow
         return jnp.tanh(jnp.mean(x @ params["W"]))

@@ -15,13 +15,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 PyTree = Any
 
-# Elements of perturbed parameter copies alive at once in numerical_gradient
-# (2²² float64 values = 32 MiB per sign): this is what bounds its memory.
-DEFAULT_MAX_CHUNK_ELEMENTS = 2**22
+# Elements of perturbed copies of one leaf evaluated at once in numerical_gradient. Small,
+# cache-sized chunks are fastest on CPU: on the 784-50-10 gradient check (2 cores) this
+# budget (4 perturbed copies of W1 at a time) took 1.0 s, 2**22 took 4.3 s.
+DEFAULT_MAX_CHUNK_ELEMENTS = 160_000
 
 
 def numerical_diff(f: Callable[[jax.Array], jax.Array], x, h: float = 1e-4) -> jax.Array:
@@ -51,36 +51,51 @@ def numerical_gradient(
     """Gradient of a scalar function by central differences, for any pytree of arrays.
 
     Every element i of every leaf is perturbed by ±h and ``(f(x + h·eᵢ) - f(x - h·eᵢ)) / 2h``
-    is taken, as in the book's ``numerical_gradient``, but vectorised: the perturbations
-    are evaluated with ``vmap`` in chunks of ``chunk_size`` elements, so memory stays
-    bounded (about ``2 · chunk_size · x.size`` values at once). Works under ``jit``.
+    is taken, as in the book's ``numerical_gradient``, but vectorised: leaf by leaf, the
+    perturbations of that leaf are evaluated with ``vmap`` in chunks of ``chunk_size``
+    elements, the other leaves shared (so work that does not depend on the perturbed leaf
+    is not repeated per copy). Memory stays bounded by about ``2 · chunk_size · leaf.size``
+    values. Works under ``jit``.
 
     Args:
         f: scalar function of a pytree shaped like ``x``.
         x: array or pytree of arrays (integer leaves are promoted to the default float).
         h: the finite-difference step.
         chunk_size: perturbations per vmapped batch; by default as many as keep
-            ``chunk_size · x.size`` under 2²² elements.
+            ``chunk_size · leaf.size`` under :data:`DEFAULT_MAX_CHUNK_ELEMENTS`.
 
     Returns:
         A pytree with the structure, shapes and dtypes of ``x``.
     """
-    x = jax.tree_util.tree_map(_as_float, x)
-    flat, unravel = ravel_pytree(x)
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"numerical_gradient: chunk_size must be >= 1, got {chunk_size}")
+    leaves, treedef = jax.tree_util.tree_flatten(jax.tree_util.tree_map(_as_float, x))
+    grads = [_leaf_gradient(f, leaves, treedef, k, h, chunk_size) for k in range(len(leaves))]
+    return jax.tree_util.tree_unflatten(treedef, grads)
+
+
+def _leaf_gradient(f, leaves, treedef, k: int, h: float, chunk_size: int | None) -> jax.Array:
+    """Central differences of f with respect to leaf k alone."""
+    leaf = leaves[k]
+    flat = leaf.reshape(-1)
     size = flat.shape[0]
     if size == 0:
-        return x
-    if chunk_size is None:
-        chunk_size = max(1, min(size, DEFAULT_MAX_CHUNK_ELEMENTS // size))
-    if chunk_size < 1:
-        raise ValueError(f"numerical_gradient: chunk_size must be >= 1, got {chunk_size}")
+        return leaf
+
+    def f_of_leaf(v):
+        return f(
+            jax.tree_util.tree_unflatten(
+                treedef, [*leaves[:k], v.reshape(leaf.shape), *leaves[k + 1 :]]
+            )
+        )
 
     def partial_derivative(i):
         step = jnp.zeros_like(flat).at[i].set(h)
-        return (f(unravel(flat + step)) - f(unravel(flat - step))) / (2 * h)
+        return (f_of_leaf(flat + step) - f_of_leaf(flat - step)) / (2 * h)
 
-    grads = jax.lax.map(partial_derivative, jnp.arange(size), batch_size=chunk_size)
-    return unravel(grads.astype(flat.dtype))
+    chunk = chunk_size or max(1, min(size, DEFAULT_MAX_CHUNK_ELEMENTS // size))
+    grads = jax.lax.map(partial_derivative, jnp.arange(size), batch_size=min(chunk, size))
+    return grads.reshape(leaf.shape).astype(leaf.dtype)
 
 
 def gradient_descent(

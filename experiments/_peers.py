@@ -291,9 +291,8 @@ def np_softmax_with_loss_backward(y: np.ndarray, t: np.ndarray) -> np.ndarray:
     return dx / n
 
 
-def np_gradient(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[Any, Params]:
-    """The book's ``TwoLayerNet.gradient`` (ch5): forward through the layers, then
-    backward in reverse order. Returns ``(loss, grads)``."""
+def _np_pass(params: Params, x: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+    """One forward and backward pass through the book's layers, every value kept."""
     a1 = np_affine(x, params["W1"], params["b1"])
     z1, mask = np_relu(a1)
     a2 = np_affine(z1, params["W2"], params["b2"])
@@ -302,7 +301,20 @@ def np_gradient(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[Any, Para
     dz1, dW2, db2 = np_affine_backward(dout, z1, params["W2"])
     da1 = np_relu_backward(dz1, mask)
     _, dW1, db1 = np_affine_backward(da1, x, params["W1"])
-    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+    grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+    return {
+        "loss": loss,
+        "activations": [a1, z1, a2, y],
+        "deltas": [dout, dz1, da1],
+        "grads": grads,
+    }
+
+
+def np_gradient(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[Any, Params]:
+    """The book's ``TwoLayerNet.gradient`` (ch5): forward through the layers, then
+    backward in reverse order. Returns ``(loss, grads)``."""
+    values = _np_pass(params, x, t)
+    return values["loss"], values["grads"]
 
 
 def np_accuracy(params: Params, x: np.ndarray, t: np.ndarray) -> float:
@@ -364,18 +376,11 @@ def denormal_census(params: Params, x: np.ndarray, t: np.ndarray) -> dict[str, t
     gradients of one forward and backward pass over ``x (N, D)``, labels ``t (N,)``, at
     those weights (the NumPy peer's float32 arithmetic)."""
     params = {k: np.asarray(v, np.float32) for k, v in params.items()}
-    a1 = np_affine(x, params["W1"], params["b1"])
-    z1, mask = np_relu(a1)
-    a2 = np_affine(z1, params["W2"], params["b2"])
-    _, y = np_softmax_with_loss(a2, t)
-    dout = np_softmax_with_loss_backward(y, t)
-    dz1, dW2, db2 = np_affine_backward(dout, z1, params["W2"])
-    da1 = np_relu_backward(dz1, mask)
-    _, dW1, db1 = np_affine_backward(da1, x, params["W1"])
+    values = _np_pass(params, x, t)
     return {
         "weights": count_subnormal(params),
-        "activations": count_subnormal([a1, z1, a2, y]),
-        "gradients": count_subnormal([dout, dz1, da1, dW1, db1, dW2, db2]),
+        "activations": count_subnormal(values["activations"]),
+        "gradients": count_subnormal(values["deltas"] + list(values["grads"].values())),
     }
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,80 @@ from matplotlib.figure import Figure
 from funcnet import datasets
 
 DPI = 110
+
+
+# --------------------------------------------------------------------------------------
+# Command-line plumbing: validated flag types, and one clear line instead of a traceback
+
+
+def _number(kind: type, text: str) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan, no inf)."""
+    value = _number(float, text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text!r}")
+    return value
+
+
+def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
+    """Run an experiment's ``main`` as a command: an error becomes one line on stderr and
+    exit status 1 (``FUNCNET_TRACEBACK=1`` shows the full traceback instead); Ctrl-C
+    exits with status 130. Tests call ``main(argv)`` directly and see the exceptions."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "experiment"
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as e:  # noqa: BLE001 - a command line reports, it does not trace
+        if os.environ.get("FUNCNET_TRACEBACK"):
+            traceback.print_exc()
+        else:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            if type(e).__module__.split(".")[0] not in ("funcnet", "builtins"):
+                print(f"  ({type(e).__name__}; FUNCNET_TRACEBACK=1 shows where)", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -41,8 +117,15 @@ def add_out_flag(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def out_dir(path: str | Path) -> Path:
-    """Create the output folder (and parents) and return it as a Path."""
+    """Create the output folder (and parents) and return it as a Path.
+
+    Raises:
+        NotADirectoryError: ``path`` (or a parent) exists and is not a folder.
+    """
     path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise NotADirectoryError(f"--out {path}: {p} exists and is not a folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -72,20 +155,35 @@ def save(fig: Figure, path: str | Path) -> Path:
     return Path(path)
 
 
+def to_json_value(obj: Any) -> Any:
+    """``obj`` with NumPy values, Paths and tuples made plain, and every non-finite float
+    (NaN, ±inf) made ``None``: strict JSON has no NaN, and a reader must not mistake a
+    missing figure for a number."""
+    if isinstance(obj, dict):
+        return {str(k): to_json_value(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_value(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_json_value(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_json_value(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (NumPy scalars and arrays converted)."""
-
-    def default(o):
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-    Path(path).write_text(json.dumps(obj, indent=2, default=default) + "\n")
-    return Path(path)
+    """Write ``obj`` as strict, indented JSON (see :func:`to_json_value`), atomically."""
+    path = Path(path)
+    text = json.dumps(to_json_value(obj), indent=2, allow_nan=False) + "\n"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
 
 
 def image_grid(

@@ -1,0 +1,87 @@
+"""Networks of chapters 3-5 as pure functions over a params pytree.
+
+The book's networks are objects holding their weights (``network.params``) with methods
+``predict``, ``loss``, ``accuracy``, ``numerical_gradient`` and ``gradient``. Here the
+weights are a plain dict of arrays passed explicitly, and every method is a function of
+``(params, x, t)``:
+
+- :func:`simple_net_predict`, :func:`simple_net_loss`: the 2×3 ``simpleNet`` of ch4.
+- :func:`three_layer_net_predict`: the ch3 inference network (``predict(network, x)``).
+- :func:`two_layer_net_predict`, :func:`two_layer_net_loss` and the gradients of the
+  ch4/ch5 ``TwoLayerNet``, with ``activation="sigmoid"`` (ch4) or ``"relu"`` (ch5).
+  :func:`two_layer_net` bundles them for one activation, like the book's class.
+
+The two-layer net has three gradients with the params' pytree structure, which must agree:
+
+- :func:`two_layer_net_gradient`: backpropagation through the hand-written rules of
+  :mod:`funcnet.layers` (``jax.grad`` chains the custom_vjp rules, book ch5);
+- :func:`two_layer_net_autodiff_gradient`: ``jax.grad`` of the same forward built from
+  the layers' plain functions (``layer.fun``), with no hand-written rule involved;
+- :func:`two_layer_net_numerical_gradient`: central differences (book ch4).
+
+and, for the sigmoid net, the book's hand-derived ch4 gradient
+:func:`two_layer_net_ch4_gradient` as a fourth, independent check.
+
+Shapes: ``x`` is ``(N, D)`` (or ``(D,)`` for one example), scores are ``(N, C)``, ``t`` is
+integer labels ``(N,)`` or one-hot rows ``(N, C)``.
+
+The package holds one module per idea: :mod:`~funcnet.nets.accuracy` (shared by every
+net), :mod:`~funcnet.nets.simple` (ch3-4), :mod:`~funcnet.nets.two_layer` (ch4-5).
+Everything is re-exported here: ``funcnet.nets.two_layer_net`` etc.
+"""
+
+from funcnet.nets.accuracy import (
+    GradFn,
+    LossFn,
+    Params,
+    PredictFn,
+    accuracy,
+    count_correct,
+)
+from funcnet.nets.simple import (
+    SIMPLE_NET_BOOK_W,
+    init_simple_net,
+    init_three_layer_net,
+    simple_net_loss,
+    simple_net_predict,
+    three_layer_net_predict,
+)
+from funcnet.nets.two_layer import (
+    ACTIVATIONS,
+    TwoLayerNet,
+    _plain_loss,
+    init_two_layer_net,
+    two_layer_net,
+    two_layer_net_autodiff_gradient,
+    two_layer_net_ch4_gradient,
+    two_layer_net_gradient,
+    two_layer_net_loss,
+    two_layer_net_numerical_gradient,
+    two_layer_net_predict,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "SIMPLE_NET_BOOK_W",
+    "GradFn",
+    "LossFn",
+    "Params",
+    "PredictFn",
+    "TwoLayerNet",
+    "accuracy",
+    "count_correct",
+    "init_simple_net",
+    "init_three_layer_net",
+    "init_two_layer_net",
+    "simple_net_loss",
+    "simple_net_predict",
+    "three_layer_net_predict",
+    "two_layer_net",
+    "two_layer_net_autodiff_gradient",
+    "two_layer_net_ch4_gradient",
+    "two_layer_net_gradient",
+    "two_layer_net_loss",
+    "two_layer_net_numerical_gradient",
+    "two_layer_net_predict",
+    "_plain_loss",
+]

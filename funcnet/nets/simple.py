@@ -1,0 +1,95 @@
+"""The ch4 ``simpleNet`` and the ch3 inference network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet import functions, layers
+from funcnet.nets.accuracy import Params
+
+# ch4 simpleNet: the weights the book prints (4.4.2), used with x = [0.6, 0.9], t = [0, 0, 1].
+SIMPLE_NET_BOOK_W = (
+    (0.47355232, 0.9977393, 0.84668094),
+    (0.85557411, 0.03563661, 0.69422093),
+)
+
+# --------------------------------------------------------------------------------------
+# simpleNet (ch4.4.2)
+
+
+def init_simple_net(key: jax.Array, dtype: Any = None) -> Params:
+    """The ch4 ``simpleNet``: ``{"W": (2, 3)}`` drawn from a standard normal with ``key``."""
+    return {"W": jax.random.normal(key, (2, 3), dtype or jnp.result_type(float))}
+
+
+def simple_net_predict(params: Params, x: jax.Array) -> jax.Array:
+    """Scores ``x · W``: x ``(2,)`` or ``(N, 2)`` -> ``(3,)`` or ``(N, 3)`` (ch4)."""
+    x, W = jnp.asarray(x), params["W"]
+    if x.shape[-1:] != W.shape[:1]:
+        raise ValueError(f"simple_net_predict: x {x.shape} does not match W {W.shape}")
+    return jnp.dot(x, W)
+
+
+def simple_net_loss(params: Params, x: jax.Array, t: jax.Array) -> jax.Array:
+    """``cross_entropy_error(softmax(x · W), t)`` exactly as the book's ``simpleNet.loss``.
+
+    Uses the book's loss with its 1e-7 inside the log, so the printed figures match.
+    """
+    return functions.cross_entropy_error(functions.softmax(simple_net_predict(params, x)), t)
+
+
+# --------------------------------------------------------------------------------------
+# The ch3 inference network
+
+
+def init_three_layer_net(
+    key: jax.Array,
+    input_size: int = 784,
+    hidden_sizes: Sequence[int] = (50, 100),
+    output_size: int = 10,
+    weight_init_std: float = 0.01,
+    dtype: Any = jnp.float32,
+) -> Params:
+    """Random weights for the ch3 network, the shapes of the book's ``sample_weight.pkl``.
+
+    Returns ``{"W1" (D, H1), "b1" (H1,), "W2" (H1, H2), "b2" (H2,), "W3" (H2, C), "b3" (C,)}``
+    with Gaussian weights of std ``weight_init_std`` and zero biases.
+    """
+    if len(hidden_sizes) != 2:
+        raise ValueError(f"init_three_layer_net: need two hidden sizes, got {hidden_sizes}")
+    sizes = (input_size, *hidden_sizes, output_size)
+    keys = jax.random.split(key, 3)
+    params = {}
+    for i in range(3):
+        params[f"W{i + 1}"] = weight_init_std * jax.random.normal(
+            keys[i], (sizes[i], sizes[i + 1]), dtype
+        )
+        params[f"b{i + 1}"] = jnp.zeros((sizes[i + 1],), dtype)
+    return params
+
+
+def three_layer_net_predict(params: Params, x: jax.Array) -> jax.Array:
+    """The book's ch3 ``predict(network, x)``: affine → sigmoid → affine → sigmoid →
+    affine → softmax.
+
+    Args:
+        params: ``W1 b1 W2 b2 W3 b3`` (e.g. from ``funcnet.io.load_pickled_params``).
+        x: one image ``(D,)`` or a batch ``(N, D)``.
+
+    Returns:
+        Class probabilities ``(C,)`` or ``(N, C)``, in x's floating dtype (float32 for
+        the book's weights on float32 images).
+    """
+    missing = {"W1", "b1", "W2", "b2", "W3", "b3"} - set(params)
+    if missing:
+        raise ValueError(f"three_layer_net_predict: params lack {sorted(missing)}")
+    x = jnp.asarray(x)
+    dtype = jnp.result_type(x.dtype, params["W1"].dtype)
+    a = x.astype(dtype)
+    for i in (1, 2):
+        a = functions.sigmoid(layers.affine(a, params[f"W{i}"], params[f"b{i}"]))
+    return functions.softmax(layers.affine(a, params["W3"], params["b3"]))

@@ -1,0 +1,223 @@
+"""The ch4/ch5 ``TwoLayerNet`` (sigmoid or ReLU) as pure functions."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from funcnet import functions, layers
+from funcnet import gradient as _gradient
+from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, _labels, accuracy
+
+ACTIVATIONS = ("relu", "sigmoid")
+# --------------------------------------------------------------------------------------
+# TwoLayerNet (ch4.5 with sigmoid, ch5.7 with ReLU)
+
+
+class _Ops(NamedTuple):
+    """The layers a forward pass is built from: hand-written rules or plain functions."""
+
+    affine: Callable[..., jax.Array]
+    activation: Callable[[jax.Array], jax.Array]
+    softmax_with_loss: Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _ops(activation: str, *, rules: bool) -> _Ops:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    act = getattr(layers, activation)
+    if rules:
+        return _Ops(layers.affine, act, layers.softmax_with_loss)
+    return _Ops(layers.affine.fun, act.fun, layers.softmax_with_loss.fun)
+
+
+def init_two_layer_net(
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    weight_init_std: float = 0.01,
+    dtype: Any = jnp.float32,
+) -> Params:
+    """The book's ``TwoLayerNet.__init__``: Gaussian weights times ``weight_init_std``,
+    zero biases.
+
+    Returns:
+        ``{"W1": (input_size, hidden_size), "b1": (hidden_size,),
+        "W2": (hidden_size, output_size), "b2": (output_size,)}`` in ``dtype``.
+    """
+    for name, size in (
+        ("input_size", input_size),
+        ("hidden_size", hidden_size),
+        ("output_size", output_size),
+    ):
+        if int(size) < 1:
+            raise ValueError(f"init_two_layer_net: {name} must be >= 1, got {size}")
+    k1, k2 = jax.random.split(key)
+    return {
+        "W1": weight_init_std * jax.random.normal(k1, (input_size, hidden_size), dtype),
+        "b1": jnp.zeros((hidden_size,), dtype),
+        "W2": weight_init_std * jax.random.normal(k2, (hidden_size, output_size), dtype),
+        "b2": jnp.zeros((output_size,), dtype),
+    }
+
+
+def _check_two_layer(name: str, params: Params, x: jax.Array) -> None:
+    missing = {"W1", "b1", "W2", "b2"} - set(params)
+    if missing:
+        raise ValueError(f"{name}: params lack {sorted(missing)}")
+    W1 = params["W1"]
+    if x.ndim not in (1, 2) or x.shape[-1] != W1.shape[0]:
+        raise ValueError(
+            f"{name}: x must be (N, {W1.shape[0]}) or ({W1.shape[0]},) to match "
+            f"W1 {W1.shape}, got x {x.shape}"
+        )
+
+
+def _scores(ops: _Ops, params: Params, x: jax.Array) -> jax.Array:
+    h = ops.activation(ops.affine(x, params["W1"], params["b1"]))
+    return ops.affine(h, params["W2"], params["b2"])
+
+
+def two_layer_net_predict(params: Params, x: jax.Array, *, activation: str = "relu") -> jax.Array:
+    """Scores ``affine → activation → affine`` (the book's ``predict``, before softmax).
+
+    Args:
+        params: ``W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)``.
+        x: ``(N, D)`` or ``(D,)``.
+        activation: ``"relu"`` (ch5) or ``"sigmoid"`` (ch4).
+
+    Returns:
+        ``(N, C)`` (or ``(C,)``) scores.
+    """
+    x = jnp.asarray(x)
+    _check_two_layer("two_layer_net_predict", params, x)
+    return _scores(_ops(activation, rules=True), params, x)
+
+
+def _loss(ops: _Ops, params: Params, x: jax.Array, t: jax.Array) -> jax.Array:
+    return ops.softmax_with_loss(_scores(ops, params, x), t)
+
+
+def two_layer_net_loss(
+    params: Params, x: jax.Array, t: jax.Array, *, activation: str = "relu"
+) -> jax.Array:
+    """Mean cross-entropy of softmax(scores) through ``layers.softmax_with_loss`` (a scalar).
+
+    Differentiating it with ``jax.grad`` runs the hand-written backward rules of every
+    layer. The loss is the exact log-softmax form, without the book's 1e-7 (which the
+    book's analytic gradients ignore too).
+    """
+    x = jnp.asarray(x)
+    _check_two_layer("two_layer_net_loss", params, x)
+    return _loss(_ops(activation, rules=True), params, x, jnp.asarray(t))
+
+
+def _plain_loss(params: Params, x: jax.Array, t: jax.Array, activation: str) -> jax.Array:
+    """The same loss from the layers' plain forwards: no custom rule anywhere."""
+    x, t = jnp.asarray(x), jnp.asarray(t)
+    _check_two_layer("two_layer_net", params, x)
+    if x.ndim == 2:
+        _labels("two_layer_net", x.shape[0], params["W2"].shape[1], t)
+    return _loss(_ops(activation, rules=False), params, x, t)
+
+
+def two_layer_net_gradient(
+    params: Params, x: jax.Array, t: jax.Array, *, activation: str = "relu"
+) -> Params:
+    """Backpropagation (book ch5 ``gradient``): ``jax.grad`` of :func:`two_layer_net_loss`,
+    which chains the custom_vjp rules of affine, the activation and softmax_with_loss.
+
+    Returns:
+        A dict with the params' keys and shapes.
+    """
+    return jax.grad(functools.partial(two_layer_net_loss, activation=activation))(params, x, t)
+
+
+def two_layer_net_autodiff_gradient(
+    params: Params, x: jax.Array, t: jax.Array, *, activation: str = "relu"
+) -> Params:
+    """Reference gradient: ``jax.grad`` of the plain forward (each layer's ``.fun``), with
+    JAX deriving every rule itself. Same structure as the params."""
+    return jax.grad(_plain_loss)(params, x, t, activation)
+
+
+def two_layer_net_numerical_gradient(
+    params: Params, x: jax.Array, t: jax.Array, *, activation: str = "relu", h: float = 1e-4
+) -> Params:
+    """Central differences of the loss for every weight (book ch4 ``numerical_gradient``).
+
+    Use float64 params and inputs: in float32 the step ``h`` leaves about 3 digits.
+    """
+    return _gradient.numerical_gradient(lambda p: _plain_loss(p, x, t, activation), params, h)
+
+
+def two_layer_net_ch4_gradient(params: Params, x: jax.Array, t: jax.Array) -> Params:
+    """The book's hand-derived gradient of the *sigmoid* net (ch4 ``TwoLayerNet.gradient``).
+
+    Written out step by step like the book, with ``sigmoid_grad``::
+
+        dy = (y - t) / N;  dW2 = z1ᵀ·dy;  db2 = Σₙ dy
+        da1 = sigmoid_grad(a1) · (dy·W2ᵀ);  dW1 = xᵀ·da1;  db1 = Σₙ da1
+
+    Args:
+        params: ``W1 b1 W2 b2``; x: ``(N, D)``; t: labels ``(N,)`` or one-hot ``(N, C)``.
+    """
+    x, t = jnp.asarray(x), jnp.asarray(t)
+    _check_two_layer("two_layer_net_ch4_gradient", params, x)
+    if x.ndim != 2:
+        raise ValueError(f"two_layer_net_ch4_gradient: x must be a batch (N, D), got {x.shape}")
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    batch_num = x.shape[0]
+    a1 = jnp.dot(x, W1) + b1
+    z1 = functions.sigmoid(a1)
+    a2 = jnp.dot(z1, W2) + b2
+    y = functions.softmax(a2)
+    labels = _labels("two_layer_net_ch4_gradient", batch_num, a2.shape[1], t)
+    t_onehot = jax.nn.one_hot(labels, a2.shape[1], dtype=y.dtype)
+    dy = (y - t_onehot) / batch_num
+    dz1 = jnp.dot(dy, W2.T)
+    da1 = functions.sigmoid_grad(a1) * dz1
+    return {
+        "W1": jnp.dot(x.T, da1),
+        "b1": jnp.sum(da1, axis=0),
+        "W2": jnp.dot(z1.T, dy),
+        "b2": jnp.sum(dy, axis=0),
+    }
+
+
+class TwoLayerNet(NamedTuple):
+    """The book's ``TwoLayerNet`` methods for one activation, as pure functions.
+
+    Every field takes the params explicitly: ``net.loss(params, x, t)``,
+    ``net.gradient(params, x, t)``, ``net.accuracy(params, x, t)``.
+    """
+
+    activation: str
+    predict: PredictFn
+    loss: LossFn
+    accuracy: Callable[..., jax.Array]
+    gradient: GradFn
+    autodiff_gradient: GradFn
+    numerical_gradient: GradFn
+
+
+def two_layer_net(activation: str = "relu") -> TwoLayerNet:
+    """The two-layer net's functions for ``activation`` ("relu", ch5, or "sigmoid", ch4)."""
+    _ops(activation, rules=True)  # validates the name
+    predict = functools.partial(two_layer_net_predict, activation=activation)
+    return TwoLayerNet(
+        activation=activation,
+        predict=predict,
+        loss=functools.partial(two_layer_net_loss, activation=activation),
+        accuracy=functools.partial(accuracy, predict),
+        gradient=functools.partial(two_layer_net_gradient, activation=activation),
+        autodiff_gradient=functools.partial(two_layer_net_autodiff_gradient, activation=activation),
+        numerical_gradient=functools.partial(
+            two_layer_net_numerical_gradient, activation=activation
+        ),
+    )

@@ -557,13 +557,18 @@ def profile_pieces(
     key = fit_key(protocol)
     data = (x_train, t_train, x_test, t_test)
     net = nets.two_layer_net("relu")
-    start, num = jnp.int32(1), jnp.int32(every)
+    num = jnp.int32(every)
 
     fn_eval = jax.jit(train.make_evaluate(net.predict)).lower(params, *data).compile()
-    update = train.sgd_update(net.loss, optimizer)
+    # fit's own segment program with the evaluation left out: the steps alone.
+    train_step = train.make_train_step(
+        train.stateful(net.loss, net.predict), optimizer, protocol.batch_size
+    )
+    no_eval = lambda state, data: jnp.zeros((2,), jnp.float32)  # noqa: E731
+    state = train.init_state(params, optimizer, key)
     fn_seg = (
-        jax.jit(train.make_segment(update, protocol.batch_size, every, jnp.float32))
-        .lower(params, opt_state, x_train, t_train, key, start, num)
+        jax.jit(train.make_segment(train_step, no_eval, every, jnp.float32))
+        .lower(state, data, num)
         .compile()
     )
     plain_eval = jax.jit(plain_accuracies).lower(params, *data).compile()
@@ -577,7 +582,7 @@ def profile_pieces(
     return every, {
         "funcnet fit": {
             "eval": lambda: fn_eval(params, *data),
-            "steps": lambda: fn_seg(*seg_args, start, num),
+            "steps": lambda: fn_seg(state, data, num),
         },
         "plain JAX": {
             "eval": lambda: plain_eval(params, *data),

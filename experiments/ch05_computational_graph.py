@@ -10,11 +10,13 @@ writes it as SVG and PNG:
 3. ``sigmoid``: the sigmoid as x(-1), exp, +1 and / (Fig. 5-20); the backward value at
    the input is y(1 - y);
 4. ``two_layer_net``: the loss of a two-layer net on a small batch, affine -> relu ->
-   affine -> softmax_with_loss (Figs. 5-25 to 5-30), with the shape of every edge.
+   affine -> softmax_with_loss (Figs. 5-25 to 5-30), with the shape of every edge, drawn
+   top to bottom so that it reads at page width (about 900 px wide).
 
-The shopping and sigmoid graphs are traced in float64, so their tables also print the
-book's exact values (``3.3000000000000003``); the pictures round them to read like the
-book (``3.3``).
+The shopping and sigmoid graphs are traced in float64. Numbers are printed with
+:func:`funcnet.graph.format_number` at 10 significant digits (``220``, ``3.3``; float64's
+``220.00000000000003`` is rounding noise), as ``ch05_buy_apple_orange`` prints them; the
+pictures use 4.
 
 Run: ``python -m experiments.ch05_computational_graph [--out runs/ch05_computational_graph]``.
 """
@@ -22,14 +24,14 @@ Run: ``python -m experiments.ch05_computational_graph [--out runs/ch05_computati
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import _common
 from experiments.ch05_buy_apple_orange import buy_apple, buy_apple_orange
-from funcnet.graph import Graph, GraphvizNotFoundError, trace
+from funcnet.graph import Graph, GraphvizNotFoundError, format_number, trace
 from funcnet.layers import affine, relu, softmax_with_loss
 
 
@@ -84,25 +86,41 @@ def _grad_gap(graph: Graph, f, args: tuple) -> float:
     )
 
 
+# How the experiments print numbers: 10 significant digits (220, 3.3, 0.1966119332).
+DIGITS = 10
+# The two-layer net drawn top to bottom, three numbers a line: it reads at page width.
+DRAWING = {"two_layer_net": {"rankdir": "TB", "wrap": 3}}
+
+
+def _numbers(*values) -> str:
+    return " ".join(format_number(v, DIGITS) for v in values)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Graph]:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.ch05_computational_graph",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/ch05_computational_graph"))
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed for the net's data")
-    parser.add_argument("--batch", type=int, default=2, help="batch size of the net's graph")
+    _common.add_out_flag(parser, "ch05_computational_graph")
+    parser.add_argument(
+        "--seed", type=_common.nonnegative_int, default=0, help="PRNG seed for the net's data"
+    )
+    parser.add_argument(
+        "--batch",
+        type=_common.positive_int,
+        default=2,
+        help="batch size of the net's graph (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = _common.out_dir(args.out)
 
     graphs = build_graphs(jax.random.key(args.seed), args.batch)
-    raw = {"apples", "apples_oranges"}  # the book prints these in full float64
     for name, graph in graphs.items():
         print(f"== {name}")
-        print(graph.table(digits=None if name in raw else 6))
+        print(graph.table(digits=DIGITS if name in ("apples", "apples_oranges") else 6))
         try:
             for suffix in (".svg", ".png"):
-                print("wrote", graph.render(args.out / f"{name}{suffix}"))
+                print("wrote", graph.render(out / f"{name}{suffix}", **DRAWING.get(name, {})))
         except GraphvizNotFoundError as err:
             print(f"no picture: {err}")
         print()
@@ -110,17 +128,17 @@ def main(argv: list[str] | None = None) -> dict[str, Graph]:
     with jax.enable_x64(True):
         apples = graphs["apples"]
         print(
-            "apples: price", apples.output().forward,
+            "apples: price", _numbers(apples.output().forward),
             "| dapple, dapple_num, dtax =",
-            *(apples.input(n).backward for n in ("apple", "apple_num", "tax")),
+            _numbers(*(apples.input(n).backward for n in ("apple", "apple_num", "tax"))),
             "| max |backward - jax.grad| =", _grad_gap(apples, buy_apple, (100.0, 2.0, 1.1)),
         )  # fmt: skip
         both = graphs["apples_oranges"]
-        names = ("apple_num", "apple", "orange", "orange_num", "tax")
+        names = ("apple", "apple_num", "orange", "orange_num", "tax")
         print(
-            "apples & oranges: price", both.output().forward,
-            "| dapple_num, dapple, dorange, dorange_num, dtax =",
-            *(both.input(n).backward for n in names),
+            "apples & oranges: price", _numbers(both.output().forward),
+            "| dapple, dapple_num, dorange, dorange_num, dtax =",
+            _numbers(*(both.input(n).backward for n in names)),
         )  # fmt: skip
         sig = graphs["sigmoid"]
         y = sig.output().forward
@@ -136,4 +154,4 @@ def main(argv: list[str] | None = None) -> dict[str, Graph]:
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

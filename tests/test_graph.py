@@ -275,8 +275,89 @@ def test_non_scalar_output_without_cotangent_is_a_clear_error():
 def test_function_without_array_input_is_a_clear_error():
     with pytest.raises(ValueError, match="needs at least one array argument"):
         trace(lambda: jnp.float32(1.0))
-    with pytest.raises(ValueError, match=r"argument name must be an array or a number, got str"):
+    with pytest.raises(TypeError, match=r"argument name must be an array or a number, got str"):
         trace(lambda x, name: x, 1.0, "apple")
+
+
+@pytest.mark.parametrize(
+    "cotangent, match",
+    [
+        (np.ones(3) * 1j, "complex128"),  # a cast would silently drop the imaginary part
+        (np.ones(3, np.complex64), "complex64"),
+        (np.array(["a", "b", "c"]), "<U1"),
+        (np.ones(3, bool), "bool"),
+    ],
+)
+def test_cotangent_that_is_not_real_is_a_type_error_naming_it(cotangent, match):
+    with pytest.raises(TypeError, match=rf"trace: cotangent must hold real numbers.*{match}"):
+        trace(lambda x: x * 2.0, np.ones(3, np.float32), cotangent=cotangent)
+
+
+def test_integer_and_nan_cotangents_are_used_as_given():
+    g = trace(lambda x: x * 2.0, np.ones(3, np.float32), cotangent=np.arange(3))
+    np.testing.assert_array_equal(g.input("x").backward, [0.0, 2.0, 4.0])
+    g = trace(lambda x: x * 2.0, np.float32(1.0), cotangent=np.nan)
+    assert np.isnan(g.input("x").backward)  # NaN propagates, never becomes a number
+
+
+def test_f_and_expand_of_the_wrong_type_are_type_errors():
+    with pytest.raises(TypeError, match=r"trace: f must be a function to trace, got int 5"):
+        trace(5, 1.0)
+    with pytest.raises(TypeError, match=r"trace: expand must be True, False, a name.*got int 3"):
+        trace(lambda x: x, 1.0, expand=3)
+    assert [n.name for n in trace(two_layer_loss, *net_args(jnp.float32), expand="relu").nodes][
+        1
+    ] == "gt"  # one name is a set of one
+
+
+def _apples():
+    return trace(buy_apple, 100.0, 2.0, 1.1)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda g: g.output(5), IndexError, r"Graph.output: index 5 is out of range; .* 1 output"),
+        (lambda g: g.output(-2), IndexError, r"Graph.output: index -2 is out of range"),
+        (lambda g: g.output("price"), TypeError, r"Graph.output: index must be an int, got str"),
+        (lambda g: g.output(True), TypeError, r"Graph.output: index must be an int, got bool"),
+        (lambda g: g.input(0), TypeError, r"Graph.input: name must be a str .*got int 0"),
+        (lambda g: g.input("pear"), KeyError, r"no input 'pear'; its inputs are apple, "),
+        (lambda g: g.table(digits=-1), ValueError, r"Graph.table: digits must lie in \[1, 17\]"),
+        (lambda g: g.table(digits=0), ValueError, r"Graph.table: digits .* got 0"),
+        (lambda g: g.table(digits=40), ValueError, r"Graph.table: digits .* got 40"),
+        (lambda g: g.table(digits=2.5), TypeError, r"Graph.table: digits must be an int.*2.5"),
+        (lambda g: g.table(max_values=-1), ValueError, r"Graph.table: max_values must be >= 0"),
+        (lambda g: g.table(max_values="6"), TypeError, r"Graph.table: max_values must be an int"),
+        (lambda g: g.to_dot(digits=-1), ValueError, r"Graph.to_dot: digits must lie in"),
+        (lambda g: g.to_dot(backward_color=3), TypeError, r"Graph.to_dot: backward_color must"),
+        (lambda g: g.to_dot(backward_color='red"'), ValueError, r"backward_color .*'red\"'"),
+        (lambda g: g.to_dot(rankdir="RL"), ValueError, r"Graph.to_dot: rankdir must be 'LR'"),
+        (lambda g: g.to_dot(rankdir=None), TypeError, r"Graph.to_dot: rankdir must be 'LR'"),
+        (lambda g: g.to_dot(wrap=0), ValueError, r"Graph.to_dot: wrap must be >= 1"),
+        (lambda g: g.to_dot(wrap=1.0), TypeError, r"Graph.to_dot: wrap must be an int"),
+        (lambda g: g.render("a.svg", colour="red"), TypeError, r"unknown option colour; the opt"),
+        (lambda g: g.render(5), TypeError, r"Graph.render: path must be a str or a Path"),
+    ],
+)
+def test_graph_members_reject_bad_arguments_naming_them(x64, call, error, match):
+    with pytest.raises(error, match=match):
+        call(_apples())
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: format_number(1.0, -1), ValueError, r"format_number: digits must lie in"),
+        (lambda: format_number(np.ones(3)), ValueError, r"single number, .*shape \(3,\)"),
+        (lambda: format_number("220"), TypeError, r"format_number: x must be a number, got str"),
+        (lambda: value_lines(np.ones(3), max_values=-1), ValueError, r"value_lines: max_values"),
+        (lambda: value_lines(np.ones(3), wrap=-2), ValueError, r"value_lines: wrap must be >= 1"),
+    ],
+)
+def test_text_helpers_reject_bad_arguments_naming_them(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 # --------------------------------------------------------------------------------------
@@ -293,6 +374,21 @@ def test_numbers_read_like_the_book_and_arrays_by_shape():
     assert value_lines(np.array([1.0, 2.5])) == ["(2,)", "[1, 2.5]"]
     assert value_lines(np.array([[1.0, 2.0], [3.0, 4.0]])) == ["(2, 2)", "[[1, 2],", " [3, 4]]"]
     assert value_lines(np.zeros((100, 784))) == ["(100, 784)"]
+    assert format_number(220.00000000000003, 10) == "220"  # how the experiments print
+    assert format_number(0.19661193324148185, 10) == "0.1966119332"
+
+
+def test_value_lines_wrap_long_rows():
+    assert value_lines(np.arange(5.0), wrap=2) == ["(5,)", "[0, 1,", " 2, 3,", " 4]"]
+    assert value_lines(np.arange(6.0).reshape(2, 3), wrap=2) == [
+        "(2, 3)",
+        "[[0, 1,",
+        "  2],",
+        " [3, 4,",
+        "  5]]",
+    ]
+    unwrapped = ["(3,)", "[0, 1, 2]"]
+    assert value_lines(np.arange(3.0), wrap=3) == value_lines(np.arange(3.0)) == unwrapped
 
 
 def test_table_has_one_row_per_node_with_inputs_forward_and_backward(x64):
@@ -318,6 +414,14 @@ def test_dot_source_puts_forward_above_backward_in_a_second_colour(x64):
         assert label in dot
     assert dot.count('label="×"') == 2
     assert 'label="apple_num"' in dot
+
+
+def test_dot_source_top_to_bottom_enters_labels_at_the_top(x64):
+    g = trace(buy_apple, 100.0, 2.0, 1.1)
+    dot = g.to_dot(rankdir="TB")
+    assert "rankdir=TB" in dot and "rankdir=LR" not in dot
+    assert re.search(r"i\d+ -> v\d+:n \[arrowhead=none\]", dot)
+    assert re.search(r"v\d+:s -> n\d+", dot) and ":w" not in dot and ":e " not in dot
 
 
 @needs_dot
@@ -348,8 +452,36 @@ def test_experiment_prints_the_tables_and_writes_every_picture(tmp_path, capsys)
     graphs = ch05_computational_graph.main(["--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert set(graphs) == {"apples", "apples_oranges", "sigmoid", "two_layer_net"}
-    assert "dapple, dapple_num, dtax = 2.2 110.00000000000001 200.0" in out
-    assert "3.3000000000000003 165.0 650.0" in out
+    # ch5, buy_apple.py and buy_apple_orange.py: 220 and 715, not float64's 220.00000000000003
+    assert "apples: price 220 | dapple, dapple_num, dtax = 2.2 110 200 |" in out
+    assert "price 715 | dapple, dapple_num, dorange, dorange_num, dtax = 2.2 110 3.3 165 650" in out
+    assert re.search(r"#2 \(output\)\s+mul\s+#1, tax\s+220\s+1\n", out)
+    assert "00000000" not in out
     if shutil.which("dot") is not None:
         written = sorted(p.name for p in tmp_path.iterdir())
         assert written == sorted(f"{n}{s}" for n in graphs for s in (".png", ".svg"))
+        width, _ = _png_size(tmp_path / "two_layer_net.png")
+        assert width <= 1200  # reads at page width (it was 3,051 px left to right)
+
+
+def _png_size(path):
+    header = path.read_bytes()[:24]
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch", "0"], "--batch: must be a positive integer"),
+        (["--batch", "-3"], "--batch: must be a positive integer"),
+        (["--seed", "-1"], "--seed: must be an integer >= 0"),
+        (["--seed", "x"], "--seed: expected an integer"),
+    ],
+)
+def test_experiment_flags_are_validated(flags, message, capsys):
+    from experiments import ch05_computational_graph
+
+    with pytest.raises(SystemExit) as exit_info:
+        ch05_computational_graph.main(flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -58,6 +58,10 @@ _SYMBOLS = {
 _TEXT_NODE = 'shape=plaintext, margin="0.05,0.02", width=0, height=0'
 
 
+# The keyword arguments of Graph.to_dot, which Graph.render passes on.
+DOT_OPTIONS = ("digits", "max_values", "backward_color", "rankdir", "wrap")
+
+
 class GraphvizNotFoundError(RuntimeError):
     """Graphviz's ``dot`` program (or the ``graphviz`` Python package) is missing."""
 
@@ -94,11 +98,13 @@ def _cell(lines: list[str], rows: int, color: str | None) -> str:
     return f'<FONT COLOR="{color}">{body}</FONT>' if color else body
 
 
-def _edge_label(value: Value, digits: int | None, max_values: int, color: str) -> str:
+def _edge_label(
+    value: Value, digits: int | None, max_values: int, color: str, wrap: int | None
+) -> str:
     """Forward value above a horizontal rule, backward value below it in ``color``."""
-    top = value_lines(value.forward, digits, max_values)
+    top = value_lines(value.forward, digits, max_values, wrap)
     has_bottom = value.backward is not None
-    bottom = value_lines(value.backward, digits, max_values) if has_bottom else []
+    bottom = value_lines(value.backward, digits, max_values, wrap) if has_bottom else []
     rows = max(len(top), len(bottom))
     return (
         '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">'
@@ -107,8 +113,20 @@ def _edge_label(value: Value, digits: int | None, max_values: int, color: str) -
     )
 
 
-def to_dot(graph: Graph, digits: int | None, max_values: int, backward_color: str) -> str:
-    """Graphviz DOT source of ``graph`` (see :meth:`Graph.to_dot`)."""
+def to_dot(
+    graph: Graph,
+    digits: int | None,
+    max_values: int,
+    backward_color: str,
+    rankdir: str = "LR",
+    wrap: int | None = None,
+) -> str:
+    """Graphviz DOT source of ``graph`` (see :meth:`Graph.to_dot`; arguments checked there).
+
+    An edge enters its value label on the label's west side and leaves on its east side
+    (left to right), or north and south (top to bottom).
+    """
+    enter, leave = ("w", "e") if rankdir == "LR" else ("n", "s")
     statements: dict[tuple, list[str]] = defaultdict(list)
     edges: list[str] = []
     for node in graph.nodes:
@@ -122,15 +140,15 @@ def to_dot(graph: Graph, digits: int | None, max_values: int, backward_color: st
             scope = graph.nodes[consumers[0]].scope
             statements[scope].append(f'v{value.id} [{_TEXT_NODE}, label="{text}"]')
             continue
-        label = _edge_label(value, digits, max_values, backward_color)
+        label = _edge_label(value, digits, max_values, backward_color, wrap)
         if value.kind == "input":
             scope = ()
             name = _escape_dot(value.name)
             statements[()].append(f'i{value.id} [{_TEXT_NODE}, label="{name}"]')
-            edges.append(f"i{value.id} -> v{value.id}:w [arrowhead=none]")
+            edges.append(f"i{value.id} -> v{value.id}:{enter} [arrowhead=none]")
         else:
             scope = graph.nodes[value.producer].scope
-            edges.append(f"n{value.producer} -> v{value.id}:w [arrowhead=none, weight=4]")
+            edges.append(f"n{value.producer} -> v{value.id}:{enter} [arrowhead=none, weight=4]")
         statements[scope].append(f"v{value.id} [shape=plain, label={label}]")
     for node in graph.nodes:
         # In argument order, constants last: `ordering=in` draws them top to bottom, so
@@ -138,12 +156,12 @@ def to_dot(graph: Graph, digits: int | None, max_values: int, backward_color: st
         inputs = dict.fromkeys(node.inputs)
         for i in sorted(inputs, key=lambda i: graph.values[i].kind == "const"):
             kind = graph.values[i].kind
-            tail = f"v{i}" if kind == "const" else f"v{i}:e"
+            tail = f"v{i}" if kind == "const" else f"v{i}:{leave}"
             heavy = " [weight=4]" if kind == "intermediate" else ""  # a straight main chain
             edges.append(f"{tail} -> n{node.id}{heavy}")
     for k, out in enumerate(graph.outputs):
         statements[()].append(f"o{k} [shape=point, style=invis, width=0.01]")
-        edges.append(f"v{out}:e -> o{k}")
+        edges.append(f"v{out}:{leave} -> o{k}")
 
     def emit(scope: tuple, indent: str) -> list[str]:
         lines = [indent + s for s in statements.get(scope, [])]
@@ -163,7 +181,8 @@ def to_dot(graph: Graph, digits: int | None, max_values: int, backward_color: st
 
     header = [
         f'digraph "{_escape_dot(graph.name)}" {{',
-        '  graph [rankdir=LR, ordering=in, ranksep=0.25, nodesep=0.35, fontname="Helvetica"]',
+        f"  graph [rankdir={rankdir}, ordering=in, ranksep=0.25, nodesep=0.35, "
+        'fontname="Helvetica"]',
         '  node [fontname="Helvetica", fontsize=14]',
         "  edge [arrowsize=0.7]",
     ]
@@ -190,13 +209,23 @@ def _pipe(source: str, fmt: str) -> bytes:
 
 def render(graph: Graph, path: str | os.PathLike, **dot_options) -> Path:
     """Write ``graph`` to ``path`` as SVG, PNG or PDF (chosen by the suffix)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"Graph.render: path must be a str or a Path, got {type(path).__name__} {path!r}"
+        )
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("svg", "png", "pdf"):
         raise ValueError(f"render: path must end in .svg, .png or .pdf, got {str(path)!r}")
+    unknown = sorted(set(dot_options) - set(DOT_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"Graph.render: unknown option {', '.join(unknown)}; the options are "
+            f"{', '.join(DOT_OPTIONS)} (see Graph.to_dot)"
+        )
     source = graph.to_dot(**dot_options)
     if fmt == "png":  # 150 dpi: sharp enough to read the numbers
-        source = source.replace("graph [rankdir=LR,", "graph [dpi=150, rankdir=LR,", 1)
+        source = source.replace("graph [", "graph [dpi=150, ", 1)
     path.write_bytes(_pipe(source, fmt))
     return path
 

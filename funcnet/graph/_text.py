@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from funcnet.graph._options import check_digits, check_max_values, check_wrap
+
 if TYPE_CHECKING:
     from funcnet.graph._graph import Graph, Value
 
@@ -18,10 +20,28 @@ if TYPE_CHECKING:
 def format_number(x: Any, digits: int | None = 6) -> str:
     """One number, e.g. ``format_number(220.00000000000003) == "220"``.
 
-    Floats get ``digits`` significant digits (``None``: the shortest exact repr of the
-    value's own dtype); integers and booleans are written as they are.
+    Floats get ``digits`` significant digits (an int in [1, 17]; ``None``: the shortest
+    exact repr of the value's own dtype); integers and booleans are written as they are.
+    ``format_number(v, 10)`` is how the chapter-5 experiments print their prices
+    (``220``, ``3.3``).
+
+    Raises:
+        TypeError: ``x`` is not a number, or ``digits`` is not an int or None.
+        ValueError: ``x`` holds more than one number, or ``digits`` is outside [1, 17].
     """
-    x = np.asarray(x)
+    check_digits("format_number", digits)
+    a = np.asarray(x)
+    if not (a.dtype == np.bool_ or np.issubdtype(a.dtype, np.number)):
+        raise TypeError(f"format_number: x must be a number, got {type(x).__name__} {x!r}")
+    if a.ndim != 0:
+        raise ValueError(
+            f"format_number: x must be a single number, got an array of shape {a.shape}; "
+            "use value_lines for arrays"
+        )
+    return _number(a, digits)
+
+
+def _number(x: np.ndarray, digits: int | None) -> str:
     if x.dtype == np.bool_:
         return str(bool(x))
     if np.issubdtype(x.dtype, np.integer):
@@ -33,31 +53,50 @@ def format_number(x: Any, digits: int | None = 6) -> str:
     return f"{float(x) + 0.0:.{digits}g}"  # + 0.0 turns -0 into 0
 
 
-def _nested(a: np.ndarray, digits: int | None) -> str:
-    if a.ndim == 0:
-        return format_number(a, digits)
-    return "[" + ", ".join(_nested(row, digits) for row in a) + "]"
+def _row_lines(row: np.ndarray, digits: int | None, wrap: int | None) -> list[str]:
+    """A 1-D row as ``[a, b, c]``, broken after every ``wrap`` numbers."""
+    numbers = [_number(v, digits) for v in row]
+    step = wrap or max(len(numbers), 1)
+    chunks = [", ".join(numbers[i : i + step]) for i in range(0, len(numbers), step)]
+    opens = ["["] + [" "] * (len(chunks) - 1)
+    closes = [","] * (len(chunks) - 1) + ["]"]
+    return [o + c + e for o, c, e in zip(opens, chunks, closes, strict=True)]
 
 
-def value_lines(x: Any, digits: int | None = 6, max_values: int = 6) -> list[str]:
+def value_lines(
+    x: Any, digits: int | None = 6, max_values: int = 6, wrap: int | None = None
+) -> list[str]:
     """A value as lines of text: a scalar as one number; an array as its shape, then,
-    when it has at most ``max_values`` elements, its values (one line per row).
+    when it has at most ``max_values`` elements, its values (one line per row, broken
+    after every ``wrap`` numbers when ``wrap`` is given).
 
-    ``value_lines(jnp.ones((2, 3)), max_values=4) == ["(2, 3)"]``.
+    ``value_lines(jnp.ones((2, 3)), max_values=4) == ["(2, 3)"]``;
+    ``value_lines(jnp.arange(3.), wrap=2) == ["(3,)", "[0, 1,", " 2]"]``.
     """
-    x = np.asarray(x)
+    check_digits("value_lines", digits)
+    check_max_values("value_lines", max_values)
+    check_wrap("value_lines", wrap)
+    return _value_lines(np.asarray(x), digits, max_values, wrap)
+
+
+def _value_lines(x: np.ndarray, digits: int | None, max_values: int, wrap: int | None) -> list[str]:
     if x.ndim == 0:
-        return [format_number(x, digits)]
+        return [_number(x, digits)]
     shape = "(" + ", ".join(str(n) for n in x.shape) + ("," if x.ndim == 1 else "") + ")"
     if x.size > max_values or x.size == 0:
         return [shape]
     if x.ndim == 1:
-        return [shape, _nested(x, digits)]
-    rows = [_nested(row, digits) for row in x.reshape(-1, x.shape[-1])]
+        return [shape, *_row_lines(x, digits, wrap)]
     depth = x.ndim - 1
-    rows = [("[" * depth if i == 0 else " " * depth) + r for i, r in enumerate(rows)]
-    rows[-1] += "]" * depth
-    return [shape, *(r + ("," if i < len(rows) - 1 else "") for i, r in enumerate(rows))]
+    rows = [_row_lines(row, digits, wrap) for row in x.reshape(-1, x.shape[-1])]
+    lines = []
+    for r, row in enumerate(rows):
+        if r < len(rows) - 1:
+            row[-1] += ","
+        lines += row
+    lines = [("[" * depth if i == 0 else " " * depth) + line for i, line in enumerate(lines)]
+    lines[-1] += "]" * depth
+    return [shape, *lines]
 
 
 def value_text(x: Any, digits: int | None = 6, max_values: int = 6) -> str:

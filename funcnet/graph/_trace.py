@@ -26,7 +26,23 @@ def _differentiable(x: jax.Array) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
 
 
+def _check_expand(expand: Any) -> None:
+    """``expand`` is a bool, one layer name, or a collection of names."""
+    if isinstance(expand, (bool, str)):
+        return
+    if not isinstance(expand, Collection) or not all(isinstance(n, str) for n in expand):
+        raise TypeError(
+            "trace: expand must be True, False, a name such as 'affine' or a set of names "
+            f"such as {{'affine', 'relu'}}, got {type(expand).__name__} {expand!r}"
+        )
+
+
 def _check_args(f: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    if not callable(f):
+        raise TypeError(
+            f"trace: f must be a function to trace, got {type(f).__name__} {f!r}; "
+            "call trace(f, *args)"
+        )
     try:
         params = list(inspect.signature(f).parameters)
     except (TypeError, ValueError):
@@ -42,7 +58,7 @@ def _check_args(f: Callable[..., Any], args: tuple[Any, ...]) -> None:
         if not isinstance(leaf, array_types):
             position = path[0].idx
             name = params[position] if position < len(params) else f"#{position}"
-            raise ValueError(
+            raise TypeError(
                 f"trace: argument {name}{jax.tree_util.keystr(path[1:])} must be an array "
                 f"or a number, got {type(leaf).__name__} {leaf!r}"
             )
@@ -72,7 +88,7 @@ def _output_cotangents(
         raise ValueError(f"trace: cotangent must match the output's structure {shapes}")
     cts = []
     for ct, out in zip(leaves, outputs, strict=True):
-        ct = jnp.asarray(ct, dtype=out.dtype)
+        ct = _real_cotangent(ct, out)
         if ct.shape != out.shape:
             raise ValueError(
                 f"trace: cotangent must have the output's shape; output {out.shape}, "
@@ -80,6 +96,24 @@ def _output_cotangents(
             )
         cts.append(ct)
     return cts
+
+
+def _real_cotangent(ct: Any, out: jax.Array) -> jax.Array:
+    """One cotangent leaf as an array of the output's dtype; a complex, boolean or
+    non-numeric cotangent is refused instead of being silently cast (which would drop an
+    imaginary part)."""
+    dtype = getattr(ct, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(ct).dtype
+        except (TypeError, ValueError):
+            dtype = np.dtype(object)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(
+            f"trace: cotangent must hold real numbers (the output's dtype is {out.dtype}), "
+            f"got {type(ct).__name__} of dtype {dtype}"
+        )
+    return jnp.asarray(ct, dtype=out.dtype)
 
 
 def _step_vjp(
@@ -140,8 +174,16 @@ def trace(
         g = trace(lambda apple, apple_num, tax: mul(mul(apple, apple_num), tax), 100., 2., 1.1)
         g.input("apple").backward   # 2.2
         g.render("apples.png")
+
+    Raises:
+        TypeError: ``f`` is not callable, an argument is not an array or a number,
+            ``expand`` is not a bool or names, or ``cotangent`` is not real (complex,
+            boolean or text).
+        ValueError: ``f`` has no array argument, its output is not floating point, or
+            ``cotangent`` is missing for a non-scalar output or has the wrong shape.
     """
     _check_args(f, args)
+    _check_expand(expand)
     program = jaxpr_program(f, args, expand)
     forward: list[Any] = [None] * program.num_slots
     for slot, leaf in enumerate(jax.tree.leaves(args)):

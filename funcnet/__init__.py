@@ -2,12 +2,24 @@
 functions with hand-written, verified backward rules.
 
 Modules: ``perceptron`` (ch2), ``functions`` (ch3-4), ``gradient`` (ch4), ``layers``
-(ch5, custom_vjp rules), ``nets`` (ch3-5 networks), ``train`` (jitted SGD, ``fit``),
+(ch5, custom_vjp rules), ``nets`` (ch3-6 networks), ``optimizers`` (ch6 update rules as
+optax transformations), ``train`` (jitted SGD, ``fit``),
 ``datasets`` (MNIST, Fashion-MNIST), ``io`` (parameter files), ``graph`` (computational
 graphs), ``check`` (gradient verification, ``python -m funcnet.check``).
 """
 
-from funcnet import datasets, functions, gradient, graph, io, layers, nets, perceptron, train
+from funcnet import (
+    datasets,
+    functions,
+    gradient,
+    graph,
+    io,
+    layers,
+    nets,
+    optimizers,
+    perceptron,
+    train,
+)
 from funcnet.functions import (
     cross_entropy_error,
     identity_function,
@@ -31,6 +43,7 @@ __all__ = [
     "io",
     "layers",
     "nets",
+    "optimizers",
     "perceptron",
     "train",
     "cross_entropy_error",

@@ -7,10 +7,15 @@ epoch (the first after iteration 0), printed like the book::
 
     train acc, test acc | 0.1044, 0.1028
 
-Writes to ``--out`` (default ``runs/ch05_train_neuralnet``):
+and, after the last iteration, the accuracy of the params it saves::
 
-- ``metrics.json``: settings, data set used, final accuracies, wall time, steps/s, the
-  per-epoch accuracies;
+    final (iteration 10000) train acc, test acc | 1.0000, 0.9320
+
+Writes to ``--out`` (default ``runs/ch05_train_neuralnet/DATASET``, one folder per data
+set, so runs on different data do not overwrite each other):
+
+- ``metrics.json``: settings, data set used, the final accuracies *of the saved params*
+  and the iteration they were saved after, times, steps/s, the per-epoch accuracies;
 - ``loss.png``: the minibatch loss of every iteration (book Fig. 4-11);
 - ``accuracy.png``: train and test accuracy per epoch (book Fig. 4-12);
 - ``predictions.png``: the first 25 test images with predicted and true class;
@@ -25,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import experiments
 from experiments import _common
 from funcnet import io as fio
 from funcnet import nets
@@ -47,10 +53,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=f"python -m experiments.{NAME}",
         description="Train the book's two-layer net (ch5) with minibatch SGD.",
     )
-    p.add_argument("--iters", type=int, default=10000, help="iterations (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (default: 100)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=50, help="hidden units (default: %(default)s)")
+    p.add_argument(
+        "--iters",
+        type=_common.positive_int,
+        default=10000,
+        help="iterations (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=_common.positive_int, default=100, help="minibatch size (default: 100)"
+    )
+    p.add_argument(
+        "--lr",
+        type=_common.positive_float,
+        default=0.1,
+        help="learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=_common.positive_int,
+        default=50,
+        help="hidden units (default: %(default)s)",
+    )
     p.add_argument(
         "--activation",
         choices=nets.ACTIVATIONS,
@@ -59,12 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     _common.add_dataset_flag(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    _common.add_out_flag(p, NAME)
-    args = p.parse_args(argv)
-    for flag in ("iters", "batch_size", "hidden"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
-    return args
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default: runs/{NAME}/DATASET, DATASET the data set used)",
+    )
+    return p.parse_args(argv)
 
 
 def plot_loss(history: History, path: Path, title: str) -> Path:
@@ -102,7 +126,7 @@ def plot_accuracy(history: History, path: Path, title: str) -> Path:
     )
     ax.set_xlabel("epochs")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.0)
+    ax.set_ylim(0, 1.04)  # headroom: a curve at exactly 1.0 stays visible above the frame
     ax.set_xlim(0, max(epochs.size - 1, 1))
     ax.set_title(title)
     ax.legend(loc="lower right")
@@ -135,7 +159,13 @@ def plot_confusion(m: np.ndarray, class_names: tuple[str, ...], path: Path, titl
                 fontsize=7,
                 color="white" if m[i, j] > m.max() / 2 else "black",
             )
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    long_names = max(len(name) for name in class_names) > 2
+    ax.set_xticks(
+        range(k),
+        class_names,
+        rotation=45 if long_names else 0,
+        ha="right" if long_names else "center",
+    )
     ax.set_yticks(range(k), class_names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -143,11 +173,13 @@ def plot_confusion(m: np.ndarray, class_names: tuple[str, ...], path: Path, titl
     return _common.save(fig, path)
 
 
-def _rounded_last(acc: np.ndarray) -> float | None:
-    return round(float(acc[-1]), 6) if acc.size else None
+def _accuracy(value: float) -> float | None:
+    """Accuracies are counts / N: 6 decimals hold them exactly, without float32 noise;
+    NaN (never expected: fit refuses non-finite data) is written as null, not a number."""
+    return round(float(value), 6) if np.isfinite(value) else None
 
 
-def _metrics(args, data, history: History, wall: float, status: str) -> dict[str, Any]:
+def _metrics(args, data, history: History, status: str) -> dict[str, Any]:
     done = history.iterations
     train_time = history.wall_time - history.compile_time
     per_epoch = (
@@ -177,12 +209,13 @@ def _metrics(args, data, history: History, wall: float, status: str) -> dict[str
         },
         "iterations_run": done,
         "iters_per_epoch": per_epoch,
-        # Accuracies are counts / N: 6 decimals hold them exactly, without float32 noise.
-        "final_train_acc": _rounded_last(history.train_acc),
-        "final_test_acc": _rounded_last(history.test_acc),
+        # The saved params.npz: how many iterations it has seen and its accuracies (after a
+        # divergence, those of the last finite params, not of the diverged ones).
+        "params_iteration": history.final_iteration,
+        "final_train_acc": _accuracy(history.final_train_acc),
+        "final_test_acc": _accuracy(history.final_test_acc),
         "loss_first_iteration": float(history.loss[0]) if done else None,
         "loss_last_epoch_mean": float(np.mean(history.loss[-per_epoch:])) if done else None,
-        "wall_time_s": wall,
         "fit_time_s": history.wall_time,
         "compile_time_s": history.compile_time,
         "steps_per_s": done / train_time if train_time > 0 else None,
@@ -208,16 +241,69 @@ def _cpu_count() -> int | None:
         return os.cpu_count()
 
 
+def _reporter(args) -> tuple[Callable[[Progress], None], Callable[[], None]]:
+    """The progress callback (the book's per-epoch line, a bar on a terminal) and a
+    function that closes the bar."""
+    bar = None
+    if _common.progress_enabled():
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.iters, unit="it", leave=False, dynamic_ncols=True)
+
+    def on_progress(p: Progress) -> None:
+        lines = []
+        if p.epoch is not None:
+            lines.append(f"train acc, test acc | {p.train_acc:.4f}, {p.test_acc:.4f}")
+        if p.final:
+            lines.append(
+                f"final (iteration {p.iteration}) train acc, test acc | "
+                f"{p.train_acc:.4f}, {p.test_acc:.4f}"
+            )
+        for line in lines:
+            print(line) if bar is None else bar.write(line)
+        if bar is not None:
+            bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
+            bar.update(p.iteration - bar.n)
+
+    return on_progress, (bar.close if bar is not None else (lambda: None))
+
+
+def write_outputs(out: Path, data, net, params, history: History) -> None:
+    """The figures and ``params.npz``, all from the same ``params``."""
+    (x_train, _), (x_test, t_test) = data.train, data.test
+    classes = len(data.class_names)
+    hidden = params["W1"].shape[1]
+    title = f"{data.name}: {x_train.shape[1]}-{hidden}-{classes} {net.activation} net"
+    plot_loss(history, out / "loss.png", title)
+    plot_accuracy(history, out / "accuracy.png", title)
+    predicted = np.asarray(jnp.argmax(jax.jit(net.predict)(params, x_test), axis=1))
+    _common.image_grid(
+        x_test,
+        predicted,
+        t_test,
+        data.class_names,
+        out / "predictions.png",
+        f"{data.name}: first 25 test images, params after iteration "
+        f"{history.final_iteration} (red: wrong)",
+    )
+    plot_confusion(
+        confusion_matrix(predicted, np.asarray(t_test), classes),
+        data.class_names,
+        out / "confusion.png",
+        f"{data.name} test set, {len(t_test):,} images",
+    )
+    fio.save_params(out / "params.npz", params)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the job; returns the metrics written to ``metrics.json``.
 
     Raises ``SystemExit`` with a message if training diverges (the outputs are still
-    written, from the last finite params and the history up to then).
+    written, from the last finite params, and say which iteration those are).
     """
-    t_start = time.perf_counter()
     args = parse_args(argv)
-    out = _common.out_dir(args.out)
     data = _common.load_dataset(args.dataset)
+    out = _common.out_dir(args.out or Path("runs") / NAME / data.name)
     (x_train, t_train), (x_test, t_test) = data.train, data.test
     classes = len(data.class_names)
     net = nets.two_layer_net(args.activation)
@@ -227,21 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{x_train.shape[1]}-{args.hidden}-{classes} {args.activation} net, {args.iters} "
         f"iterations, batch {args.batch_size}, lr {args.lr}"
     )
-
-    bar = None
-    if _common.progress_enabled():
-        from tqdm import tqdm
-
-        bar = tqdm(total=args.iters, unit="it", leave=False, dynamic_ncols=True)
-
-    def on_progress(p: Progress) -> None:
-        if p.train_acc is not None:
-            line = f"train acc, test acc | {p.train_acc:.4f}, {p.test_acc:.4f}"
-            print(line) if bar is None else bar.write(line)
-        if bar is not None:
-            bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
-            bar.update(p.iteration - bar.n)
-
+    on_progress, close_bar = _reporter(args)
     status, error = "ok", None
     try:
         params, history = fit(
@@ -259,49 +331,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except TrainingDiverged as e:
         params, history, status, error = e.params, e.history, "diverged", e
     finally:
-        if bar is not None:
-            bar.close()
+        close_bar()
 
-    wall_fit = time.perf_counter() - t_start
-    title = f"{data.name}: {x_train.shape[1]}-{args.hidden}-{classes} {args.activation}"
-    plot_loss(history, out / "loss.png", title)
-    plot_accuracy(history, out / "accuracy.png", title)
-    predicted = np.asarray(jnp.argmax(jax.jit(net.predict)(params, x_test), axis=1))
-    _common.image_grid(
-        x_test,
-        predicted,
-        t_test,
-        data.class_names,
-        out / "predictions.png",
-        f"{data.name}: first 25 test images (red: wrong)",
-    )
-    plot_confusion(
-        confusion_matrix(predicted, np.asarray(t_test), classes),
-        data.class_names,
-        out / "confusion.png",
-        f"{data.name} test set, {len(t_test):,} images",
-    )
-    fio.save_params(out / "params.npz", params)
-    metrics = _metrics(args, data, history, wall_fit, status)
-    metrics["wall_time_with_outputs_s"] = time.perf_counter() - t_start
+    write_outputs(out, data, net, params, history)
+    metrics = _metrics(args, data, history, status)
+    metrics["job_time_s"] = time.perf_counter() - experiments.STARTED
     _common.write_json(out / "metrics.json", metrics)
+    _report(metrics, history, out)
+    if error is not None:
+        raise SystemExit(
+            f"error: {error}\nsaved: the params after iteration {history.final_iteration} "
+            f"(train acc {history.final_train_acc:.4f}, test acc {history.final_test_acc:.4f})"
+        )
+    return metrics
 
+
+def _report(metrics: dict[str, Any], history: History, out: Path) -> None:
+    steps = metrics["steps_per_s"]
     print(
-        f"final train acc {metrics['final_train_acc']:.4f}, test acc "
-        f"{metrics['final_test_acc']:.4f}; training {history.wall_time:.2f} s "
-        f"(compile {history.compile_time:.2f} s, {metrics['steps_per_s']:.0f} steps/s), "
-        f"job {wall_fit:.2f} s"
+        f"saved params after iteration {history.final_iteration}: train acc "
+        f"{history.final_train_acc:.4f}, test acc {history.final_test_acc:.4f}"
+    )
+    print(
+        f"time: fit {history.wall_time:.2f} s (compile {history.compile_time:.2f} s"
+        + (f", {steps:.0f} steps/s" if steps else "")
+        + f"); whole job {metrics['job_time_s']:.2f} s (imports, data, fit, figures; "
+        "not Python's own start-up)"
     )
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
-    if status == "ok" and metrics["loss_last_epoch_mean"] > metrics["loss_first_iteration"]:
+    if (
+        metrics["status"] == "ok"
+        and metrics["loss_last_epoch_mean"] > metrics["loss_first_iteration"]
+    ):
         print(
             "warning: the loss rose during training (last epoch's mean above the first "
             "iteration's): the learning rate is probably too large"
         )
-    if error is not None:
-        raise SystemExit(f"error: {error}")
-    return metrics
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    _common.run(main)

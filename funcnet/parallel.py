@@ -68,3 +68,19 @@ def shard_batch(loss_fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
         return loss_fn(params, x, t)
 
     return sharded_loss
+
+
+def check_mesh(mesh: Any, batch_size: int) -> None:
+    """Raise a clear error unless ``mesh`` is a 1-D :class:`Mesh` over which
+    ``batch_size`` splits evenly (what ``fit(mesh=...)`` needs)."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"mesh must be a jax.sharding.Mesh (funcnet.parallel.make_mesh()), got "
+            f"{type(mesh).__name__}"
+        )
+    if mesh.devices.ndim != 1:
+        raise ValueError(
+            f"mesh must be 1-D (one batch axis, funcnet.parallel.make_mesh()), got a "
+            f"{mesh.devices.ndim}-D mesh of shape {dict(mesh.shape)}"
+        )
+    check_batch_size(mesh, batch_size)

@@ -171,29 +171,38 @@ def test_main_job_small_run_writes_every_output(tmp_path, capsys):
     captured = capsys.readouterr()
     lines = re.findall(r"^train acc, test acc \| ([0-9.]+), ([0-9.]+)$", captured.out, re.M)
     assert len(lines) == 7  # after iterations 0, 40, ..., 240 (4,000 / 100 per epoch)
+    final = re.findall(
+        r"^final \(iteration 250\) train acc, test acc \| ([0-9.]+), ([0-9.]+)$",
+        captured.out,
+        re.M,
+    )
+    assert len(final) == 1
     assert "it/s" not in captured.err  # no progress bar when output is not a terminal
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["status"] == "ok" and written["iterations_run"] == 250
+    assert written["params_iteration"] == 250
     assert written["settings"]["hidden"] == 20 and written["dataset"]["used"] == "mnist-5k"
     assert written["eval_iteration"] == list(range(0, 250, 40))
-    assert written["final_test_acc"] == pytest.approx(float(lines[-1][1]), abs=1e-4)
+    assert written["final_test_acc"] == pytest.approx(float(final[0][1]), abs=1e-4)
     assert written["final_test_acc"] > 0.75
     assert written["loss_last_epoch_mean"] < 0.5 * written["loss_first_iteration"]
-    assert written["steps_per_s"] > 0 and written["wall_time_s"] > 0
+    assert written["steps_per_s"] > 0 and written["job_time_s"] > written["fit_time_s"] > 0
     assert metrics["final_train_acc"] == written["final_train_acc"]
     for name in ("loss.png", "accuracy.png", "predictions.png", "confusion.png"):
         assert _is_png(tmp_path / name), name
-    # params.npz holds the trained net (10 iterations after the last evaluation)
+    # params.npz holds the trained net (10 iterations after the last per-epoch evaluation),
+    # and the reported final accuracies are exactly its own
     params = io.load_params(tmp_path / "params.npz")
-    x, t = datasets.load("mnist-5k").test
-    acc = float(nets.two_layer_net("relu").accuracy(params, x, t))
-    assert acc == pytest.approx(written["final_test_acc"], abs=0.05)
+    data = datasets.load("mnist-5k")
+    net = nets.two_layer_net("relu")
+    assert float(net.accuracy(params, *data.test)) == pytest.approx(written["final_test_acc"])
+    assert float(net.accuracy(params, *data.train)) == pytest.approx(written["final_train_acc"])
 
 
 def test_main_job_divergence_still_writes_outputs_and_fails(tmp_path, capsys):
     # With the exact loss, lr=1000 keeps every loss finite on this net (the ReLUs die and
     # the loss stalls near 1e3); lr=1e8 overflows float32 within a few iterations.
-    with pytest.raises(SystemExit, match="not finite at iteration"):
+    with pytest.raises(SystemExit, match="not finite at iteration") as info:
         ch05_train_neuralnet.main(
             ["--iters", "200", "--lr", "1e8", "--dataset", "mnist-5k", "--out", str(tmp_path)]
         )
@@ -202,6 +211,12 @@ def test_main_job_divergence_still_writes_outputs_and_fails(tmp_path, capsys):
     assert written["iterations_run"] < 200
     params = io.load_params(tmp_path / "params.npz")
     assert all(np.isfinite(v).all() for v in params.values())
+    # what metrics.json calls final is the saved params' accuracy, after the iteration it names
+    assert written["params_iteration"] < written["iterations_run"]
+    data = datasets.load("mnist-5k")
+    net = nets.two_layer_net("relu")
+    assert float(net.accuracy(params, *data.test)) == pytest.approx(written["final_test_acc"])
+    assert "saved: the params after iteration" in str(info.value)
     assert _is_png(tmp_path / "loss.png") and _is_png(tmp_path / "accuracy.png")
 
 
@@ -222,3 +237,26 @@ def test_main_job_at_full_size_on_fashion_mnist(tmp_path, capsys):
     for name in ("loss.png", "accuracy.png", "predictions.png", "confusion.png"):
         assert _is_png(tmp_path / name), name
     assert "train acc, test acc |" in capsys.readouterr().out
+
+
+def test_main_job_writes_one_folder_per_data_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ch05_train_neuralnet.main(["--iters", "3", "--dataset", "mnist-5k"])
+    assert (tmp_path / "runs" / "ch05_train_neuralnet" / "mnist-5k" / "params.npz").is_file()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--iters", "0"], "--iters: must be a positive integer"),
+        (["--batch-size", "-3"], "--batch-size: must be a positive integer"),
+        (["--hidden", "0"], "--hidden: must be a positive integer"),
+        (["--lr", "nan"], "--lr: must be a finite number"),
+        (["--lr", "0"], "--lr: must be a number > 0"),
+    ],
+)
+def test_main_job_rejects_bad_flags_with_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        ch05_train_neuralnet.main(flags)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -167,8 +167,26 @@ def test_fit_reports_progress_after_every_segment():
     assert [p.iteration for p in seen] == [1, 26, 51, 57]
     assert [p.epoch for p in seen] == [0, 1, 2, None]
     assert [p.train_acc for p in seen[:3]] == pytest.approx(history.train_acc.tolist())
-    assert seen[-1].train_acc is None and seen[-1].iters == 57
+    assert [p.final for p in seen] == [False, False, False, True] and seen[-1].iters == 57
     assert seen[-1].loss == pytest.approx(float(history.loss[-1]))
+    # the last call reports the returned params' accuracy, after iteration 57
+    assert seen[-1].train_acc == pytest.approx(history.final_train_acc)
+    assert seen[-1].test_acc == pytest.approx(history.final_test_acc)
+
+
+def test_the_final_accuracies_are_those_of_the_returned_params():
+    """The book's last evaluation is after iteration 50 here; the params have seen 57."""
+    params, history = _small_fit()
+    x, t = _blobs(260)
+    assert history.final_iteration == history.iterations == 57
+    assert history.eval_iteration[-1] == 50
+    assert history.final_train_acc == pytest.approx(
+        float(nets.accuracy(RELU.predict, params, x[:200], t[:200]))
+    )
+    assert history.final_test_acc == pytest.approx(
+        float(nets.accuracy(RELU.predict, params, x[200:], t[200:]))
+    )
+    assert history.final_train_acc != history.train_acc[-1]  # it really moved after 50
 
 
 def test_fit_accepts_one_hot_labels_numpy_params_and_another_optimizer():
@@ -212,6 +230,41 @@ def test_a_diverging_run_stops_at_the_end_of_the_epoch_and_keeps_everything():
     for k in rerun:
         np.testing.assert_array_equal(rerun[k], e.params[k])
     np.testing.assert_array_equal(rerun_history.loss, history.loss[: e.params_iteration])
+    # what the history calls final describes the params on the exception
+    assert history.final_iteration == e.params_iteration
+    x, t = _blobs(260)
+    assert history.final_train_acc == pytest.approx(
+        float(nets.accuracy(RELU.predict, e.params, x[:200], t[:200]))
+    )
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_a_run_diverging_at_once_reports_the_initial_params_accuracy():
+    def loss_fn(params, x, t):  # finite whatever the weights: the weights blow up first
+        return jnp.tanh(jnp.mean(x @ params["W"]))
+
+    def predict_fn(params, x):
+        return x @ params["W"]
+
+    x = np.ones((20, 3), np.float32)
+    t = np.ones(20, np.int32)
+    params = {"W": jnp.asarray([[1.0, 2.0]] * 3, jnp.float32)}  # predicts class 1: acc 1.0
+    with pytest.raises(train.TrainingDiverged, match="iteration 0") as info:
+        train.fit(
+            params,
+            (x, t),
+            (x, t),
+            key=jax.random.key(0),
+            loss_fn=loss_fn,
+            predict_fn=predict_fn,
+            iters=30,
+            batch_size=5,
+            lr=1e39,
+        )
+    e = info.value
+    assert e.params_iteration == 0 and e.history.final_iteration == 0
+    np.testing.assert_array_equal(e.params["W"], params["W"])
+    assert e.history.final_train_acc == e.history.final_test_acc == 1.0
 
 
 @pytest.mark.parametrize(
@@ -286,3 +339,77 @@ def test_integer_one_hot_labels_get_a_clear_error():
             iters=3,
             batch_size=5,
         )
+
+
+def _bad_fit(**change):
+    x, t = _blobs(20)
+    args = dict(
+        params=nets.init_two_layer_net(jax.random.key(1), 10, 8, 3),
+        train=(x, t),
+        test=(x, t),
+        key=jax.random.key(0),
+        loss_fn=RELU.loss,
+        predict_fn=RELU.predict,
+        iters=3,
+        batch_size=5,
+    )
+    args.update(change)
+    return train.fit(args.pop("params"), args.pop("train"), args.pop("test"), **args)
+
+
+_X, _T = _blobs(20)
+_NAN_X = _X.copy()
+_NAN_X[3, 4] = np.nan
+_GOOD = nets.init_two_layer_net(jax.random.key(1), 10, 8, 3)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (dict(test=(_NAN_X, _T)), ValueError, r"fit: test x holds 1 non-finite value.*\(3, 4\)"),
+        (dict(train=(_NAN_X, _T)), ValueError, r"fit: train x holds 1 non-finite"),
+        (dict(lr="0.1"), TypeError, r"fit: lr must be a real number"),
+        (dict(lr=float("nan")), ValueError, r"fit: lr must be a finite number"),
+        (dict(lr=-0.1), ValueError, r"fit: lr must be > 0"),
+        (dict(optimizer="sgd"), TypeError, r"fit: optimizer must be an optax"),
+        (dict(params=None), TypeError, r"fit: params must be a pytree"),
+        (dict(params=[1.0, 2.0]), TypeError, r"fit: params\[0\] must be an array"),
+        (dict(params={k: v.astype(jnp.int32) for k, v in _GOOD.items()}), TypeError, "floating"),
+        (
+            dict(params={**_GOOD, "b1": _GOOD["b1"].at[2].set(jnp.nan)}),
+            ValueError,
+            r"fit: params\['b1'\] holds 1 non-finite value.*initial params must be finite",
+        ),
+        (dict(key=0), TypeError, r"fit: key must be a jax.random key"),
+        (dict(iters=2.5), TypeError, r"fit: iters must be an integer"),
+        (dict(batch_size="100"), TypeError, r"fit: batch_size must be an integer"),
+        (dict(eval_batch_size=0), ValueError, r"fit: eval_batch_size must be an integer >= 1"),
+        (dict(loss_fn=None), TypeError, r"fit: loss_fn must be a function"),
+        (
+            dict(predict_fn=lambda p, x: RELU.predict(p, x)[:, 0]),
+            ValueError,
+            r"predict_fn\(params, x\) must return scores \(N, C\); for x_train \(20, 10\) it "
+            r"returns \(20,\)",
+        ),
+        (
+            dict(params=nets.init_two_layer_net(jax.random.key(1), 11, 8, 3)),
+            ValueError,
+            r"\(20, 10\)",  # the caller's x, not a probe shape
+        ),
+        (dict(train=(_X.astype(np.int32), _T)), ValueError, r"fit: train x must be floating"),
+        (dict(loss_fn=lambda p, x, t: RELU.loss(p, x, t) * jnp.ones(2)), ValueError, "scalar"),
+    ],
+)
+def test_fit_names_the_argument_of_every_bad_input(change, error, message):
+    with pytest.raises(error, match=message):
+        _bad_fit(**change)
+
+
+def test_fit_refuses_a_two_dimensional_mesh():
+    from jax.sharding import Mesh
+
+    mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("a", "b"))
+    with pytest.raises(ValueError, match="mesh must be 1-D"):
+        _bad_fit(mesh=mesh)
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        _bad_fit(mesh="cpu")

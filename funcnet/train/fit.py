@@ -1,0 +1,403 @@
+"""``fit``: the book's training loop as a short host loop over compiled segments."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from funcnet import _checks, parallel
+from funcnet.train.loop import (
+    all_finite,
+    first_nonfinite,
+    iters_per_epoch,
+    make_model_evaluate,
+    make_segment,
+    segments,
+)
+from funcnet.train.step import (
+    LossFn,
+    Model,
+    PredictFn,
+    PyTree,
+    TrainState,
+    init_state,
+    make_train_step,
+    stateful,
+)
+
+
+class Progress(NamedTuple):
+    """What :func:`fit` passes to its callback after each segment of the loop."""
+
+    iteration: int  # iterations done so far
+    iters: int  # iterations in the whole run
+    epoch: int | None  # index of the per-epoch evaluation just made; None for the final one
+    train_acc: float  # accuracy on the whole training set of the params after `iteration`
+    test_acc: float
+    loss: float  # the minibatch loss of the last iteration
+    final: bool  # True for the last call: the accuracies are those of the returned params
+
+
+class History(NamedTuple):
+    """What :func:`fit` recorded (NumPy arrays on the host).
+
+    ``loss[i]`` is the minibatch loss of iteration ``i`` (at the params before its
+    update); ``train_acc[e]``/``test_acc[e]`` were measured after the update of iteration
+    ``eval_iteration[e]`` (the book's per-epoch curve). ``final_train_acc`` and
+    ``final_test_acc`` are those of the params :func:`fit` returns (or, after a
+    divergence, of ``TrainingDiverged.params``), which have seen ``final_iteration``
+    iterations. ``wall_time`` covers the whole call (data placement and compilation
+    included), ``compile_time`` the compilation alone.
+    """
+
+    loss: np.ndarray  # (iterations done,)
+    eval_iteration: np.ndarray  # (E,) int
+    train_acc: np.ndarray  # (E,)
+    test_acc: np.ndarray  # (E,)
+    final_iteration: int
+    final_train_acc: float
+    final_test_acc: float
+    wall_time: float
+    compile_time: float
+
+    @property
+    def iterations(self) -> int:
+        """Number of iterations run."""
+        return int(self.loss.shape[0])
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or weight appeared; training stopped at the end of that segment.
+
+    Attributes:
+        iteration: the first iteration whose loss was not finite (or, if every loss was
+            finite, the last iteration of the segment after which a weight was not).
+        params: the last finite params, those of the previous evaluation point
+            (``params_iteration`` iterations done; the initial params if 0).
+        params_iteration: how many iterations ``params`` had seen.
+        history: everything recorded up to the end of the diverged segment, its
+            non-finite losses included; its ``final_*`` fields describe ``params``.
+    """
+
+    def __init__(
+        self,
+        iteration: int,
+        params: PyTree,
+        params_iteration: int,
+        history: History,
+        what: str = "the loss was",
+    ):
+        self.iteration = iteration
+        self.params = params
+        self.params_iteration = params_iteration
+        self.history = history
+        super().__init__(
+            f"training diverged: {what} not finite at iteration {iteration}; stopped at "
+            f"the end of that epoch ({history.iterations} iterations run). The last finite "
+            f"params (after {params_iteration} iterations) and the history are on this "
+            "exception (.params, .history); try a smaller learning rate."
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Boundary checks: once per call, in Python, before anything is compiled
+
+
+def _check_data(name: str, data: Sequence[Any]) -> tuple[Any, Any]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"fit: {name} must be a pair (x, t), got {type(data).__name__}")
+    x, t = data
+    if np.ndim(x) < 1 or np.shape(t)[:1] != np.shape(x)[:1]:
+        raise ValueError(
+            f"fit: {name} x and t must hold the same number of examples; "
+            f"x {np.shape(x)}, t {np.shape(t)}"
+        )
+    if np.shape(x)[0] == 0:
+        raise ValueError(f"fit: {name} holds no examples")
+    if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+        raise ValueError(
+            f"fit: {name} x must be floating point, got {jnp.result_type(x)}; "
+            "e.g. load images with normalize=True"
+        )
+    _checks.check_finite("fit", f"{name} x", x)
+    return x, t
+
+
+def _check_labels(name: str, t: Any, classes: int) -> None:
+    if np.ndim(t) == 1:
+        _checks.check_labels(f"fit: {name}", t, classes)
+    elif np.shape(t)[1:] != (classes,):
+        raise ValueError(
+            f"fit: {name} must be integer labels (N,) or one-hot (N, {classes}), got {np.shape(t)}"
+        )
+    elif not jnp.issubdtype(jnp.result_type(t), jnp.floating):
+        raise ValueError(
+            f"fit: one-hot {name} must be floating point, got {jnp.result_type(t)} "
+            f"{np.shape(t)}; pass t.astype(np.float32), or integer labels (N,)"
+        )
+    else:
+        _checks.check_finite("fit", name, t)
+
+
+def _check_callables(**functions: Any) -> None:
+    for name, f in functions.items():
+        if not callable(f):
+            raise TypeError(f"fit: {name} must be a function, got {type(f).__name__} {f!r}")
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            "fit: optimizer must be an optax.GradientTransformation (e.g. optax.sgd(0.1) or "
+            f"funcnet.optimizers.adam()), got {type(optimizer).__name__} {optimizer!r}"
+        )
+
+
+def _num_classes(model: Model, state: TrainState, x: Any) -> int:
+    """The class count C from the shape of ``predict(params, x)``, computed abstractly on
+    the caller's real x (errors then name the caller's shapes)."""
+    spec = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
+    scores = jax.eval_shape(model.predict, state.params, state.model_state, spec)
+    if not hasattr(scores, "shape") or len(scores.shape) != 2 or scores.shape[0] != spec.shape[0]:
+        got = getattr(scores, "shape", type(scores).__name__)
+        raise ValueError(
+            f"fit: predict_fn(params, x) must return scores (N, C); for x_train "
+            f"{spec.shape} it returns {got}"
+        )
+    return int(scores.shape[1])
+
+
+def _check_loss(model: Model, state: TrainState, x: Any, t: Any, batch_size: int) -> Any:
+    """The loss's dtype, checking that it is a float scalar."""
+    batch = [
+        jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]), jnp.result_type(a)) for a in (x, t)
+    ]
+    loss, _ = jax.eval_shape(model.loss, state.params, state.model_state, *batch, state.key)
+    if loss.shape != () or not jnp.issubdtype(loss.dtype, jnp.floating):
+        raise ValueError(f"fit: loss_fn must return a float scalar, got {loss.dtype} {loss.shape}")
+    return loss.dtype
+
+
+# --------------------------------------------------------------------------------------
+# fit
+
+
+def fit(
+    params: PyTree,
+    train: tuple[Any, Any],
+    test: tuple[Any, Any],
+    *,
+    key: jax.Array,
+    loss_fn: LossFn | Callable[..., Any],
+    predict_fn: PredictFn | Callable[..., Any],
+    iters: int = 10000,
+    batch_size: int = 100,
+    lr: float = 0.1,
+    optimizer: optax.GradientTransformation | None = None,
+    eval_every: int | None = None,
+    eval_batch_size: int | None = None,
+    model_state: PyTree = None,
+    fused: bool = True,
+    callback: Callable[[Progress], None] | None = None,
+    mesh: Mesh | None = None,
+) -> tuple[PyTree, History]:
+    """Train with minibatches following the book's ch4/ch5 loop; returns the final params
+    and a :class:`History`.
+
+    Each iteration draws ``batch_size`` training examples with replacement (iteration
+    ``i`` uses ``jax.random.fold_in(key, i)``), takes ``jax.grad(loss_fn)`` and applies
+    the optimizer (``optax.sgd(lr)`` by default: ``params -= lr * grad``). Train and test
+    accuracy (argmax of ``predict_fn``) are measured after iterations 0, ``eval_every``,
+    2·``eval_every``, ... (default: one epoch, :func:`iters_per_epoch`): the book's
+    curve. The params returned are also evaluated after the last iteration
+    (``history.final_*``), so every reported figure describes them.
+
+    With ``fused=True`` the iterations between two evaluations and the evaluation run as
+    one compiled program (compiled once for the whole run); ``fused=False`` calls one
+    compiled step per iteration. Both give the same params for the same key.
+
+    Args:
+        params: initial weights (a pytree of finite float arrays).
+        train, test: ``(x, t)`` pairs, ``x (N, ...)`` finite floats, ``t`` integer labels
+            ``(N,)`` or one-hot ``(N, C)``. Placed on the default device once.
+        key: ``jax.random`` key for the minibatches (and dropout masks).
+        loss_fn: ``loss_fn(params, x_batch, t_batch) -> scalar``; with ``model_state``,
+            ``loss_fn(params, model_state, x, t, key) -> (scalar, model_state)``.
+        predict_fn: ``predict_fn(params, x) -> scores (N, C)``; with ``model_state``,
+            ``predict_fn(params, model_state, x)`` (inference mode).
+        iters, batch_size, lr: the book's ``iters_num``, ``batch_size``, ``learning_rate``.
+        optimizer: an optax transformation to use instead of ``optax.sgd(lr)``.
+        eval_every: iterations between evaluations (default: one epoch).
+        eval_batch_size: evaluate in chunks of this many examples (default: all at once).
+        model_state: the net's own state (e.g. batch-norm statistics), threaded through
+            the loop; the final one is ``history``-independent and returned in the
+            params' place as ``(params, model_state)``.
+        fused: fuse the steps between evaluations into one call (default) or not.
+        callback: called with a :class:`Progress` after each segment.
+        mesh: a 1-D device mesh (:func:`funcnet.parallel.make_mesh`) to train
+            data-parallel: data and params replicated, each minibatch split across the
+            devices, gradients averaged by XLA. ``batch_size`` must be a multiple of the
+            device count. Same params as one device, up to rounding.
+
+    Returns:
+        ``(params, history)`` (``((params, model_state), history)`` with ``model_state``).
+
+    Raises:
+        TypeError, ValueError: bad settings or data (checked before anything compiles).
+        TrainingDiverged: a loss or weight became non-finite; carries the last finite
+            params and the history (see the exception).
+    """
+    t_begin = time.perf_counter()
+    settings = _check_settings(params, key, iters, batch_size, lr, eval_every, eval_batch_size)
+    iters, batch_size, eval_every, eval_batch_size = settings
+    _check_callables(loss_fn=loss_fn, predict_fn=predict_fn)
+    if optimizer is None:
+        optimizer = optax.sgd(lr)
+    _check_optimizer(optimizer)
+    x_train, t_train = _check_data("train", train)
+    x_test, t_test = _check_data("test", test)
+    if np.shape(x_test)[1:] != np.shape(x_train)[1:]:
+        raise ValueError(
+            f"fit: train and test examples differ in shape; x_train {np.shape(x_train)}, "
+            f"x_test {np.shape(x_test)}"
+        )
+    model = stateful(loss_fn, predict_fn) if model_state is None else Model(loss_fn, predict_fn)
+    state = init_state(params, optimizer, key, model_state)
+    classes = _num_classes(model, state, x_train)
+    _check_labels("train labels", t_train, classes)
+    _check_labels("test labels", t_test, classes)
+    loss_dtype = _check_loss(model, state, x_train, t_train, batch_size)
+
+    every = eval_every or iters_per_epoch(int(np.shape(x_train)[0]), batch_size)
+    plan = segments(iters, every)
+    batch_sharding = None
+    if mesh is not None:
+        parallel.check_mesh(mesh, batch_size)
+        state, data = jax.device_put(
+            (state, (x_train, t_train, x_test, t_test)), parallel.replicated(mesh)
+        )
+        batch_sharding = parallel.batch_sharded(mesh)
+    else:
+        state, data = jax.device_put((state, (x_train, t_train, x_test, t_test)))
+
+    t_compile = time.perf_counter()
+    train_step = make_train_step(model, optimizer, batch_size, batch_sharding)
+    evaluate = make_model_evaluate(model, eval_batch_size)
+    max_steps = max(num for _, num, _ in plan)
+    if fused:
+        run = _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data)
+    else:
+        run = _compile_unfused(train_step, evaluate, loss_dtype, state, data)
+    compile_time = time.perf_counter() - t_compile
+
+    final, history = _host_loop(run, state, data, plan, callback, t_begin, compile_time)
+    result = final.params if model_state is None else (final.params, final.model_state)
+    return result, history
+
+
+def _check_settings(params, key, iters, batch_size, lr, eval_every, eval_batch_size):
+    _checks.check_params("fit", params)
+    _checks.check_finite("fit", "params", params, hint="the initial params must be finite")
+    _checks.check_key("fit", key)
+    iters = _checks.check_int("fit", "iters", iters)
+    batch_size = _checks.check_int("fit", "batch_size", batch_size)
+    _checks.check_float("fit", "lr", lr, positive=True)
+    if eval_every is not None:
+        eval_every = _checks.check_int("fit", "eval_every", eval_every)
+    if eval_batch_size is not None:
+        eval_batch_size = _checks.check_int("fit", "eval_batch_size", eval_batch_size)
+    return iters, batch_size, eval_every, eval_batch_size
+
+
+def _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data) -> Callable:
+    """The whole loop as one program, compiled ahead of time (no retracing later)."""
+    segment = make_segment(train_step, evaluate, max_steps, loss_dtype)
+    return jax.jit(segment).lower(state, data, jnp.int32(1)).compile()
+
+
+def _compile_unfused(train_step, evaluate, loss_dtype, state, data) -> Callable:
+    """One compiled step per iteration and a compiled evaluation, driven from Python."""
+    step = jax.jit(train_step).lower(state, data[0], data[1]).compile()
+    accuracies = jax.jit(evaluate).lower(state, data).compile()
+
+    def run(state, data, num_steps):
+        losses = []
+        for _ in range(int(num_steps)):
+            state, loss = step(state, data[0], data[1])
+            losses.append(loss)
+        losses = jnp.stack(losses) if losses else jnp.zeros((0,), loss_dtype)
+        bad = first_nonfinite(losses, num_steps)
+        return state, losses, bad, all_finite(state.params), accuracies(state, data)
+
+    return run
+
+
+def _host_loop(run, state0, data, plan, callback, t_begin, compile_time):
+    """Run the segments, record, check and report; returns ``(final state, history)``.
+
+    Segment k+1 is dispatched before the host waits for segment k's figures, so the
+    device never idles while Python records them. A divergence found in segment k
+    discards k+1; the state after k-1 (evaluated) is kept.
+    """
+    losses, eval_iters, accs = [], [], []
+    good = (state0, 0, None)  # last finite state, its iteration, its accuracies
+    iters = plan[-1][0] + plan[-1][1]
+
+    def history(final_acc) -> History:
+        return History(
+            loss=np.concatenate(losses) if losses else np.zeros((0,), np.float32),
+            eval_iteration=np.asarray(eval_iters, np.int64),
+            train_acc=np.asarray([a[0] for a in accs], np.float32),
+            test_acc=np.asarray([a[1] for a in accs], np.float32),
+            final_iteration=good[1],
+            final_train_acc=float(final_acc[0]),
+            final_test_acc=float(final_acc[1]),
+            wall_time=time.perf_counter() - t_begin,
+            compile_time=compile_time,
+        )
+
+    def finish(start, num, per_epoch, seg_state, outputs):
+        nonlocal good
+        seg_losses, first_bad, finite, acc = jax.device_get(outputs)
+        losses.append(np.asarray(seg_losses[:num]))
+        if per_epoch:
+            eval_iters.append(start + num - 1)
+            accs.append((float(acc[0]), float(acc[1])))
+        if first_bad >= 0 or not finite:
+            bad = start + int(first_bad) if first_bad >= 0 else start + num - 1
+            what = "the loss was" if first_bad >= 0 else "a weight was (every loss finite)"
+            good_acc = good[2]
+            if good_acc is None:  # diverged in the first segment: evaluate the initial params
+                good_acc = jax.device_get(run(good[0], data, jnp.int32(0))[4])
+            raise TrainingDiverged(bad, good[0].params, good[1], history(good_acc), what)
+        good = (seg_state, start + num, acc)
+        if callback is not None:
+            callback(
+                Progress(
+                    iteration=start + num,
+                    iters=iters,
+                    epoch=len(accs) - 1 if per_epoch else None,
+                    train_acc=float(acc[0]),
+                    test_acc=float(acc[1]),
+                    loss=float(seg_losses[num - 1]),
+                    final=start + num == iters,
+                )
+            )
+
+    state, pending = state0, None
+    for start, num, per_epoch in plan:
+        state, seg_losses, first_bad, finite, acc = run(state, data, jnp.int32(num))
+        if pending is not None:
+            finish(*pending)
+        pending = (start, num, per_epoch, state, (seg_losses, first_bad, finite, acc))
+    finish(*pending)
+    return good[0], history(good[2])

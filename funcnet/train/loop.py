@@ -1,0 +1,117 @@
+"""The loop's schedule and its compiled pieces: the book's evaluation points, the fused
+segment (steps, then one evaluation, in one program) and the unfused step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet import nets
+from funcnet.train.step import Model, PyTree, TrainState
+
+
+def iters_per_epoch(n: int, batch_size: int) -> int:
+    """Iterations between two evaluations: the book's ``max(n / batch_size, 1)``.
+
+    The book evaluates when ``i % (n / batch_size) == 0``; in exact arithmetic that holds
+    for the multiples of ``n / gcd(n, batch_size)``, which is returned (``n / batch_size``
+    whenever that is a whole number, as in all the book's settings; 1 when
+    ``batch_size >= n``).
+    """
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"iters_per_epoch: need n >= 1 and batch_size >= 1, got {n}, {batch_size}")
+    return 1 if batch_size >= n else n // math.gcd(n, batch_size)
+
+
+def segments(iters: int, every: int) -> list[tuple[int, int, bool]]:
+    """The loop cut at the evaluations: ``(start, num_steps, per_epoch)`` triples.
+
+    The book's evaluations follow iterations ``0, every, 2·every, ... < iters`` (its
+    ``i % iter_per_epoch == 0``), so the segments are ``[0]``, ``[1, every]``, ... and a
+    last one (``per_epoch`` False) when ``iters - 1`` is not a multiple of ``every``: it
+    ends in the evaluation of the final params, which the book does not make.
+    """
+    if iters < 1 or every < 1:
+        raise ValueError(f"segments: need iters >= 1 and every >= 1, got {iters}, {every}")
+    out, start = [(0, 1, True)], 1
+    while start < iters:
+        num = min(every, iters - start)
+        out.append((start, num, num == every))
+        start += num
+    return out
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+    """True when every value of every leaf is finite (a bool scalar)."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def first_nonfinite(losses: jax.Array, num_steps: jax.Array) -> jax.Array:
+    """Index of the first non-finite loss among the first ``num_steps``, else -1."""
+    bad = ~jnp.isfinite(losses) & (jnp.arange(losses.shape[0]) < num_steps)
+    return jnp.where(jnp.any(bad), jnp.argmax(bad), -1).astype(jnp.int32)
+
+
+def make_evaluate(predict_fn: Callable, batch_size: int | None = None) -> Callable:
+    """``evaluate(params, x_train, t_train, x_test, t_test) -> [train_acc, test_acc]``
+    (float32 ``(2,)``), each over the whole set (in chunks of ``batch_size`` if given)."""
+
+    def evaluate(params, x_train, t_train, x_test, t_test):
+        return jnp.stack(
+            [
+                nets.accuracy(predict_fn, params, x_train, t_train, batch_size=batch_size),
+                nets.accuracy(predict_fn, params, x_test, t_test, batch_size=batch_size),
+            ]
+        )
+
+    return evaluate
+
+
+def make_model_evaluate(model: Model, batch_size: int | None = None) -> Callable:
+    """``evaluate(state, data) -> [train_acc, test_acc]`` in inference mode, where
+    ``data = (x_train, t_train, x_test, t_test)``."""
+
+    def evaluate(state: TrainState, data):
+        def predict(params, x):
+            return model.predict(params, state.model_state, x)
+
+        return make_evaluate(predict, batch_size)(state.params, *data)
+
+    return evaluate
+
+
+def make_segment(
+    train_step: Callable, evaluate: Callable, max_steps: int, loss_dtype: Any
+) -> Callable:
+    """The fused segment, one compiled program: ``segment(state, data, num_steps)`` runs
+    ``num_steps <= max_steps`` iterations (a traced value: one compilation serves every
+    segment length, 0 included) and then evaluates the params it ends with.
+
+    ``data = (x_train, t_train, x_test, t_test)``. Returns ``(state, losses (max_steps,),
+    first_nonfinite, params_finite, accuracies (2,))``; losses past ``num_steps`` are NaN.
+    """
+
+    def segment(state: TrainState, data, num_steps):
+        x, t = data[0], data[1]
+
+        def body(j, carry):
+            state, losses = carry
+            state, loss = train_step(state, x, t)
+            return state, losses.at[j].set(loss)
+
+        losses = jnp.full((max_steps,), jnp.nan, loss_dtype)
+        state, losses = jax.lax.fori_loop(0, num_steps, body, (state, losses))
+        return (
+            state,
+            losses,
+            first_nonfinite(losses, num_steps),
+            all_finite(state.params),
+            evaluate(state, data),
+        )
+
+    return segment

@@ -13,6 +13,13 @@
   before it can run.
 - :func:`load_weights`: either kind, chosen by the file's suffix (``.pkl``/``.pickle``).
 
+Errors: a file that can be read but is not a valid weight file of the expected kind
+(empty, truncated, plain text, a ``.npy`` array, a damaged archive, a malformed
+structure, leaves whose dtype or shape disagree with their data, a pickle that is
+refused or is no pickle) raises :class:`ParamsFileError` (a ``ValueError``), whose
+message names the file and what is wrong. A file that cannot be read at all (missing,
+a directory, no permission) raises the usual ``OSError``, also naming the file.
+
 Arrays are returned as NumPy arrays (JAX functions accept them; ``jax.device_put`` places
 them on a device).
 """
@@ -22,9 +29,12 @@ from __future__ import annotations
 import collections
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +55,74 @@ _TREE_KEY = "__funcnet_tree__"
 _LEAF_PREFIX = "params/"
 _FORMAT = "funcnet-params-v1"
 _PY_SCALARS = {"bool": bool, "int": int, "float": float, "complex": complex}
+_PY_SCALAR_KINDS = {"bool": "b", "int": "iu", "float": "f", "complex": "c"}
+_NODE_TYPES = ("none", "leaf", "dict", "list", "tuple", "custom")
+_HEAD_BYTES = 64
+
+
+class ParamsFileError(ValueError):
+    """A weight file that cannot be loaded as weights: empty, truncated, not the expected
+    format (text, ``.npy``, ``.npz`` vs pickle), a malformed structure, or leaves that
+    disagree with their data. The message names the file and what is wrong."""
+
+
+class WeightPickleError(ParamsFileError, pickle.UnpicklingError):
+    """A book-format weight pickle that is refused (it refers to an object that is not
+    allowed; nothing was executed) or that is not a valid pickle at all."""
 
 
 # ---------------------------------------------------------------------------------------
-# .npz with a JSON structure
+# files: reading the first bytes, saying what a file is
+
+
+def _as_path(path: Any, where: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
+def _os_error(e: OSError, message: str) -> OSError:
+    """The same kind of OSError (FileNotFoundError, ...) with ``message`` in front."""
+    if e.errno is None:
+        return type(e)(f"{message}: {e}")
+    return type(e)(e.errno, f"{message}: {e.strerror}")
+
+
+def _read_head(path: Path, where: str) -> bytes:
+    """The first bytes of ``path``; an OSError names the function and the file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(_HEAD_BYTES)
+    except OSError as e:
+        raise _os_error(e, f"{where}: cannot read {path}") from None
+
+
+def _describe(head: bytes) -> str:
+    """What a file that starts with ``head`` looks like, as a phrase for messages."""
+    if not head:
+        return "it is empty (0 bytes)"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single NumPy .npy array (numpy.save), not an archive of params"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "it is a zip archive (.npz), funcnet's own format: load it with load_params"
+    if head.startswith(b"\x1f\x8b"):
+        return "it is gzip-compressed; decompress it first"
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= pickle.HIGHEST_PROTOCOL:
+        return (
+            "it is a Python pickle (the book's weight format): load it with "
+            "load_pickled_params, or give it the suffix .pkl for load_weights"
+        )
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"it starts with the bytes {head[:8].hex(' ')}"
+    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        return f"it is a text file (it starts with {text[:24]!r})"
+    return f"it starts with the bytes {head[:8].hex(' ')}"
+
+
+# ---------------------------------------------------------------------------------------
+# .npz with a JSON structure: saving
 
 
 def _key_name(key) -> str:
@@ -71,7 +145,7 @@ def _add_leaf(leaves: dict[str, np.ndarray], name: str, leaf: Any) -> dict:
             "do not contain '/' and are not both 1 and '1'"
         )
     leaves[name] = array = _as_leaf_array(leaf, name)
-    record = {"type": "leaf", "name": name, "dtype": array.dtype.name}
+    record = {"type": "leaf", "name": name, "dtype": array.dtype.name, "shape": list(array.shape)}
     if type(leaf) in _PY_SCALARS.values():
         record["python"] = type(leaf).__name__
     return record
@@ -127,14 +201,27 @@ def _encode(node: Any, path: tuple, leaves: dict[str, np.ndarray]) -> dict:
     return {"type": "custom", "treedef": str(treedef), "leaves": records}
 
 
-def save_params(path: str | Path, params: Params) -> None:
+def _check_target(path: Path) -> None:
+    """Fail before any temporary file exists when ``path`` cannot be written."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            21, f"save_params: {path} is a directory; give the name of the file to write"
+        )
+    if not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise FileNotFoundError(
+            2, f"save_params: cannot write {path}: the directory {path.parent} {what}"
+        )
+
+
+def save_params(path: str | os.PathLike, params: Params) -> None:
     """Save a pytree of arrays to ``path`` as ``.npz``, atomically.
 
     Each leaf is one array in the archive, named by its path in the tree (``W1``,
-    ``layers/0/W``, ...); the structure is stored as JSON (no pickle). The file is
-    written to a temporary file in the same directory and renamed over ``path`` only
-    when complete, so an existing file is never left half-written. ``path`` is used as
-    given (no ``.npz`` is appended).
+    ``layers/0/W``, ...); the structure is stored as JSON (no pickle), with each leaf's
+    dtype and shape. The file is written to a temporary file in the same directory and
+    renamed over ``path`` only when complete, so an existing file is never left
+    half-written. ``path`` is used as given (no ``.npz`` is appended).
 
     Args:
         path: the file to write; its directory must exist.
@@ -143,9 +230,13 @@ def save_params(path: str | Path, params: Params) -> None:
             Python numbers.
 
     Raises:
+        TypeError: ``path`` is not a str or path.
         ValueError: a leaf is not numeric, or two leaves would get the same name.
+        OSError: the file cannot be written (naming ``path``, never a temporary file):
+            ``FileNotFoundError`` when its directory does not exist,
+            ``IsADirectoryError`` when ``path`` is a directory.
     """
-    path = Path(path)
+    path = _as_path(path, "save_params")
     leaves: dict[str, np.ndarray] = {}
     tree = _encode(params, (), leaves)
     header = json.dumps({"format": _FORMAT, "tree": tree})
@@ -154,58 +245,265 @@ def save_params(path: str | Path, params: Params) -> None:
         if array.dtype.name in _extension_dtypes():
             array = array.view(f"u{array.dtype.itemsize}")  # raw bits; dtype is in the JSON
         arrays[_LEAF_PREFIX + name] = array
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _check_target(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _os_error(e, f"save_params: cannot write {path}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _os_error(e, f"save_params: cannot write {path}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _restore_dtype(array: np.ndarray, dtype_name: str) -> np.ndarray:
-    if array.dtype.name == dtype_name:
-        return array
-    return array.view(jax.numpy.dtype(dtype_name))  # bfloat16 & co., saved as raw bits
+# ---------------------------------------------------------------------------------------
+# .npz with a JSON structure: reading, every part checked against the others
 
 
-def _leaf_value(record: dict, arrays) -> Any:
-    array = _restore_dtype(arrays[_LEAF_PREFIX + record["name"]], record["dtype"])
+class _Malformed(Exception):
+    """Internal: what is wrong with a params file (load_params adds the file's name)."""
+
+
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member of the archive; only numeric data, never unpickled."""
+    name = info.filename.removesuffix(".npy")
+    if not info.filename.endswith(".npy"):
+        raise _Malformed(f"it holds {info.filename!r}, which is not a .npy array")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        reader = _NPY_HEADER_READERS.get(version)
+        if reader is None:
+            raise _Malformed(f"array {name!r} uses .npy format {version}, never written here")
+        shape, fortran, dtype = reader(f)
+        if dtype.kind not in "biufc":
+            raise _Malformed(
+                f"array {name!r} has dtype {dtype}; a params file holds only numeric arrays "
+                "(funcnet never unpickles objects from it)"
+            )
+        nbytes = math.prod(shape) * dtype.itemsize
+        data = f.read(nbytes)
+        if len(data) != nbytes:
+            raise _Malformed(f"array {name!r} is cut short: {len(data):,} of {nbytes:,} bytes")
+        if f.read():  # reading to the end also checks the member's CRC
+            raise _Malformed(f"array {name!r} has extra bytes after its {nbytes:,} bytes")
+    array = np.frombuffer(bytearray(data), dtype=dtype)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the archive at ``path`` by name; ParamsFileError for anything else."""
+    head = _read_head(path, "load_params")
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise ParamsFileError(
+            f"load_params: {path} is not a funcnet params file: {_describe(head)}"
+        )
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {
+                info.filename.removesuffix(".npy"): _read_member(zf, info) for info in zf.infolist()
+            }
+    except _Malformed as e:
+        raise ParamsFileError(f"load_params: {path}: {e}") from None
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        zlib.error,
+        ValueError,
+        NotImplementedError,  # an unknown compression method
+        RuntimeError,  # "encrypted, password required"
+        OSError,  # a seek to a negative offset named in a damaged directory
+    ) as e:
+        raise ParamsFileError(
+            f"load_params: {path} is a damaged archive (truncated or corrupt: "
+            f"{type(e).__name__}: {e})"
+        ) from None
+
+
+def _read_header(arrays: dict[str, np.ndarray]) -> dict:
+    """The JSON structure record, checked to be a dict of this format with a tree."""
+    if _TREE_KEY not in arrays:
+        raise _Malformed(
+            "an .npz without funcnet's structure record, so not a funcnet params file "
+            "(save params with funcnet.io.save_params)"
+        )
+    raw = arrays.pop(_TREE_KEY)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _Malformed(f"the structure record is {raw.dtype} {raw.shape}, not bytes")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _Malformed(f"the structure record is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _Malformed(f"the structure record is a JSON {type(header).__name__}, not an object")
+    if header.get("format") != _FORMAT:
+        raise _Malformed(f"unknown format {header.get('format')!r} (expected {_FORMAT!r})")
+    if "tree" not in header:
+        raise _Malformed("the structure record has no tree")
+    return header
+
+
+def _check_leaf_record(node: dict) -> None:
+    if not isinstance(node.get("name"), str) or not isinstance(node.get("dtype"), str):
+        raise _Malformed(f"a leaf record without a name or dtype: {node!r:.80}")
+    name = node["name"]
+    if "python" in node and node["python"] not in tuple(_PY_SCALARS):
+        raise _Malformed(f"leaf {name!r}: unknown Python type {node['python']!r}")
+    shape = node.get("shape", [])
+    if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+        raise _Malformed(f"leaf {name!r}: shape {shape!r} is not a list of sizes")
+
+
+def _check_dict_keys(keys: Any, n_children: int) -> None:
+    ok = isinstance(keys, list) and len(keys) == n_children
+    ok = ok and all(
+        isinstance(k, list)
+        and len(k) == 2
+        and ((k[0] == "str" and isinstance(k[1], str)) or (k[0] == "int" and type(k[1]) is int))
+        for k in keys
+    )
+    if not ok:
+        raise _Malformed("a dict record whose keys do not match its children")
+    if len({(t, k) for t, k in keys}) != len(keys):
+        raise _Malformed(f"a dict record with a repeated key: {[k for _, k in keys]}")
+
+
+def _check_tree(node: Any, records: dict[str, dict]) -> None:
+    """Check one node of the JSON tree and below; collect its leaf records by name."""
+    kind = node.get("type") if isinstance(node, dict) else None
+    if kind not in _NODE_TYPES:
+        raise _Malformed(f"the structure holds an unknown node {node!r:.80}")
+    if kind == "leaf":
+        _check_leaf_record(node)
+        if node["name"] in records:
+            raise _Malformed(f"two leaves are named {node['name']!r}")
+        records[node["name"]] = node
+        return
+    children = node.get("leaves" if kind == "custom" else "children", [])
+    if kind != "none" and not isinstance(children, list):
+        raise _Malformed(f"a {kind} record without a list of children")
+    if kind == "dict":
+        _check_dict_keys(node.get("keys"), len(children))
+    if kind == "custom" and (
+        not isinstance(node.get("treedef"), str)
+        or not all(isinstance(c, dict) and c.get("type") == "leaf" for c in children)
+    ):
+        raise _Malformed("a custom-node record without its treedef or leaf records")
+    for child in children if kind != "none" else ():
+        _check_tree(child, records)
+
+
+def _dtype_named(name: str, leaf: str) -> np.dtype:
+    if name in _extension_dtypes():
+        return jax.numpy.dtype(name)
+    try:
+        dtype = np.dtype(name)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biufc" or dtype.name != name:
+        raise _Malformed(f"leaf {leaf!r}: {name!r} is not a numeric dtype")
+    return dtype
+
+
+def _leaf_array(record: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The array of one leaf record, checked against the record's dtype and shape."""
+    name = record["name"]
+    stored = arrays.get(_LEAF_PREFIX + name)
+    if stored is None:
+        raise _Malformed(f"the structure lists leaf {name!r}, but the archive has no data for it")
+    dtype = _dtype_named(record["dtype"], name)
+    if stored.dtype.name == dtype.name:
+        array = stored
+    elif (
+        record["dtype"] in _extension_dtypes() and stored.dtype.name == f"uint{8 * dtype.itemsize}"
+    ):
+        array = stored.view(dtype)  # bfloat16 & co., saved as raw bits
+    else:
+        raise _Malformed(
+            f"leaf {name!r}: the structure says dtype {record['dtype']}, but its data is "
+            f"{stored.dtype.name} with shape {stored.shape}"
+        )
+    if "shape" in record and tuple(record["shape"]) != array.shape:
+        raise _Malformed(
+            f"leaf {name!r}: the structure says shape {tuple(record['shape'])}, but its data "
+            f"has shape {array.shape}"
+        )
+    python = record.get("python")
+    if python is not None and (
+        array.shape != () or array.dtype.kind not in _PY_SCALAR_KINDS[python]
+    ):
+        raise _Malformed(
+            f"leaf {name!r}: the structure says a Python {python}, but its data is "
+            f"{array.dtype.name} with shape {array.shape}"
+        )
+    return array
+
+
+def _leaf_value(record: dict, arrays: dict[str, np.ndarray]) -> Any:
+    array = _leaf_array(record, arrays)
     return _PY_SCALARS[record["python"]](array.item()) if "python" in record else array
 
 
-def _decode(node: dict, arrays) -> Any:
+def _decode(node: dict, values: dict[str, Any]) -> Any:
+    """Rebuild a checked JSON tree; ``values`` holds every leaf's value by name."""
     kind = node["type"]
     if kind == "none":
         return None
     if kind == "leaf":
-        return _leaf_value(node, arrays)
+        return values[node["name"]]
     if kind == "dict":
         return {
-            (int(k) if t == "int" else str(k)): _decode(c, arrays)
+            (int(k) if t == "int" else str(k)): _decode(c, values)
             for (t, k), c in zip(node["keys"], node["children"], strict=True)
         }
     if kind in ("list", "tuple"):
-        children = [_decode(c, arrays) for c in node["children"]]
+        children = [_decode(c, values) for c in node["children"]]
         return children if kind == "list" else tuple(children)
-    raise ValueError(
+    raise _Malformed(
         f"the tree contains a {node['treedef']} node, which cannot be rebuilt from the "
         "file alone; pass a template of the same structure: load_params(path, like=...)"
     )
 
 
-def _leaf_records(node: dict) -> dict[str, dict]:
-    """Every leaf record of a JSON tree, by name."""
-    if node["type"] == "leaf":
-        return {node["name"]: node}
-    children = node.get("children", []) + node.get("leaves", [])
-    return {k: v for c in children for k, v in _leaf_records(c).items()}
+def _read_params_file(path: Path) -> tuple[dict, dict[str, Any]]:
+    """The checked JSON tree and every leaf's value by name."""
+    arrays = _read_npz(path)
+    try:
+        tree = _read_header(arrays)["tree"]
+        records: dict[str, dict] = {}
+        _check_tree(tree, records)
+        values = {name: _leaf_value(record, arrays) for name, record in records.items()}
+    except RecursionError:
+        raise ParamsFileError(f"load_params: {path}: the structure is nested too deeply") from None
+    except _Malformed as e:
+        raise ParamsFileError(f"load_params: {path}: {e}") from None
+    unlisted = sorted(set(arrays) - {_LEAF_PREFIX + name for name in records})
+    if unlisted:
+        raise ParamsFileError(
+            f"load_params: {path} holds arrays that its structure does not list: {unlisted}"
+        )
+    return tree, values
 
 
-def load_params(path: str | Path, like: Params | None = None) -> Params:
+def load_params(path: str | os.PathLike, like: Params | None = None) -> Params:
     """Load a pytree saved by :func:`save_params`.
+
+    Every part of the file is checked against the others before anything is returned:
+    the archive, the JSON structure, and each leaf's dtype, shape (files written since
+    the shape was recorded) and, for Python numbers, that it is one number. Nothing is
+    unpickled.
 
     Args:
         path: the ``.npz`` file.
@@ -218,39 +516,40 @@ def load_params(path: str | Path, like: Params | None = None) -> Params:
         The params pytree, leaves as NumPy arrays.
 
     Raises:
-        ValueError: not a funcnet params file, a custom node without ``like``, or a
-            ``like`` whose leaves' names or shapes do not match the file.
+        ParamsFileError: (a ValueError) naming the file: it is empty, truncated, text, a
+            ``.npy`` array, a pickle, a damaged archive, not a funcnet params file, has a
+            malformed structure or a leaf whose data disagrees with it, holds a custom node
+            and ``like`` is missing, or ``like``'s leaves' names or shapes differ.
+        OSError: the file cannot be read (missing, a directory, no permission).
     """
-    with np.load(path, allow_pickle=False) as npz:
-        if _TREE_KEY not in npz.files:
-            raise ValueError(f"load_params: {path} is not a funcnet params file (no structure)")
-        header = json.loads(npz[_TREE_KEY].tobytes().decode())
-        if header.get("format") != _FORMAT:
-            raise ValueError(f"load_params: {path}: unknown format {header.get('format')!r}")
-        arrays = {name: npz[name] for name in npz.files if name != _TREE_KEY}
-    tree = header["tree"]
+    path = _as_path(path, "load_params")
+    tree, values = _read_params_file(path)
     if like is None:
         try:
-            return _decode(tree, arrays)
-        except ValueError as e:
-            raise ValueError(f"load_params: {path}: {e}") from None
-    records = _leaf_records(tree)
+            return _decode(tree, values)
+        except RecursionError:
+            raise ParamsFileError(
+                f"load_params: {path}: the structure is nested too deeply"
+            ) from None
+        except _Malformed as e:
+            raise ParamsFileError(f"load_params: {path}: {e}") from None
     flat, treedef = jax.tree_util.tree_flatten_with_path(like)
     leaves = []
     for sub, template in flat:
         name = _path_name(sub)
-        if _LEAF_PREFIX + name not in arrays:
-            raise ValueError(f"load_params: {path} has no leaf {name!r} (it has {sorted(records)})")
-        array = _leaf_value(records[name], arrays)
-        if np.shape(array) != np.shape(template):
-            raise ValueError(
-                f"load_params: leaf {name!r} of {path} has shape {np.shape(array)}, "
+        if name not in values:
+            raise ParamsFileError(
+                f"load_params: {path} has no leaf {name!r} (it has {sorted(values)})"
+            )
+        if np.shape(values[name]) != np.shape(template):
+            raise ParamsFileError(
+                f"load_params: leaf {name!r} of {path} has shape {np.shape(values[name])}, "
                 f"but the template's has {np.shape(template)}"
             )
-        leaves.append(array)
-    if len(leaves) != len(records):
-        raise ValueError(
-            f"load_params: {path} has {len(records)} leaves, the template {len(leaves)}"
+        leaves.append(values[name])
+    if len(leaves) != len(values):
+        raise ParamsFileError(
+            f"load_params: {path} has {len(values)} leaves, the template {len(leaves)}"
         )
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
@@ -312,7 +611,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def _check_weights(obj: Any, path: Path) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict):
-        raise ValueError(
+        raise ParamsFileError(
             f"load_pickled_params: {path} holds a {type(obj).__name__}, expected a dict of "
             "arrays like the book's sample_weight.pkl (W1 b1 W2 b2 W3 b3)"
         )
@@ -320,19 +619,43 @@ def _check_weights(obj: Any, path: Path) -> dict[str, np.ndarray]:
     for key, value in obj.items():
         array = np.asarray(value) if isinstance(value, (np.generic, int, float)) else value
         if not isinstance(key, str) or not isinstance(array, np.ndarray):
-            raise ValueError(
+            raise ParamsFileError(
                 f"load_pickled_params: {path}: entry {key!r} is a {type(value).__name__}; "
                 "expected string keys and NumPy arrays"
             )
         if array.dtype.kind not in "biufc":
-            raise ValueError(
+            raise ParamsFileError(
                 f"load_pickled_params: {path}: {key!r} has dtype {array.dtype}, not numeric"
             )
         out[key] = array
     return out
 
 
-def load_pickled_params(path: str | Path) -> dict[str, np.ndarray]:
+_UNPICKLING_FAILURES = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    RecursionError,
+    MemoryError,
+)
+
+
+def _not_a_pickle(path: Path, data: bytes, e: BaseException) -> WeightPickleError:
+    """The error for bytes that do not unpickle: what the file is, when that is clear."""
+    what = _describe(data[:_HEAD_BYTES])
+    if what.startswith(("it is a Python pickle", "it starts with")):
+        what = "it is damaged, truncated, or not a pickle"
+    if what.startswith(("it is damaged", "it is a text file")):  # the parser's word helps
+        what += f" ({type(e).__name__}: {' '.join(str(e).split())})"
+    return WeightPickleError(f"load_pickled_params: {path} is not a valid weight pickle: {what}")
+
+
+def load_pickled_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Load a weight file in the book's format, a pickled dict of NumPy arrays, safely.
 
     The unpickler admits only NumPy arrays, dtypes and scalars, plain containers (dict,
@@ -349,26 +672,39 @@ def load_pickled_params(path: str | Path) -> dict[str, np.ndarray]:
         The dict of arrays, keys as in the file.
 
     Raises:
-        pickle.UnpicklingError: the file refers to a disallowed object (the message names
-            it), or is not a valid pickle.
-        ValueError: it unpickles to something other than a dict of numeric arrays.
+        WeightPickleError: (a :class:`ParamsFileError` and a ``pickle.UnpicklingError``)
+            the file refers to a disallowed object (the message names it; nothing was
+            run), or it is not a valid pickle: empty, truncated, text, an ``.npz`` or
+            ``.npy`` file (the message says which).
+        ParamsFileError: it unpickles to something other than a dict of numeric arrays.
+        OSError: the file cannot be read (missing, a directory, no permission).
     """
-    path = Path(path)
-    data = path.read_bytes()
+    path = _as_path(path, "load_pickled_params")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise _os_error(e, f"load_pickled_params: cannot read {path}") from None
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise pickle.UnpicklingError(f"load_pickled_params: {path}: {e}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        raise pickle.UnpicklingError(
-            f"load_pickled_params: {path} is not a valid weight pickle ({type(e).__name__}: {e})"
-        ) from None
+        if str(e).startswith("refusing to load"):
+            raise WeightPickleError(f"load_pickled_params: {path}: {e}") from None
+        raise _not_a_pickle(path, data, e) from None
+    except _UNPICKLING_FAILURES as e:
+        raise _not_a_pickle(path, data, e) from None
     return _check_weights(obj, path)
 
 
-def load_weights(path: str | Path) -> Params:
+def load_weights(path: str | os.PathLike) -> Params:
     """Load weights saved either way: ``.pkl``/``.pickle`` through
-    :func:`load_pickled_params`, anything else through :func:`load_params`."""
-    if Path(path).suffix.lower() in (".pkl", ".pickle"):
+    :func:`load_pickled_params`, anything else through :func:`load_params`.
+
+    Raises:
+        ParamsFileError: the file is not a valid weight file of the kind its suffix
+            names (the message says what it is, e.g. a pickle named ``.npz``).
+        OSError: the file cannot be read.
+    """
+    path = _as_path(path, "load_weights")
+    if path.suffix.lower() in (".pkl", ".pickle"):
         return load_pickled_params(path)
     return load_params(path)

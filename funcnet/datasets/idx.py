@@ -19,6 +19,9 @@ import numpy as np
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions (N, rows, cols)
 LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension (N,)
 _NDIM = {IMAGES_MAGIC: 3, LABELS_MAGIC: 1}
+_KIND_OF = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
+_KIND = {"images": 3, "labels": 1}
+_MAGIC_OF = {"images": IMAGES_MAGIC, "labels": LABELS_MAGIC}
 _UBYTE = 0x08
 _TYPE_NAMES = {
     0x08: "unsigned byte",
@@ -31,11 +34,13 @@ _TYPE_NAMES = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_idx(path: str | Path) -> np.ndarray:
+def read_idx(path: str | Path, *, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Read one IDX file (``.gz`` or raw, told apart by content) into a uint8 array.
 
     Args:
         path: the file.
+        shape: optional, the shape the file must have (e.g. ``(10000,)`` for a labels
+            file); see :func:`parse_idx`.
 
     Returns:
         A writable uint8 array with the shape from the header: ``(N, rows, cols)`` for
@@ -43,11 +48,12 @@ def read_idx(path: str | Path) -> np.ndarray:
 
     Raises:
         ValueError: naming the file and the problem: a broken gzip stream, a bad magic
-            number, a type code other than unsigned byte, a header cut short, or data
-            shorter or longer than the header announces.
+            number, a type code other than unsigned byte, the wrong kind of file (images
+            where labels were expected, or a labels file with the images' magic number),
+            a header cut short, or data shorter or longer than the header announces.
         OSError: the file cannot be read.
     """
-    return parse_idx(read_decompressed(path), source=str(path))
+    return parse_idx(read_decompressed(path), source=str(path), shape=shape)
 
 
 def read_decompressed(path: str | Path) -> np.ndarray:
@@ -76,31 +82,8 @@ def md5_hex(data: np.ndarray) -> str:
     return hashlib.md5(np.ascontiguousarray(data)).hexdigest()
 
 
-def parse_idx(data: np.ndarray, source: str = "<buffer>") -> np.ndarray:
-    """Interpret the bytes of an IDX file as an array, without copying.
-
-    Args:
-        data: the whole decompressed file as a 1-D uint8 array.
-        source: what to call the data in error messages (usually its file name).
-
-    Returns:
-        A view of ``data`` past the header, shaped as the header says.
-
-    Raises:
-        ValueError: naming ``source``, for a bad magic number, a type code other than
-            unsigned byte, a truncated header, or a data length that differs from the
-            header's (truncated, or extra bytes after the data).
-    """
-    data = np.asarray(data)
-    if data.dtype != np.uint8 or data.ndim != 1:
-        raise ValueError(
-            f"parse_idx: data must be a 1-D uint8 array, got {data.dtype} {data.shape}"
-        )
-    if data.size < 4:
-        raise ValueError(
-            f"{source}: not an IDX file: {data.size} bytes, too short for the 4-byte magic number"
-        )
-    head = data[:4].tobytes()
+def _check_magic(head: bytes, source: str) -> int:
+    """The magic number of an unsigned-byte IDX file of a known kind, else ValueError."""
     magic = int.from_bytes(head, "big")
     if head[:2] != b"\0\0":
         raise ValueError(
@@ -119,6 +102,90 @@ def parse_idx(data: np.ndarray, source: str = "<buffer>") -> np.ndarray:
             f"dimensions); expected {IMAGES_MAGIC} (images, 3 dimensions) or "
             f"{LABELS_MAGIC} (labels, 1 dimension)"
         )
+    return magic
+
+
+def _check_kind(magic: int, shape: tuple[int, ...] | None, source: str) -> None:
+    """The magic number's kind (images or labels) must be the one ``shape`` asks for."""
+    if shape is None or len(shape) == _NDIM[magic]:
+        return
+    want = next((k for k, n in _KIND.items() if n == len(shape)), f"{len(shape)}-d data")
+    raise ValueError(
+        f"{source}: wrong kind of file: its magic number {magic} marks an IDX "
+        f"{_KIND_OF[magic]} file ({_NDIM[magic]} dimension(s)), but a {want} file of shape "
+        f"{tuple(shape)} was expected (magic {_MAGIC_OF.get(want, '?')})"
+    )
+
+
+def _other_kind_fits(magic: int, data: np.ndarray) -> str | None:
+    """If the file's size fits the *other* kind's layout exactly, a sentence saying so."""
+    if magic == IMAGES_MAGIC:  # labels: 8-byte header, then N bytes
+        n = int.from_bytes(data[4:8].tobytes(), "big")
+        if data.size == 8 + n:
+            return f"its size fits a labels file of {n:,} labels (magic {LABELS_MAGIC})"
+    elif data.size >= 16:  # images: 16-byte header, then N*rows*cols bytes
+        dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(3)]
+        if data.size == 16 + math.prod(dims) and dims[1] * dims[2] > 1:
+            shape = "×".join(map(str, dims))
+            return f"its size fits an images file of shape {shape} (magic {IMAGES_MAGIC})"
+    return None
+
+
+def _size_error(magic, shape, actual, expected, data, source) -> ValueError:
+    dims = "×".join(str(n) for n in shape)
+    other = _other_kind_fits(magic, data)
+    if other is not None:
+        return ValueError(
+            f"{source}: wrong magic number: {magic} marks an IDX {_KIND_OF[magic]} file, whose "
+            f"header announces {dims} = {expected:,} bytes of data, but {actual:,} follow it "
+            f"and {other}; the file is probably of the other kind with a wrong magic number"
+        )
+    if actual > expected:
+        return ValueError(
+            f"{source}: {actual - expected:,} extra bytes after the {expected:,} bytes of data "
+            f"the header announces ({dims})"
+        )
+    return ValueError(
+        f"{source}: truncated: the header announces {dims} = {expected:,} bytes of data, "
+        f"but only {actual:,} follow it"
+    )
+
+
+def parse_idx(
+    data: np.ndarray, source: str = "<buffer>", *, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Interpret the bytes of an IDX file as an array, without copying.
+
+    The magic number is checked first, then the header's dimensions against ``shape``
+    (when given) and against the file's size, so that a file of the wrong kind is
+    reported as such and not as a truncated file of an absurd size.
+
+    Args:
+        data: the whole decompressed file as a 1-D uint8 array.
+        source: what to call the data in error messages (usually its file name).
+        shape: optional, the shape the file must have, e.g. ``(60000, 28, 28)``; its
+            length says the kind (1: labels, magic 2049; 3: images, magic 2051).
+
+    Returns:
+        A view of ``data`` past the header, shaped as the header says.
+
+    Raises:
+        ValueError: naming ``source``, for a bad magic number, a type code other than
+            unsigned byte, a magic number of the wrong kind, a truncated header,
+            dimensions other than ``shape``, or a data length that differs from the
+            header's (truncated, extra bytes, or a size that fits the other kind).
+    """
+    data = np.asarray(data)
+    if data.dtype != np.uint8 or data.ndim != 1:
+        raise ValueError(
+            f"parse_idx: data must be a 1-D uint8 array, got {data.dtype} {data.shape}"
+        )
+    if data.size < 4:
+        raise ValueError(
+            f"{source}: not an IDX file: {data.size} bytes, too short for the 4-byte magic number"
+        )
+    magic = _check_magic(data[:4].tobytes(), source)
+    _check_kind(magic, shape, source)
     ndim = _NDIM[magic]
     header_size = 4 + 4 * ndim
     if data.size < header_size:
@@ -126,18 +193,14 @@ def parse_idx(data: np.ndarray, source: str = "<buffer>") -> np.ndarray:
             f"{source}: truncated header: magic {magic} announces {ndim} dimension(s), "
             f"which need {header_size} header bytes, but the file has {data.size} bytes"
         )
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(ndim))
-    expected = math.prod(shape)
-    actual = data.size - header_size
-    dims = "×".join(str(n) for n in shape)
-    if actual < expected:
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(ndim))
+    expected, actual = math.prod(dims), data.size - header_size
+    if shape is not None and dims != tuple(shape):
+        size = "" if expected == actual else f" (and {actual:,} bytes of data follow it)"
         raise ValueError(
-            f"{source}: truncated: the header announces {dims} = {expected:,} bytes of data, "
-            f"but only {actual:,} follow it"
+            f"{source}: the header announces shape {dims}{size}, but shape {tuple(shape)} "
+            "was expected: a file of another data set or split, or a damaged header"
         )
-    if actual > expected:
-        raise ValueError(
-            f"{source}: {actual - expected:,} extra bytes after the {expected:,} bytes of data "
-            f"the header announces ({dims})"
-        )
-    return data[header_size:].reshape(shape)
+    if actual != expected:
+        raise _size_error(magic, dims, actual, expected, data, source)
+    return data[header_size:].reshape(dims)

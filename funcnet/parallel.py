@@ -44,12 +44,12 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
 
 
-def check_batch_size(mesh: Mesh, batch_size: int) -> None:
+def check_batch_size(mesh: Mesh, batch_size: int, what: str = "batch_size") -> None:
     """Raise ``ValueError`` unless ``batch_size`` splits evenly over the mesh's devices."""
     devices = mesh.devices.size
     if batch_size % devices:
         raise ValueError(
-            f"batch_size {batch_size} does not divide evenly over {devices} devices; "
+            f"{what} {batch_size} does not divide evenly over {devices} devices; "
             f"use a multiple of {devices} (e.g. {devices * max(1, round(batch_size / devices))})"
         )
 
@@ -70,7 +70,7 @@ def shard_batch(loss_fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
     return sharded_loss
 
 
-def check_mesh(mesh: Any, batch_size: int) -> None:
+def check_mesh(mesh: Any, batch_size: int, what: str = "batch_size") -> None:
     """Raise a clear error unless ``mesh`` is a 1-D :class:`Mesh` over which
     ``batch_size`` splits evenly (what ``fit(mesh=...)`` needs)."""
     if not isinstance(mesh, Mesh):
@@ -83,4 +83,4 @@ def check_mesh(mesh: Any, batch_size: int) -> None:
             f"mesh must be 1-D (one batch axis, funcnet.parallel.make_mesh()), got a "
             f"{mesh.devices.ndim}-D mesh of shape {dict(mesh.shape)}"
         )
-    check_batch_size(mesh, batch_size)
+    check_batch_size(mesh, batch_size, what)

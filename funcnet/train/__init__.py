@@ -42,6 +42,7 @@ from funcnet.train.loop import (
     make_segment,
     segments,
 )
+from funcnet.train.many import ManyHistory, fit_many
 from funcnet.train.step import (
     LossFn,
     Model,
@@ -59,6 +60,7 @@ from funcnet.train.step import (
 __all__ = [
     "History",
     "LossFn",
+    "ManyHistory",
     "Model",
     "PredictFn",
     "Progress",
@@ -67,6 +69,7 @@ __all__ = [
     "all_finite",
     "first_nonfinite",
     "fit",
+    "fit_many",
     "init_state",
     "iteration_keys",
     "iters_per_epoch",

@@ -10,6 +10,10 @@ weights are a plain dict of arrays passed explicitly, and every method is a func
 - :func:`two_layer_net_predict`, :func:`two_layer_net_loss` and the gradients of the
   ch4/ch5 ``TwoLayerNet``, with ``activation="sigmoid"`` (ch4) or ``"relu"`` (ch5).
   :func:`two_layer_net` bundles them for one activation, like the book's class.
+- :func:`init_multi_layer_net`, :func:`multi_layer_net_predict`,
+  :func:`multi_layer_net_loss` and the gradients of the ch6 ``MultiLayerNet`` (any depth,
+  He/Xavier initialisation, weight decay :func:`weight_decay`); :func:`multi_layer_net`
+  bundles them.
 
 The two-layer net has three gradients with the params' pytree structure, which must agree:
 
@@ -26,7 +30,8 @@ Shapes: ``x`` is ``(N, D)`` (or ``(D,)`` for one example), scores are ``(N, C)``
 integer labels ``(N,)`` or one-hot rows ``(N, C)``.
 
 The package holds one module per idea: :mod:`~funcnet.nets.accuracy` (shared by every
-net), :mod:`~funcnet.nets.simple` (ch3-4), :mod:`~funcnet.nets.two_layer` (ch4-5).
+net), :mod:`~funcnet.nets.simple` (ch3-4), :mod:`~funcnet.nets.two_layer` (ch4-5),
+:mod:`~funcnet.nets.multi_layer` (ch6).
 Everything is re-exported here: ``funcnet.nets.two_layer_net`` etc.
 """
 
@@ -37,6 +42,19 @@ from funcnet.nets.accuracy import (
     PredictFn,
     accuracy,
     count_correct,
+)
+from funcnet.nets.multi_layer import (
+    WEIGHT_INIT_STDS,
+    MultiLayerNet,
+    init_multi_layer_net,
+    multi_layer_net,
+    multi_layer_net_autodiff_gradient,
+    multi_layer_net_gradient,
+    multi_layer_net_loss,
+    multi_layer_net_numerical_gradient,
+    multi_layer_net_predict,
+    num_layers,
+    weight_decay,
 )
 from funcnet.nets.simple import (
     SIMPLE_NET_BOOK_W,
@@ -63,16 +81,26 @@ from funcnet.nets.two_layer import (
 __all__ = [
     "ACTIVATIONS",
     "SIMPLE_NET_BOOK_W",
+    "WEIGHT_INIT_STDS",
     "GradFn",
     "LossFn",
+    "MultiLayerNet",
     "Params",
     "PredictFn",
     "TwoLayerNet",
     "accuracy",
     "count_correct",
+    "init_multi_layer_net",
     "init_simple_net",
     "init_three_layer_net",
     "init_two_layer_net",
+    "multi_layer_net",
+    "multi_layer_net_autodiff_gradient",
+    "multi_layer_net_gradient",
+    "multi_layer_net_loss",
+    "multi_layer_net_numerical_gradient",
+    "multi_layer_net_predict",
+    "num_layers",
     "simple_net_loss",
     "simple_net_predict",
     "three_layer_net_predict",
@@ -83,5 +111,6 @@ __all__ = [
     "two_layer_net_loss",
     "two_layer_net_numerical_gradient",
     "two_layer_net_predict",
+    "weight_decay",
     "_plain_loss",
 ]

@@ -9,6 +9,10 @@ import gzip
 import hashlib
 import io
 import os
+import subprocess
+import sys
+import time
+import warnings
 from pathlib import Path
 from types import MappingProxyType
 
@@ -212,7 +216,8 @@ def test_subset_parser_checks_the_column_layout():
 
 
 def test_auto_falls_back_to_the_subset_with_a_notice(isolated):
-    ds = datasets.load()
+    with pytest.warns(datasets.SubsetWarning):
+        ds = datasets.load()
     assert ds.name == "mnist-5k"
     assert ds.train[0].shape == (4000, 784)
     assert "mnist-5k" in ds.notice
@@ -225,15 +230,53 @@ def test_auto_never_downloads(isolated, monkeypatch):
     monkeypatch.delenv("FUNCNET_OFFLINE")
     spec, _ = make_idx_set(mirrors=("http://127.0.0.1:1/",))  # nothing listens there
     use_specs(monkeypatch, spec)
-    assert datasets.load("auto").name == "mnist-5k"
+    with pytest.warns(datasets.SubsetWarning):
+        assert datasets.load("auto").name == "mnist-5k"
     assert not (isolated / "data" / "mnist").exists()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: datasets.load_mnist(), lambda: datasets.load("auto")],
+    ids=["load_mnist", "auto"],
+)
+def test_the_fallback_to_the_subset_warns_naming_it_its_size_and_the_full_set(isolated, call):
+    with pytest.warns(UserWarning) as record:
+        call()
+    (warning,) = record
+    assert warning.category is datasets.SubsetWarning
+    message = str(warning.message)
+    for fragment in (
+        "'mnist-5k'",  # which set is used
+        "4,000 train / 1,000 test",  # its size
+        "not the book's 60,000 / 10,000",
+        "python -m funcnet.datasets download mnist",  # how to get the full set
+        "source='mnist-5k'",  # how to ask for the subset without a warning
+    ):
+        assert fragment in message
+    assert warning.filename == __file__  # attributed to the caller, not to funcnet
+
+
+def test_the_notice_is_kept_beside_the_warning(isolated):
+    with pytest.warns(datasets.SubsetWarning) as record:
+        ds = datasets.load("auto")
+    assert ds.notice == str(record[0].message)
+
+
+def test_asking_for_the_subset_by_name_is_silent(isolated):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert datasets.load("mnist-5k").notice is None
+        datasets.load_mnist(source="mnist-5k")
 
 
 def test_auto_uses_full_mnist_when_its_four_files_are_present(isolated, monkeypatch):
     spec, raw = make_idx_set(n_train=30, n_test=20)
     use_specs(monkeypatch, spec)
     place(raw, isolated / "data" / "mnist")
-    ds = datasets.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about
+        ds = datasets.load()
     assert ds.name == "mnist" and ds.notice is None
     (x, t), (xt, tt) = datasets.load_mnist(normalize=False)
     assert x.shape == (30, 784) and xt.shape == (20, 784) and x.dtype == np.uint8
@@ -257,6 +300,7 @@ def test_full_mnist_offline_fails_fast_saying_what_to_do(isolated):
     ):
         assert fragment in message
     assert isinstance(info.value, FileNotFoundError)
+    assert info.value.__cause__ is None  # one error, not a chain of two
 
 
 def test_fashion_offline_message_names_the_debian_package(isolated, monkeypatch):
@@ -362,6 +406,54 @@ def test_a_file_changed_after_verification_is_checked_again(isolated):
         datasets.load_idx_uint8(spec, directory, download=False)
 
 
+def edit_in_place_keeping_the_mtime(path: Path) -> None:
+    """Change the last byte (a label, kept valid) without changing size, inode or mtime."""
+    before = path.stat()
+    while time.time_ns() < before.st_ctime_ns + 50_000_000:  # past the ctime clock's tick
+        time.sleep(0.01)
+    with open(path, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)[0]
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([(last + 1) % 10]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_ino, after.st_mtime_ns) == (
+        before.st_size,
+        before.st_ino,
+        before.st_mtime_ns,
+    )
+
+
+def test_an_edit_with_the_mtime_set_back_is_verified_again_on_load(isolated):
+    # the stamp holds the ctime too, which os.utime / touch cannot set back
+    spec, raw = make_idx_set()
+    directory = place(raw, isolated / "d", gz=False)
+    datasets.load_idx_uint8(spec, directory, download=False)
+    edit_in_place_keeping_the_mtime(directory / "t10k-labels-idx1-ubyte")
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte: checksum mismatch"):
+        datasets.load_idx_uint8(spec, directory, download=False)
+
+
+def test_info_reads_every_byte_and_trusts_no_stamp(isolated, monkeypatch):
+    spec, raw = make_idx_set(name="fashion-mnist", system_dirs=())
+    use_specs(monkeypatch, spec)
+    directory = place(raw, isolated / "data" / "fashion-mnist", gz=False)
+    datasets.load("fashion-mnist")  # verified and stamped
+    path = directory / "t10k-labels-idx1-ubyte"
+    edit_in_place_keeping_the_mtime(path)
+    _cache.write_stamp(path, spec.test_labels.md5)  # a stamp that vouches for the edit
+    assert files.is_verified(path, spec.test_labels)  # so a load would trust it
+    out = io.StringIO()
+    assert cli.main(["info"], out=out, err=io.StringIO()) == 1
+    text = out.getvalue()
+    assert "fashion-mnist (Generated fashion-mnist): 3/4 files usable" in text
+    assert f"FAILED: {path}: checksum mismatch" in text
+    assert not files.is_verified(path, spec.test_labels)  # the failed file's stamp is gone
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        datasets.load("fashion-mnist")
+
+
 def test_a_broken_stamp_is_ignored(isolated):
     spec, raw = make_idx_set()
     directory = place(raw, isolated / "d")
@@ -434,6 +526,60 @@ def test_info_reports_presence_location_and_checksums(isolated, monkeypatch):
     out = io.StringIO()
     assert cli.main(["info"], out=out, err=io.StringIO()) == 1
     assert "FAILED" in out.getvalue() and "checksum mismatch" in out.getvalue()
+
+
+def test_a_labels_file_with_the_images_magic_is_reported_as_the_wrong_kind(isolated):
+    spec, raw = make_idx_set()
+    labels = bytearray(raw[spec.train_labels.filename])
+    labels[3] = 0x03  # the images' magic number 2051
+    raw[spec.train_labels.filename] = bytes(labels)
+    with pytest.raises(ValueError) as info:
+        datasets.load_idx_uint8(spec, place(raw, isolated / "d"), download=False)
+    message = str(info.value)
+    assert "train-labels-idx1-ubyte.gz: wrong kind of file: its magic number 2051" in message
+    assert "truncated" not in message
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["download", "--help"], ["info", "--help"]])
+def test_command_line_help_is_plain_text(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: python -m funcnet.datasets" in text
+    for markup in ("``", ":func:", ":mod:", ":class:", ":data:"):
+        assert markup not in text
+
+
+def test_offline_download_says_so_in_one_line_without_announcing_a_download(isolated):
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["download", "mnist"], out=out, err=err) == 1
+    assert out.getvalue() == ""  # no "downloading ..." first
+    (line,) = err.getvalue().splitlines()
+    assert line.startswith("error: MNIST: not downloading train-images-idx3-ubyte.gz")
+    assert "FUNCNET_OFFLINE" in line and str(isolated / "data" / "mnist") in line
+
+
+def test_offline_download_command_exits_1_with_one_line_and_no_traceback(isolated):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "funcnet.datasets", "download", "mnist"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_download_timeout_must_be_positive_and_finite(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["download", "mnist", "--timeout", value])
+    assert info.value.code == 2
+    assert "argument --timeout: must be a finite number of seconds > 0" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------

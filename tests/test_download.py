@@ -4,12 +4,19 @@ a server that is down fails fast with instructions, mirrors are tried in turn, a
 ``python -m funcnet.datasets download`` command.
 """
 
+import fcntl
 import gzip
 import hashlib
 import http.server
 import io
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -18,7 +25,13 @@ import pytest
 from funcnet import datasets
 from funcnet.datasets import __main__ as cli
 from funcnet.datasets import specs
-from funcnet.datasets.download import DownloadError, DownloadProgress, download_file, fetch
+from funcnet.datasets.download import (
+    DownloadError,
+    DownloadProgress,
+    download_file,
+    fetch,
+    sweep_stale_parts,
+)
 from funcnet.datasets.specs import IdxFile, IdxSpec
 
 FILES = (
@@ -80,10 +93,12 @@ def spec_for(payloads, mirrors, name="gen"):
 
 class Server:
     """A local HTTP server: ``routes`` maps a path to bytes, or to ("truncate", bytes)
-    (announce the full length, send half, close). Unknown paths give 404."""
+    (announce the full length, send half, close) or ("stall", bytes) (announce the full
+    length, send half, then wait until ``release`` is set). Unknown paths give 404."""
 
     def __init__(self):
         self.routes, self.requests = {}, []
+        self.release = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -99,6 +114,9 @@ class Server:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data[: len(data) // 2] if truncate else data)
+                if truncate and body[0] == "stall":
+                    self.wfile.flush()
+                    server.release.wait(120)
                 self.close_connection = True
 
             def log_message(self, *args):
@@ -121,6 +139,7 @@ def server():
     s = Server()
     s.thread.start()
     yield s
+    s.release.set()
     s.httpd.shutdown()
     s.httpd.server_close()
 
@@ -188,6 +207,7 @@ def test_a_server_that_is_down_fails_fast_saying_what_to_do(payloads, isolated, 
     assert f"Looked in: {isolated / 'dl'}" in message
     assert "by hand" in message and f"{closed_port_url}t10k-labels-idx1-ubyte.gz" in message
     assert all_files(isolated / "dl") == []
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # one error
 
 
 def test_mirrors_are_tried_in_turn(server, payloads, isolated, closed_port_url):
@@ -262,3 +282,131 @@ def test_download_command_reports_failure(payloads, isolated, monkeypatch, close
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["download", "mnist", "--timeout", "5"], out, err) == 1
     assert "error: Generated: missing" in err.getvalue()
+
+
+def test_download_command_into_a_folder_that_cannot_be_made_says_so(payloads, isolated):
+    blocker = isolated / "a-file"
+    blocker.write_text("not a folder")
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["download", "mnist", "--data-dir", str(blocker / "sub")], out, err) == 1
+    assert err.getvalue().startswith("error: MNIST: missing")
+    assert f"cannot create {blocker / 'sub'}" in err.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# timeouts are checked before anything is fetched
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf")])
+def test_bad_timeouts_are_rejected_before_any_request(server, payloads, isolated, timeout):
+    spec = spec_for(payloads, [server.serve("/m/", payloads)])
+    calls = {
+        "fetch": lambda: fetch(spec, isolated / "dl", timeout=timeout),
+        "download_file": lambda: download_file(
+            [server.url + "/m/" + FILES[0]], isolated / "dl", spec.train_images, timeout=timeout
+        ),
+        "load_idx_uint8": lambda: datasets.load_idx_uint8(spec, isolated / "dl", timeout=timeout),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=f"{name}: timeout must be a finite number"):
+            call()
+    assert server.requests == []
+    assert all_files(isolated / "dl") == []
+
+
+@pytest.mark.parametrize("timeout", ["30", True, None])
+def test_a_timeout_that_is_not_a_number_is_a_type_error(payloads, isolated, timeout):
+    spec = spec_for(payloads, ["http://127.0.0.1:9/"])
+    with pytest.raises(TypeError, match="fetch: timeout must be a number of seconds"):
+        fetch(spec, isolated / "dl", timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------
+# signals during a download; partial files of killed runs are swept
+
+DOWNLOAD_SCRIPT = """
+import sys
+from funcnet.datasets.download import download_file
+from funcnet.datasets.specs import IdxFile
+download_file([sys.argv[1]], sys.argv[2], IdxFile(sys.argv[3], "0" * 32, (1,)), timeout=120)
+"""
+
+
+def parts(directory: Path) -> list[Path]:
+    return sorted(directory.glob(".*.part")) if directory.exists() else []
+
+
+def start_stalled_download(server, payloads, dest: Path) -> subprocess.Popen:
+    """A separate Python process downloading from a server that stalls half-way; returns
+    once the partial file exists."""
+    data = gzip.compress(payloads[FILES[0]])
+    server.routes["/stall/" + FILES[0]] = ("stall", data)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DOWNLOAD_SCRIPT, f"{server.url}/stall/{FILES[0]}", dest, FILES[0]],
+        cwd=root,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not parts(dest):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the download did not start: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_download_leaves_no_partial_file(server, payloads, isolated, signum):
+    dest = isolated / "dl"
+    proc = start_stalled_download(server, payloads, dest)
+    proc.send_signal(signum)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signum  # it still ends as the signal says
+    assert parts(dest) == []
+    assert all_files(dest) == []
+
+
+def test_a_killed_download_leaves_a_part_that_the_next_run_sweeps(server, payloads, isolated):
+    dest = isolated / "dl"
+    proc = start_stalled_download(server, payloads, dest)
+    proc.kill()  # SIGKILL: no process can clean up after that
+    proc.communicate(timeout=120)
+    (part,) = parts(dest)
+    old = time.time() - 3600
+    os.utime(part, (old, old))
+    spec = spec_for(payloads, [server.serve("/m/", payloads)])
+    fetch(spec, dest)
+    assert all_files(dest) == sorted(FILES)  # the part is gone, the files are there
+
+
+def make_part(directory: Path, name: str, age: float) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    part = directory / f".{name}.abc123.part"
+    part.write_bytes(b"partial")
+    then = time.time() - age
+    os.utime(part, (then, then))
+    return part
+
+
+def test_the_sweep_leaves_a_part_that_a_running_download_holds(isolated):
+    part = make_part(isolated / "dl", FILES[0], age=3600)
+    fd = os.open(part, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running download holds
+        assert sweep_stale_parts(isolated / "dl", FILES) == []
+        assert part.exists()
+    finally:
+        os.close(fd)
+    assert sweep_stale_parts(isolated / "dl", FILES) == [part]
+    assert not part.exists()
+
+
+def test_the_sweep_leaves_fresh_parts_and_other_files(isolated):
+    fresh = make_part(isolated / "dl", FILES[1], age=0)  # just created, not locked yet
+    other = make_part(isolated / "dl", "unrelated.bin", age=3600)
+    kept = isolated / "dl" / FILES[2]
+    kept.write_bytes(b"x")
+    assert sweep_stale_parts(isolated / "dl", FILES) == []
+    assert fresh.exists() and other.exists() and kept.exists()

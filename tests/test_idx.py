@@ -133,3 +133,55 @@ def test_parse_idx_returns_a_view_without_copying(images):
 def test_parse_idx_rejects_a_buffer_that_is_not_1d_uint8():
     with pytest.raises(ValueError, match="1-D uint8"):
         parse_idx(np.zeros((2, 8), np.uint8))
+
+
+# --------------------------------------------------------------------------------------
+# files of the wrong kind: reported as such, never as a truncated file of absurd size
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip", "raw"])
+def test_a_labels_file_with_the_images_magic_is_a_wrong_magic_not_a_truncation(tmp_path, gz):
+    labels = np.arange(60000) % 10  # MNIST-sized: its bytes read as dims give ~1e20 bytes
+    path = write(tmp_path / "labels", idx_bytes(labels, magic=0x0803), gz)
+    with raises_naming(path, "wrong magic number", "2051", "fits a labels file of 60,000"):
+        read_idx(path)
+    with pytest.raises(ValueError) as info:
+        read_idx(path)
+    assert "truncated" not in str(info.value)
+
+
+def test_an_images_file_with_the_labels_magic_is_a_wrong_magic(tmp_path, images):
+    data = bytearray(idx_bytes(images))
+    data[3] = 0x01  # labels' magic 2049 over an images file
+    path = write(tmp_path / "images", bytes(data), gz=False)
+    with raises_naming(path, "wrong magic number", "2049", "fits an images file of shape 7×28×28"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize(
+    "which,shape,fragments",
+    [
+        ("images", (7,), ("wrong kind of file", "magic number 2051", "images", "labels file")),
+        ("labels", (7, 28, 28), ("wrong kind of file", "magic number 2049", "images file")),
+    ],
+)
+def test_a_file_of_the_other_kind_is_named_when_the_shape_is_known(
+    tmp_path, images, labels, which, shape, fragments
+):
+    array = images if which == "images" else labels
+    path = write(tmp_path / which, idx_bytes(array), gz=True)
+    with raises_naming(path, *fragments):
+        read_idx(path, shape=shape)
+
+
+def test_the_header_dims_are_checked_against_the_expected_shape_before_the_size(tmp_path):
+    labels = np.arange(60000) % 10
+    path = write(tmp_path / "labels", idx_bytes(labels, magic=0x0803), gz=False)
+    # expected images: the magic's kind fits, the dims do not
+    with raises_naming(path, "announces shape (60000, 66051, 67438087)", "(10000, 28, 28)"):
+        read_idx(path, shape=(10000, 28, 28))
+
+
+def test_read_idx_with_the_right_shape_reads_the_file(tmp_path, images):
+    path = write(tmp_path / "ok", idx_bytes(images), gz=True)
+    np.testing.assert_array_equal(read_idx(path, shape=(7, 28, 28)), images)

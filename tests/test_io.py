@@ -1,5 +1,8 @@
-"""funcnet.io: params pytrees to and from .npz, and the book's pickled weights, safely."""
+"""funcnet.io: params pytrees to and from .npz, and the book's pickled weights, safely;
+every kind of bad file gives one error type naming the file."""
 
+import gzip
+import json
 import os
 import pickle
 from typing import NamedTuple
@@ -10,7 +13,14 @@ import numpy as np
 import optax
 import pytest
 
-from funcnet.io import load_params, load_pickled_params, load_weights, save_params
+from funcnet.io import (
+    ParamsFileError,
+    WeightPickleError,
+    load_params,
+    load_pickled_params,
+    load_weights,
+    save_params,
+)
 
 
 def book_weights(dtype=np.float64):
@@ -244,3 +254,257 @@ def test_load_weights_picks_the_format_by_suffix(tmp_path):
     for name in ("w.pkl", "w.npz"):
         loaded = load_weights(tmp_path / name)
         np.testing.assert_array_equal(loaded["W2"], weights["W2"])
+
+
+# --------------------------------------------------------------------------------------
+# bad files: one error type, naming the file and what is wrong
+
+
+def assert_clean_error(info, path, *fragments):
+    """The error names the file and each fragment, is raised on its own (no chained
+    zip/JSON/pickle error) and never points at unsafe loading."""
+    message = str(info.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "allow_pickle" not in message
+    error = info.value
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def write_npz(path, header, arrays=None):
+    """An .npz with a hand-written structure record over the given arrays."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    arrays = {"params/W": np.ones((3, 2), np.float32)} if arrays is None else arrays
+    np.savez(path, __funcnet_tree__=np.frombuffer(raw, np.uint8), **arrays)
+    return path
+
+
+def leaf(name="W", dtype="float32", **extra):
+    return {"type": "leaf", "name": name, "dtype": dtype, **extra}
+
+
+def header(tree):
+    return {"format": "funcnet-params-v1", "tree": tree}
+
+
+def one_key(node, key="W"):
+    return {"type": "dict", "keys": [["str", key]], "children": [node]}
+
+
+NOT_AN_ARCHIVE = {
+    "empty": (lambda p: p.write_bytes(b""), "it is empty"),
+    "text": (lambda p: p.write_text("W1 = 0.5\n"), "it is a text file"),
+    "npy": (
+        lambda p: np.save(p.with_suffix(".npy"), np.ones(3)) or p.with_suffix(".npy").rename(p),
+        ".npy array",
+    ),
+    "pickle": (
+        lambda p: p.write_bytes(pickle.dumps({"W": np.ones(2)}, protocol=4)),
+        "load_pickled_params",
+    ),
+    "gzip": (lambda p: p.write_bytes(gzip.compress(b"data")), "gzip-compressed"),
+    "binary": (lambda p: p.write_bytes(bytes(range(200, 256))), "starts with the bytes"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_AN_ARCHIVE))
+def test_a_file_that_is_no_archive_is_named_for_what_it_is(tmp_path, kind):
+    make, what = NOT_AN_ARCHIVE[kind]
+    path = tmp_path / "weights.npz"
+    make(path)
+    with pytest.raises(ParamsFileError) as info:
+        load_params(path)
+    assert_clean_error(info, path, "is not a funcnet params file", what)
+    with pytest.raises(ParamsFileError):
+        load_weights(path)
+
+
+def test_every_truncation_of_a_params_file_is_a_params_file_error(tmp_path):
+    save_params(tmp_path / "good.npz", {"W1": np.arange(12.0).reshape(3, 4), "b1": np.ones(4)})
+    data = (tmp_path / "good.npz").read_bytes()
+    path = tmp_path / "cut.npz"
+    for size in range(0, len(data), 37):
+        path.write_bytes(data[:size])
+        with pytest.raises(ParamsFileError) as info:
+            load_params(path)
+        assert_clean_error(info, path)
+
+
+def test_a_changed_byte_is_an_error_or_changes_nothing(tmp_path):
+    # the archive's CRCs cover data and structure: a flipped byte either breaks the file
+    # (ParamsFileError) or hits metadata (a timestamp) and the values come back unchanged
+    params = {"W1": np.arange(12.0).reshape(3, 4), "b1": np.ones(4, np.float32), "n": 3}
+    save_params(tmp_path / "good.npz", params)
+    data = (tmp_path / "good.npz").read_bytes()
+    path, errors = tmp_path / "flip.npz", 0
+    for pos in range(0, len(data), 7):
+        flipped = bytearray(data)
+        flipped[pos] ^= 0x5A
+        path.write_bytes(bytes(flipped))
+        try:
+            loaded = load_params(path)
+        except ParamsFileError as e:
+            assert str(path) in str(e)
+            errors += 1
+            continue
+        assert_same_tree(params, loaded)
+    assert errors > len(data) // 7 // 2  # most positions are covered by a check
+
+
+MALFORMED = {
+    "invalid JSON": (b"{not json", None, "not valid JSON"),
+    "JSON list": (b"[1, 2]", None, "a JSON list, not an object"),
+    "unknown format": ({"format": "other-v9", "tree": leaf()}, None, "unknown format 'other-v9'"),
+    "no tree": ({"format": "funcnet-params-v1"}, None, "has no tree"),
+    "nested too deeply": (
+        b'{"format": "funcnet-params-v1", "tree": '
+        + b'{"type": "list", "children": [' * 3000
+        + b"]}" * 3000
+        + b"}",
+        None,
+        "nested too deeply",
+    ),
+    "unknown node": (header({"type": "set"}), None, "unknown node"),
+    "leaf without dtype": (header({"type": "leaf", "name": "W"}), None, "without a name or dtype"),
+    "dtype not numeric": (header(leaf(dtype="object")), None, "'object' is not a numeric dtype"),
+    "dtype unknown": (header(leaf(dtype="nonsense")), None, "'nonsense' is not a numeric dtype"),
+    "dtype other than the data's": (
+        header(one_key(leaf(dtype="int8"))),
+        None,
+        "leaf 'W': the structure says dtype int8, but its data is float32 with shape (3, 2)",
+    ),
+    "shape other than the data's": (
+        header(one_key(leaf(shape=[2, 3]))),
+        None,
+        "leaf 'W': the structure says shape (2, 3), but its data has shape (3, 2)",
+    ),
+    "python number over an array": (
+        header(leaf(python="int")),
+        None,
+        "leaf 'W': the structure says a Python int, but its data is float32",
+    ),
+    "python type unknown": (header(leaf(python="str")), None, "unknown Python type 'str'"),
+    "leaf without data": (header(one_key(leaf("V"), "V")), None, "no data for it"),
+    "data without leaf": (
+        header(leaf()),
+        {"params/W": np.ones((3, 2), np.float32), "params/X": np.ones(1)},
+        "arrays that its structure does not list: ['params/X']",
+    ),
+    "repeated leaf name": (
+        header({"type": "list", "children": [leaf(), leaf()]}),
+        None,
+        "two leaves are named 'W'",
+    ),
+    "repeated dict key": (
+        header(
+            {"type": "dict", "keys": [["str", "a"], ["str", "a"]], "children": [leaf(), leaf("V")]}
+        ),
+        {"params/W": np.ones(1), "params/V": np.ones(1)},
+        "repeated key",
+    ),
+    "keys and children differ": (
+        header({"type": "dict", "keys": [], "children": [leaf()]}),
+        None,
+        "keys do not match its children",
+    ),
+    "an object array": (
+        header(leaf()),
+        {"params/W": np.array([None, 1], dtype=object)},
+        "dtype object",
+    ),
+    "structure record not bytes": (None, {"__funcnet_tree__": np.ones(3)}, "not bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_params_file_is_a_params_file_error_naming_what_is_wrong(tmp_path, case):
+    head, arrays, fragment = MALFORMED[case]
+    path = tmp_path / "p.npz"
+    if head is None:
+        np.savez(path, **arrays)
+    else:
+        write_npz(path, head, arrays)
+    with pytest.raises(ParamsFileError) as info:
+        load_params(path)
+    assert_clean_error(info, path, fragment)
+
+
+def test_a_file_without_recorded_shapes_still_loads(tmp_path):
+    # files written before leaf shapes were recorded: dtype and data are still checked
+    path = write_npz(tmp_path / "old.npz", header(one_key(leaf())))
+    np.testing.assert_array_equal(load_params(path)["W"], np.ones((3, 2), np.float32))
+
+
+def test_saved_records_hold_each_leafs_dtype_and_shape(tmp_path):
+    save_params(tmp_path / "p.npz", {"W": jnp.zeros((2, 5), jnp.bfloat16)})
+    with np.load(tmp_path / "p.npz") as npz:
+        tree = json.loads(npz["__funcnet_tree__"].tobytes())["tree"]
+    assert tree["children"][0] == leaf(dtype="bfloat16", shape=[2, 5])
+
+
+def test_a_missing_or_unreadable_file_is_an_oserror_naming_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"load_params: cannot read .*nope\.npz"):
+        load_params(tmp_path / "nope.npz")
+    with pytest.raises(IsADirectoryError, match="load_params: cannot read"):
+        load_params(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"load_pickled_params: cannot read .*nope\.pkl"):
+        load_pickled_params(tmp_path / "nope.pkl")
+
+
+@pytest.mark.parametrize("function", [load_params, load_pickled_params, load_weights])
+def test_a_path_of_the_wrong_type_is_a_type_error(function):
+    with pytest.raises(TypeError, match=f"{function.__name__}: path must be a str or os.PathLike"):
+        function(3)
+
+
+def test_save_params_names_the_missing_folder_not_a_temporary_file(tmp_path):
+    target = tmp_path / "no-such-folder" / "p.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        save_params(target, {"W": np.ones(2)})
+    message = str(info.value)
+    assert f"save_params: cannot write {target}" in message
+    assert f"the directory {target.parent} does not exist" in message
+    assert ".tmp" not in message
+    assert not target.parent.exists()
+
+
+def test_save_params_onto_a_folder_or_under_a_file_says_so(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f"save_params: {tmp_path} is a directory"):
+        save_params(tmp_path, {"W": np.ones(2)})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        save_params(tmp_path / "file" / "p.npz", {"W": np.ones(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no temporary file
+
+
+NOT_A_PICKLE = {
+    "empty": (lambda p: p.write_bytes(b""), "it is empty"),
+    "text": (lambda p: p.write_text("not a pickle at all"), "it is a text file"),
+    "npz": (lambda p: save_params(p, {"W": np.ones(2)}), "load it with load_params"),
+    "npy": (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00" + b"{}" * 10), ".npy array"),
+    "gzip": (lambda p: p.write_bytes(gzip.compress(pickle.dumps({}))), "gzip-compressed"),
+    "truncated": (lambda p: p.write_bytes(pickle.dumps({"W": np.ones(9)})[:30]), "truncated"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_A_PICKLE))
+def test_the_pickle_reader_given_a_non_pickle_says_so(tmp_path, kind):
+    make, what = NOT_A_PICKLE[kind]
+    path = tmp_path / "w.pkl"
+    make(path)
+    with pytest.raises(WeightPickleError) as info:
+        load_pickled_params(path)
+    assert_clean_error(info, path, "is not a valid weight pickle", what)
+    assert isinstance(info.value, ParamsFileError)
+    assert isinstance(info.value, pickle.UnpicklingError)  # as before: callers may catch it
+
+
+def test_refused_pickles_and_non_dicts_are_params_file_errors(tmp_path):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"b1": RunsCommand("true")}))
+    with pytest.raises(ParamsFileError, match="refusing to load"):
+        load_pickled_params(path)
+    (tmp_path / "l.pkl").write_bytes(pickle.dumps([np.ones(2)]))
+    with pytest.raises(ParamsFileError, match="holds a list"):
+        load_pickled_params(tmp_path / "l.pkl")

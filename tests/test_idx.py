@@ -143,7 +143,9 @@ def test_parse_idx_rejects_a_buffer_that_is_not_1d_uint8():
 def test_a_labels_file_with_the_images_magic_is_a_wrong_magic_not_a_truncation(tmp_path, gz):
     labels = np.arange(60000) % 10  # MNIST-sized: its bytes read as dims give ~1e20 bytes
     path = write(tmp_path / "labels", idx_bytes(labels, magic=0x0803), gz)
-    with raises_naming(path, "wrong magic number", "2051", "fits a labels file of 60,000"):
+    with raises_naming(
+        path, "wrong magic number", "2051", "fit a labels file of 60,000 labels (magic 2049)"
+    ):
         read_idx(path)
     with pytest.raises(ValueError) as info:
         read_idx(path)
@@ -154,7 +156,7 @@ def test_an_images_file_with_the_labels_magic_is_a_wrong_magic(tmp_path, images)
     data = bytearray(idx_bytes(images))
     data[3] = 0x01  # labels' magic 2049 over an images file
     path = write(tmp_path / "images", bytes(data), gz=False)
-    with raises_naming(path, "wrong magic number", "2049", "fits an images file of shape 7×28×28"):
+    with raises_naming(path, "wrong magic number", "2049", "fit an images file of shape 7×28×28"):
         read_idx(path)
 
 

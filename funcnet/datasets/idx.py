@@ -118,16 +118,16 @@ def _check_kind(magic: int, shape: tuple[int, ...] | None, source: str) -> None:
 
 
 def _other_kind_fits(magic: int, data: np.ndarray) -> str | None:
-    """If the file's size fits the *other* kind's layout exactly, a sentence saying so."""
+    """If the file's size fits the *other* kind's layout exactly, that file, described."""
     if magic == IMAGES_MAGIC:  # labels: 8-byte header, then N bytes
         n = int.from_bytes(data[4:8].tobytes(), "big")
         if data.size == 8 + n:
-            return f"its size fits a labels file of {n:,} labels (magic {LABELS_MAGIC})"
+            return f"a labels file of {n:,} labels (magic {LABELS_MAGIC})"
     elif data.size >= 16:  # images: 16-byte header, then N*rows*cols bytes
         dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(3)]
         if data.size == 16 + math.prod(dims) and dims[1] * dims[2] > 1:
             shape = "×".join(map(str, dims))
-            return f"its size fits an images file of shape {shape} (magic {IMAGES_MAGIC})"
+            return f"an images file of shape {shape} (magic {IMAGES_MAGIC})"
     return None
 
 
@@ -136,9 +136,9 @@ def _size_error(magic, shape, actual, expected, data, source) -> ValueError:
     other = _other_kind_fits(magic, data)
     if other is not None:
         return ValueError(
-            f"{source}: wrong magic number: {magic} marks an IDX {_KIND_OF[magic]} file, whose "
-            f"header announces {dims} = {expected:,} bytes of data, but {actual:,} follow it "
-            f"and {other}; the file is probably of the other kind with a wrong magic number"
+            f"{source}: wrong magic number: {magic} marks an IDX {_KIND_OF[magic]} file, but "
+            f"its {data.size:,} bytes do not fit the dimensions its header then gives; they "
+            f"fit {other} exactly: probably that kind of file with a wrong magic number"
         )
     if actual > expected:
         return ValueError(

@@ -602,3 +602,41 @@ def test_mnist_show_saves_the_image_with_its_label(isolated, capsys):
     start = lines.index("(784,)") - 1  # after the data set lines: label, shapes, as the book
     assert lines[start : start + 3] == [str(t[3]), "(784,)", "(28, 28)"]
     assert lines[-1] == f"saved {path}"
+
+
+# --------------------------------------------------------------------------------------
+# arguments: the wrong type is a TypeError naming the function and the argument
+
+BAD_ARGUMENTS = [
+    (lambda: datasets.load(5), TypeError, "load: unknown data set name 5"),
+    (lambda: datasets.load("mnist-5k", normalize="no"), TypeError, "load: normalize must be"),
+    (lambda: datasets.load("mnist-5k", one_hot_label=1), TypeError, "load: one_hot_label"),
+    (lambda: datasets.load("mnist-5k", data_dir=3), TypeError, "load: data_dir must be"),
+    (lambda: datasets.load("mnist-5k", progress=3), TypeError, "load: progress must be"),
+    (lambda: datasets.load_mnist(flatten=None), TypeError, "load_mnist: flatten must be"),
+    (lambda: datasets.load_mnist(source=None), TypeError, "load_mnist: source must be a str"),
+    (lambda: datasets.load_mnist(source="x"), ValueError, "load_mnist: source must be one of"),
+    (lambda: datasets.load_fashion_mnist(data_dir=3), TypeError, "load_fashion_mnist: data_dir"),
+    (
+        lambda: datasets.load_idx_uint8("mnist"),
+        TypeError,
+        "load_idx_uint8: spec must be an IdxSpec",
+    ),
+    (lambda: datasets.fetch("mnist"), TypeError, "fetch: spec must be an IdxSpec"),
+    (
+        lambda: datasets.download_file("http://127.0.0.1:9/x", ".", specs.MNIST.train_images),
+        TypeError,
+        "download_file: urls must be a list of str",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_ARGUMENTS)
+def test_bad_arguments_name_the_function_and_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_numpy_bools_are_flags(isolated):
+    (x, _), _ = datasets.load_mnist(normalize=np.bool_(False), source="mnist-5k")
+    assert x.dtype == np.uint8

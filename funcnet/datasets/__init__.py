@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from funcnet.datasets import files, mnist5k, specs
+from funcnet.datasets import _args, files, mnist5k, specs
 from funcnet.datasets._cache import cache_dir
 from funcnet.datasets.download import (
     DEFAULT_TIMEOUT,
@@ -144,7 +144,11 @@ def load_idx_uint8(
         ValueError: a file is not valid IDX or fails its checksum (naming the file), or
             ``timeout`` is not a finite number of seconds > 0.
     """
+    spec = _args.spec(spec, "load_idx_uint8")
+    data_dir = _args.directory(data_dir, "load_idx_uint8")
+    download = _args.flag(download, "load_idx_uint8", "download")
     timeout = check_timeout(timeout, "load_idx_uint8")
+    progress = _args.callback(progress, "load_idx_uint8")
     if download:
         paths = fetch(spec, data_dir, timeout=timeout, progress=progress)
     else:
@@ -210,11 +214,29 @@ def load(
         ``class_names``.
 
     Raises:
+        TypeError: an argument of the wrong type (e.g. ``normalize="no"``).
         ValueError: an unknown name, or a file that fails validation or its checksum.
         DatasetNotFoundError: files missing and not downloadable.
     """
-    if name not in DATASET_CHOICES and name not in specs.SPECS:
-        raise ValueError(f"load: unknown data set name {name!r}; choose one of {DATASET_CHOICES}")
+    return _load("load", name, normalize, flatten, one_hot_label, data_dir, download, progress)
+
+
+def _load(where, name, normalize, flatten, one_hot_label, data_dir, download, progress) -> Dataset:
+    """:func:`load`, its arguments checked in the name of ``where`` (the caller's function)."""
+    choices = tuple(dict.fromkeys((*DATASET_CHOICES, *specs.SPECS)))
+    if not isinstance(name, str) or name not in choices:
+        kind = ValueError if isinstance(name, str) else TypeError
+        raise kind(f"{where}: unknown data set name {name!r}; choose one of {choices}")
+    normalize, flatten, one_hot_label, download = (
+        _args.flag(value, where, arg)
+        for value, arg in zip(
+            (normalize, flatten, one_hot_label, download),
+            ("normalize", "flatten", "one_hot_label", "download"),
+            strict=True,
+        )
+    )
+    data_dir = _args.directory(data_dir, where)
+    progress = _args.callback(progress, where)
     notice = None
     if name == "auto":
         missing = [s.file for s in locate(specs.SPECS["mnist"], data_dir) if s.path is None]
@@ -270,16 +292,9 @@ def load_mnist(
         ``x_train`` (N, 784) float32 (or uint8, or (N, 1, 28, 28)), ``t_train`` (N,)
         int32 (or (N, 10) float32 one-hot), and the same for the test set.
     """
-    if source not in MNIST_SOURCES:
-        raise ValueError(f"load_mnist: source must be one of {MNIST_SOURCES}, got {source!r}")
-    ds = load(
-        source,
-        normalize=normalize,
-        flatten=flatten,
-        one_hot_label=one_hot_label,
-        data_dir=data_dir,
-        download=download,
-        progress=progress,
+    source = _args.name(source, "load_mnist", "source", MNIST_SOURCES)
+    ds = _load(
+        "load_mnist", source, normalize, flatten, one_hot_label, data_dir, download, progress
     )
     return ds.train, ds.test
 
@@ -300,14 +315,15 @@ def load_fashion_mnist(
     (package ``dataset-fashion-mnist``); downloads missing files from the official
     location. Class names: ``funcnet.datasets.SPECS["fashion-mnist"].class_names``.
     """
-    ds = load(
+    ds = _load(
+        "load_fashion_mnist",
         "fashion-mnist",
-        normalize=normalize,
-        flatten=flatten,
-        one_hot_label=one_hot_label,
-        data_dir=data_dir,
-        download=download,
-        progress=progress,
+        normalize,
+        flatten,
+        one_hot_label,
+        data_dir,
+        download,
+        progress,
     )
     return ds.train, ds.test
 

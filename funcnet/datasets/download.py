@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
-from funcnet.datasets import _cache
+from funcnet.datasets import _args, _cache
 from funcnet.datasets import files as _files
 from funcnet.datasets.idx import md5_hex, read_decompressed
 from funcnet.datasets.specs import IdxFile, IdxSpec
@@ -169,8 +169,14 @@ def download_file(
             process is interrupted (Ctrl-C) or terminated (SIGTERM) meanwhile; partial
             files of killed earlier runs are swept first (:func:`sweep_stale_parts`).
     """
+    urls = _args.urls(urls, "download_file")
     timeout = check_timeout(timeout, "download_file")
-    dest_dir = Path(dest_dir)
+    progress = _args.callback(progress, "download_file")
+    dest_dir = _args.directory(dest_dir, "download_file", "dest_dir")
+    if dest_dir is None:
+        raise TypeError("download_file: dest_dir must be a str or os.PathLike folder, got None")
+    if not isinstance(file, IdxFile):
+        raise TypeError(f"download_file: file must be an IdxFile, got {type(file).__name__}")
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -257,7 +263,10 @@ def fetch(
             searched, why each mirror failed and how to place the files by hand. It is
             raised on its own (``from None``): the message holds the download errors.
     """
+    spec = _args.spec(spec, "fetch")
+    data_dir = _args.directory(data_dir, "fetch")
     timeout = check_timeout(timeout, "fetch")
+    progress = _args.callback(progress, "fetch")
     dirs = _files.search_dirs(spec, data_dir)
     sweep_stale_parts(dirs[0], [f.filename for f in spec.files])
     found = _files.locate(spec, data_dir)

@@ -3,8 +3,9 @@
 Every peer runs the same protocol on the same data from the same initial weights:
 784-50-10 ReLU net, minibatches of 100 drawn with replacement, SGD with learning rate
 0.1, ``iters`` iterations, train and test accuracy over the whole sets after iterations
-0, epoch, 2·epoch, ... (epoch = ``max(n / batch_size, 1)`` iterations, the book's
-``iter_per_epoch``), the minibatch loss recorded every iteration.
+0, epoch, 2·epoch, ... (epoch = ``funcnet.train.iters_per_epoch``, the book's
+``iter_per_epoch``) and after the last iteration (the final params, as ``fit`` reports
+them), the minibatch loss recorded every iteration.
 
 - :func:`run_fit`: funcnet's ``fit`` (custom_vjp layers, the steps between two
   evaluations fused into one compiled loop) — the product;
@@ -79,8 +80,14 @@ def skipped(name: str, reason: str) -> PeerResult:
 
 
 def evaluation_points(iters: int, every: int) -> list[int]:
-    """Iterations after whose update the accuracies are measured: 0, every, 2·every, ..."""
-    return list(range(0, iters, every))
+    """Iterations after whose update the accuracies are measured, as ``fit`` measures them:
+    0, every, 2·every, ... < iters, and the last iteration ``iters - 1`` (the final params)."""
+    return [start + num - 1 for start, num, _ in train.segments(iters, every)]
+
+
+def epoch_length(n: int, protocol: Protocol) -> int:
+    """Iterations between two evaluations for ``n`` training images (fit's)."""
+    return train.iters_per_epoch(n, protocol.batch_size)
 
 
 def init_params(protocol: Protocol, input_size: int, classes: int) -> Params:
@@ -128,8 +135,8 @@ def run_fit(
         status="ok",
         seconds=total - history.compile_time,
         compile_seconds=history.compile_time,
-        train_acc=float(history.train_acc[-1]),
-        test_acc=float(history.test_acc[-1]),
+        train_acc=history.final_train_acc,
+        test_acc=history.final_test_acc,
         losses=history.loss,
         params=final,
     )
@@ -198,8 +205,9 @@ def run_plain_jax(
     t0 = time.perf_counter()
     x_train, t_train, x_test, t_test = jax.device_put((*train_data, *test_data))
     params = jax.device_put(params)
-    every = max(x_train.shape[0] // protocol.batch_size, 1)
-    # The loop cut at the evaluations, exactly as fit cuts it (no gradient code involved).
+    every = epoch_length(x_train.shape[0], protocol)
+    # The loop cut at the evaluations, exactly as fit cuts it (no gradient code involved);
+    # like fit, each segment ends in an evaluation, the last one of the final params.
     segments = train.segments(protocol.iters, every)
     optimizer = optax.sgd(protocol.lr)
     opt_state = optimizer.init(params)
@@ -216,11 +224,10 @@ def run_plain_jax(
     compile_seconds = time.perf_counter() - t_compile
 
     losses, accs = [], None
-    for start, num, do_eval in segments:
+    for start, num, _ in segments:
         params, opt_state, seg_losses = epochs[num](params, opt_state, x_train, t_train, key, start)
-        if do_eval:
-            accs = evaluate(params, x_train, t_train, x_test, t_test)
-            accs, seg_losses = jax.device_get((accs, seg_losses))
+        accs = evaluate(params, x_train, t_train, x_test, t_test)
+        accs, seg_losses = jax.device_get((accs, seg_losses))
         losses.append(seg_losses)
     losses = np.concatenate([np.asarray(loss) for loss in jax.device_get(losses)])
     params = jax.block_until_ready(params)
@@ -333,7 +340,7 @@ def run_numpy(
     (x_train, t_train), (x_test, t_test) = train_data, test_data
     params = {k: np.array(v, np.float32) for k, v in params.items()}
     n = x_train.shape[0]
-    every = max(n // protocol.batch_size, 1)
+    evals = set(evaluation_points(protocol.iters, epoch_length(n, protocol)))
     rng = np.random.default_rng(protocol.seed)
     lr = np.float32(protocol.lr)
     losses = np.empty(protocol.iters, np.float32)
@@ -344,7 +351,7 @@ def run_numpy(
         for k in params:
             params[k] -= lr * grads[k]
         losses[i] = loss
-        if i % every == 0:
+        if i in evals:
             accs = (np_accuracy(params, x_train, t_train), np_accuracy(params, x_test, t_test))
     return PeerResult(
         name="NumPy (book)",
@@ -454,7 +461,7 @@ def _run_torch(torch, train_data, test_data, params, protocol, flushing: bool) -
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(protocol.seed)
     n = x_train.shape[0]
-    every = max(n // protocol.batch_size, 1)
+    evals = set(evaluation_points(protocol.iters, epoch_length(n, protocol)))
 
     def accuracy(x, t):
         with torch.no_grad():
@@ -469,7 +476,7 @@ def _run_torch(torch, train_data, test_data, params, protocol, flushing: bool) -
         loss.backward()
         optimizer.step()
         losses[i] = loss.detach()
-        if i % every == 0:
+        if i in evals:
             accs = (accuracy(x_train, t_train), accuracy(x_test, t_test))
     seconds = time.perf_counter() - t0
     final = {
@@ -509,17 +516,14 @@ PEER_NAMES = {
 }
 
 # --------------------------------------------------------------------------------------
-# Where time goes: evaluation vs steps, for funcnet's fit and the plain-JAX ceiling
+# Where the time goes: the steps and the evaluations, each as a complete run of its own
 
 
-def best_time(fn: Callable[[], Any], repeats: int = 1) -> float:
-    """Seconds of the fastest of ``repeats`` calls of ``fn`` (waiting for JAX results)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best
+def time_once(fn: Callable[[], Any]) -> float:
+    """Seconds of one call of ``fn``, waiting for its JAX results."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
 
 
 def _numpy_steps(
@@ -537,62 +541,107 @@ def _numpy_steps(
     return params
 
 
-PROFILED = ("funcnet fit", "plain JAX", "NumPy (book)")
-"""The peers whose pieces :func:`profile_pieces` times."""
+PROFILED = {"fit": "funcnet fit", "jax": "plain JAX", "numpy": "NumPy (book)"}
+"""The peers (id -> name) whose parts :func:`profile_parts` times."""
 
 
-def profile_pieces(
-    train_data: Split, test_data: Split, params: Params, protocol: Protocol
-) -> tuple[int, dict[str, dict[str, Callable[[], Any]]]]:
-    """The pieces of the protocol as calls to time: for each of :data:`PROFILED`, ``eval``
-    (train + test accuracy over every image) and ``steps`` (one epoch of ``every``
-    steps, no evaluation). funcnet's are ``train.make_evaluate`` and ``train.make_segment``
-    with the custom-rule net, the plain-JAX peer's its own; both compiled here, ahead of
-    time. Returns ``(every, {peer: {"eval": fn, "steps": fn}})``."""
-    x_train, t_train, x_test, t_test = jax.device_put((*train_data, *test_data))
-    params = jax.device_put(params)
-    every = max(x_train.shape[0] // protocol.batch_size, 1)
+def _fit_parts(data, params, protocol, plan, evals) -> dict[str, Callable[[], Any]]:
+    """fit's own programs: its fused segment with the evaluation left out, run over the
+    whole plan and fetching each segment's losses as fit does; its evaluation."""
+    net = nets.two_layer_net("relu")
+    optimizer = optax.sgd(protocol.lr)
+    model = train.stateful(net.loss, net.predict)
+    train_step = train.make_train_step(model, optimizer, protocol.batch_size)
+    no_eval = lambda state, data: jnp.zeros((2,), jnp.float32)  # noqa: E731
+    state0 = train.init_state(params, optimizer, fit_key(protocol))
+    max_steps = max(num for _, num, _ in plan)
+    segment = (
+        jax.jit(train.make_segment(train_step, no_eval, max_steps, jnp.float32))
+        .lower(state0, data, jnp.int32(1))
+        .compile()
+    )
+    evaluate = jax.jit(train.make_evaluate(net.predict)).lower(params, *data).compile()
+
+    def steps():
+        state = state0
+        for _, num, _ in plan:
+            state, losses, *_ = segment(state, data, jnp.int32(num))
+            jax.device_get(losses)
+        return state
+
+    def evaluations():
+        return [jax.device_get(evaluate(params, *data)) for _ in range(evals)]
+
+    return {"steps": steps, "evals": evaluations}
+
+
+def _plain_parts(data, params, protocol, plan, evals) -> dict[str, Callable[[], Any]]:
+    """The plain-JAX peer's programs: its epochs with no evaluation; its evaluation."""
+    x_train, t_train = data[0], data[1]
     optimizer = optax.sgd(protocol.lr)
     opt_state = optimizer.init(params)
     key = fit_key(protocol)
-    data = (x_train, t_train, x_test, t_test)
-    net = nets.two_layer_net("relu")
-    num = jnp.int32(every)
-
-    fn_eval = jax.jit(train.make_evaluate(net.predict)).lower(params, *data).compile()
-    # fit's own segment program with the evaluation left out: the steps alone.
-    train_step = train.make_train_step(
-        train.stateful(net.loss, net.predict), optimizer, protocol.batch_size
-    )
-    no_eval = lambda state, data: jnp.zeros((2,), jnp.float32)  # noqa: E731
-    state = train.init_state(params, optimizer, key)
-    fn_seg = (
-        jax.jit(train.make_segment(train_step, no_eval, every, jnp.float32))
-        .lower(state, data, num)
+    epochs = {
+        num: jax.jit(plain_epoch(optimizer, protocol.batch_size, num))
+        .lower(params, opt_state, x_train, t_train, key, 0)
         .compile()
-    )
-    plain_eval = jax.jit(plain_accuracies).lower(params, *data).compile()
-    plain_seg = (
-        jax.jit(plain_epoch(optimizer, protocol.batch_size, every))
-        .lower(params, opt_state, x_train, t_train, key, 1)
-        .compile()
-    )
-    np_params = {k: np.array(v, np.float32) for k, v in params.items()}
-    seg_args = (params, opt_state, x_train, t_train, key)
-    return every, {
-        "funcnet fit": {
-            "eval": lambda: fn_eval(params, *data),
-            "steps": lambda: fn_seg(state, data, num),
-        },
-        "plain JAX": {
-            "eval": lambda: plain_eval(params, *data),
-            "steps": lambda: plain_seg(*seg_args, 1),
-        },
-        "NumPy (book)": {
-            "eval": lambda: (
-                np_accuracy(np_params, *train_data),
-                np_accuracy(np_params, *test_data),
-            ),
-            "steps": lambda: _numpy_steps(np_params, *train_data, protocol, every),
-        },
+        for num in sorted({num for _, num, _ in plan})
     }
+    evaluate = jax.jit(plain_accuracies).lower(params, *data).compile()
+
+    def steps():
+        p, o = params, opt_state
+        for start, num, _ in plan:
+            p, o, losses = epochs[num](p, o, x_train, t_train, key, start)
+            jax.device_get(losses)
+        return p
+
+    def evaluations():
+        return [jax.device_get(evaluate(params, *data)) for _ in range(evals)]
+
+    return {"steps": steps, "evals": evaluations}
+
+
+def _numpy_parts(train_data, test_data, params, protocol, evals) -> dict[str, Callable]:
+    """The NumPy peer's loop with no evaluation; its evaluation."""
+    np_params = {k: np.array(v, np.float32) for k, v in params.items()}
+
+    def evaluations():
+        return [
+            (np_accuracy(np_params, *train_data), np_accuracy(np_params, *test_data))
+            for _ in range(evals)
+        ]
+
+    return {
+        "steps": lambda: _numpy_steps(np_params, *train_data, protocol, protocol.iters),
+        "evals": evaluations,
+    }
+
+
+def profile_parts(
+    train_data: Split, test_data: Split, params: Params, protocol: Protocol, peer_ids=PROFILED
+) -> dict[str, dict[str, Callable[[], Any]]]:
+    """The two parts of each profiled peer's whole run, each a complete run of its own
+    that is timed like the whole (one call, compilation done here, ahead of time):
+
+    - ``steps``: all ``protocol.iters`` steps, cut into the same segments, with no
+      evaluation (for funcnet, ``fit``'s own fused segment with the evaluation left out);
+    - ``evals``: the protocol's evaluations (:func:`evaluation_points`), back to back:
+      train and test accuracy over the whole sets.
+
+    Returns ``{peer id: {"steps": fn, "evals": fn}}`` for the ids of :data:`PROFILED`
+    among ``peer_ids``.
+    """
+    x_train, t_train, x_test, t_test = jax.device_put((*train_data, *test_data))
+    data = (x_train, t_train, x_test, t_test)
+    every = epoch_length(x_train.shape[0], protocol)
+    plan = train.segments(protocol.iters, every)
+    evals = len(plan)
+    parts: dict[str, dict[str, Callable[[], Any]]] = {}
+    if "fit" in peer_ids:
+        parts["fit"] = _fit_parts(data, jax.device_put(params), protocol, plan, evals)
+    if "jax" in peer_ids:
+        parts["jax"] = _plain_parts(data, jax.device_put(params), protocol, plan, evals)
+    if "numpy" in peer_ids:
+        parts["numpy"] = _numpy_parts(train_data, test_data, params, protocol, evals)
+    return parts

@@ -11,7 +11,7 @@ them), the minibatch loss recorded every iteration.
   evaluations fused into one compiled loop) — the product;
 - :func:`run_step`: funcnet's ``fit(fused=False)``, one compiled step per Python iteration;
 - :func:`run_plain_jax`: ``jax.grad`` of a plain ``jnp`` forward with ``optax.sgd``, each
-  epoch one ``lax.scan``, jitted evaluation: the ceiling the custom rules must reach;
+  epoch one ``lax.scan``, jitted evaluation: the same loop written without funcnet;
 - :func:`run_numpy`: the book's algorithm in NumPy (Affine, Relu, SoftmaxWithLoss with
   hand-written backward passes), float32;
 - :func:`run_torch`: PyTorch eager (``torch.nn`` + ``torch.optim.SGD``), float32, with

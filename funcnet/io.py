@@ -32,7 +32,6 @@ import json
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -40,6 +39,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from funcnet._atomic import atomic_file
 
 try:  # NumPy 2
     from numpy._core import multiarray as _multiarray
@@ -221,7 +222,8 @@ def save_params(path: str | os.PathLike, params: Params) -> None:
     ``layers/0/W``, ...); the structure is stored as JSON (no pickle), with each leaf's
     dtype and shape. The file is written to a temporary file in the same directory and
     renamed over ``path`` only when complete, so an existing file is never left
-    half-written. ``path`` is used as given (no ``.npz`` is appended).
+    half-written, and the temporary file is removed on errors, Ctrl-C and SIGTERM.
+    ``path`` is used as given (no ``.npz`` is appended).
 
     Args:
         path: the file to write; its directory must exist.
@@ -247,20 +249,10 @@ def save_params(path: str | os.PathLike, params: Params) -> None:
         arrays[_LEAF_PREFIX + name] = array
     _check_target(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise _os_error(e, f"save_params: cannot write {path}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path, 0o644) as f:
             np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise _os_error(e, f"save_params: cannot write {path}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,17 +23,14 @@ that cannot be written is not an error: the data is then simply not cached.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import signal
-import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from funcnet._atomic import atomic_file
 
 CACHE_ENV = "FUNCNET_CACHE_DIR"
 DATA_ENV = "FUNCNET_DATA_DIR"
@@ -54,42 +51,10 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived inside :func:`terminate_cleanly` (never seen outside it)."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated
-
-
-@contextlib.contextmanager
-def terminate_cleanly() -> Iterator[None]:
-    """Within this block, SIGTERM unwinds the stack (so ``finally`` and ``except
-    BaseException`` clauses remove temporary files), then terminates the process with
-    SIGTERM, as the default action would have.
-
-    Only in the main thread and only while SIGTERM has its default action: a handler the
-    program installed itself (or SIG_IGN) is left alone.
-    """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    except _Terminated:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)  # terminates here, as SIGTERM would have
-        raise  # pragma: no cover - only reached if SIGTERM is blocked
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def atomic_write(path: Path, chunks) -> None:
-    """Write the byte chunks to ``path`` through a temporary file and a rename.
+    """Write the byte chunks to ``path`` through a temporary file and a rename
+    (:func:`funcnet._atomic.atomic_file`: removed on errors, Ctrl-C and SIGTERM; left-over
+    ones of killed processes are swept).
 
     Args:
         path: the final file name; its directory is created if needed.
@@ -100,17 +65,9 @@ def atomic_write(path: Path, chunks) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with terminate_cleanly():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    f.write(chunk)
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    with atomic_file(path, FILE_MODE) as f:
+        for chunk in chunks:
+            f.write(chunk)
 
 
 def try_atomic_write(path: Path, chunks) -> bool:

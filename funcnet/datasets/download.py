@@ -22,18 +22,13 @@ import math
 import numbers
 import os
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
-
+from funcnet import _atomic
 from funcnet.datasets import _args, _cache
 from funcnet.datasets import files as _files
 from funcnet.datasets.idx import md5_hex, read_decompressed
@@ -67,10 +62,6 @@ class _ChecksumError(ValueError):
     pass
 
 
-_STALE_UNLOCKED_AFTER = 2.0  # seconds: a part this old that nobody holds is left over
-_STALE_WITHOUT_LOCKS_AFTER = 24 * 3600.0  # where locks are not supported: a day
-
-
 def check_timeout(timeout: object, where: str) -> float:
     """``timeout`` as a float, checked: a finite number of seconds greater than 0.
 
@@ -89,37 +80,6 @@ def check_timeout(timeout: object, where: str) -> float:
     return float(timeout)
 
 
-def _lock(fd: int) -> None:
-    """Hold an exclusive lock on a partial download (released when the file closes)."""
-    if fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            pass  # a file system without locks: the sweep then goes by age alone
-
-
-def _is_stale(part: Path, now: float) -> bool:
-    """True when ``part`` is left over: old enough and not locked by a running download."""
-    try:
-        age = now - part.stat().st_mtime
-        if age < _STALE_UNLOCKED_AFTER:
-            return False
-        if fcntl is None:
-            return age > _STALE_WITHOUT_LOCKS_AFTER
-        fd = os.open(part, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True  # nobody holds it; closing fd releases our lock
-    except BlockingIOError:
-        return False  # a running download holds it
-    except OSError:  # no locks on this file system
-        return age > _STALE_WITHOUT_LOCKS_AFTER
-    finally:
-        os.close(fd)
-
-
 def sweep_stale_parts(directory: str | Path, filenames: Iterable[str]) -> list[Path]:
     """Delete partial downloads of ``filenames`` in ``directory`` left by a process that
     was killed (``.NAME.*.part`` files that no running download holds).
@@ -127,16 +87,7 @@ def sweep_stale_parts(directory: str | Path, filenames: Iterable[str]) -> list[P
     Returns:
         The files removed. Files that cannot be removed are left; nothing raises.
     """
-    directory, now, removed = Path(directory), time.time(), []
-    for name in filenames:
-        for part in directory.glob(f".{glob.escape(name)}.*.part"):
-            if _is_stale(part, now):
-                try:
-                    part.unlink()
-                    removed.append(part)
-                except OSError:
-                    pass
-    return removed
+    return _atomic.sweep_stale(directory, [f".{glob.escape(name)}.*.part" for name in filenames])
 
 
 def download_file(
@@ -183,7 +134,7 @@ def download_file(
         raise DownloadError(f"{file.filename}: cannot create {dest_dir}: {e.strerror}") from None
     sweep_stale_parts(dest_dir, [file.filename])
     failures = []
-    with _cache.terminate_cleanly():
+    with _atomic.terminate_cleanly():
         for url in urls:
             try:
                 return _download_one(url, dest_dir, file, timeout, progress)
@@ -203,7 +154,7 @@ def _download_one(
         total = response.length
         fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{file.filename}.", suffix=".part")
         try:
-            _lock(fd)  # held until the file is closed, after it has its final name
+            _atomic.hold_lock(fd)  # held until the file is closed, after its rename
             with os.fdopen(fd, "wb") as out:
                 done = _receive(response, out, file, url, total, progress)
                 out.flush()

@@ -319,8 +319,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         OSError,  # a seek to a negative offset named in a damaged directory
     ) as e:
         raise ParamsFileError(
-            f"load_params: {path} is a damaged archive (truncated or corrupt: "
-            f"{type(e).__name__}: {e})"
+            f"load_params: {path} is a truncated or damaged .npz archive "
+            f"({type(e).__name__}: {e}); save it again with save_params"
         ) from None
 
 

@@ -15,8 +15,7 @@ writes it as SVG and PNG:
 
 The shopping and sigmoid graphs are traced in float64. Numbers are printed with
 :func:`funcnet.graph.format_number` at 10 significant digits (``220``, ``3.3``; float64's
-``220.00000000000003`` is rounding noise), as ``ch05_buy_apple_orange`` prints them; the
-pictures use 4.
+``220.00000000000003`` is rounding noise); the pictures use 4.
 
 Run: ``python -m experiments.ch05_computational_graph [--out runs/ch05_computational_graph]``.
 """

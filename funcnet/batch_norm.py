@@ -131,22 +131,13 @@ def _check_state(name: str, state: Any, d: int) -> None:
             )
 
 
-def batch_norm_train(
-    x: jax.Array,
-    gamma: jax.Array,
-    beta: jax.Array,
-    state: dict[str, jax.Array],
-    momentum: float = MOMENTUM,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Training mode: the :data:`batch_norm` layer, and the state after the book's update
-    ``running ← momentum·running + (1 − momentum)·batch statistic``.
-
-    The statistics are taken from ``stop_gradient(x)``: the state never receives a
-    gradient. Returns ``(out, state)``; out has x's shape.
-    """
-    x = jnp.asarray(x)
-    out = batch_norm(x, gamma, beta)
-    x2 = jax.lax.stop_gradient(_features(x))
+def running_update(
+    state: dict[str, jax.Array], x: jax.Array, momentum: float = MOMENTUM
+) -> dict[str, jax.Array]:
+    """The book's update ``running ← momentum·running + (1 − momentum)·batch statistic``
+    of the mean and variance of ``x``'s batch, taken under ``stop_gradient`` (the state
+    never receives a gradient). Returns the new state, in the state's dtypes."""
+    x2 = jax.lax.stop_gradient(_features(jnp.asarray(x)))
     _check_state("batch_norm_train", state, x2.shape[1])
     mu = jnp.mean(x2, axis=0)
     var = jnp.mean((x2 - mu) ** 2, axis=0)
@@ -154,7 +145,19 @@ def batch_norm_train(
         "running_mean": momentum * state["running_mean"] + (1 - momentum) * mu,
         "running_var": momentum * state["running_var"] + (1 - momentum) * var,
     }
-    return out, {k: v.astype(state[k].dtype) for k, v in new.items()}
+    return {k: v.astype(state[k].dtype) for k, v in new.items()}
+
+
+def batch_norm_train(
+    x: jax.Array,
+    gamma: jax.Array,
+    beta: jax.Array,
+    state: dict[str, jax.Array],
+    momentum: float = MOMENTUM,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Training mode: the :data:`batch_norm` layer and :func:`running_update` of the state.
+    Returns ``(out, state)``; out has x's shape."""
+    return batch_norm(x, gamma, beta), running_update(state, x, momentum)
 
 
 def batch_norm_inference(

@@ -413,3 +413,29 @@ def test_fit_refuses_a_two_dimensional_mesh():
         _bad_fit(mesh=mesh)
     with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
         _bad_fit(mesh="cpu")
+
+
+def test_epochs_and_evaluation_on_a_sample_like_the_books_trainer():
+    x, t = _blobs(260)
+    seen = []
+    params, history = train.fit(
+        nets.init_two_layer_net(jax.random.key(1), 10, 8, 3, weight_init_std=0.3),
+        (x[:200], t[:200]),
+        (x[200:], t[200:]),
+        key=jax.random.key(2),
+        loss_fn=RELU.loss,
+        predict_fn=RELU.predict,
+        epochs=3,
+        batch_size=20,
+        eval_sample=30,
+        callback=seen.append,
+    )
+    assert history.iterations == 30  # 3 epochs of 200 / 20
+    assert history.eval_iteration.tolist() == [0, 10, 20]
+    # per-epoch figures on the first 30 examples: multiples of 1/30
+    assert np.allclose(np.round(history.train_acc * 30), history.train_acc * 30, atol=1e-4)
+    full_train = float(nets.accuracy(RELU.predict, params, x[:200], t[:200]))
+    full_test = float(nets.accuracy(RELU.predict, params, x[200:], t[200:]))
+    assert history.final_train_acc == pytest.approx(full_train)  # final: the whole sets
+    assert history.final_test_acc == pytest.approx(full_test)
+    assert seen[-1].final and seen[-1].test_acc == pytest.approx(full_test)

@@ -203,7 +203,9 @@ def fit(
     batch_size: int = 100,
     lr: float = 0.1,
     optimizer: optax.GradientTransformation | None = None,
+    epochs: int | None = None,
     eval_every: int | None = None,
+    eval_sample: int | None = None,
     eval_batch_size: int | None = None,
     model_state: PyTree = None,
     fused: bool = True,
@@ -236,7 +238,12 @@ def fit(
             ``predict_fn(params, model_state, x)`` (inference mode).
         iters, batch_size, lr: the book's ``iters_num``, ``batch_size``, ``learning_rate``.
         optimizer: an optax transformation to use instead of ``optax.sgd(lr)``.
+        epochs: train this many epochs instead of ``iters`` iterations (the book's
+            ``Trainer``: ``epochs · iters_per_epoch`` iterations).
         eval_every: iterations between evaluations (default: one epoch).
+        eval_sample: evaluate each epoch on the first ``eval_sample`` examples of the
+            train and test sets only (the book's ``evaluate_sample_num_per_epoch``); the
+            final accuracies are still taken over the whole sets.
         eval_batch_size: evaluate in chunks of this many examples (default: all at once).
         model_state: the net's own state (e.g. batch-norm statistics), threaded through
             the loop; the final one is ``history``-independent and returned in the
@@ -259,6 +266,9 @@ def fit(
     t_begin = time.perf_counter()
     settings = _check_settings(params, key, iters, batch_size, lr, eval_every, eval_batch_size)
     iters, batch_size, eval_every, eval_batch_size = settings
+    for name, value in (("epochs", epochs), ("eval_sample", eval_sample)):
+        if value is not None:
+            _checks.check_int("fit", name, value)
     _check_callables(loss_fn=loss_fn, predict_fn=predict_fn)
     if optimizer is None:
         optimizer = optax.sgd(lr)
@@ -277,8 +287,8 @@ def fit(
     _check_labels("test labels", t_test, classes)
     loss_dtype = _check_loss(model, state, x_train, t_train, batch_size)
 
-    every = eval_every or iters_per_epoch(int(np.shape(x_train)[0]), batch_size)
-    plan = segments(iters, every)
+    epoch = iters_per_epoch(int(np.shape(x_train)[0]), batch_size)
+    plan = segments(iters if epochs is None else epochs * epoch, eval_every or epoch)
     batch_sharding = None
     if mesh is not None:
         parallel.check_mesh(mesh, batch_size)
@@ -291,7 +301,10 @@ def fit(
 
     t_compile = time.perf_counter()
     train_step = make_train_step(model, optimizer, batch_size, batch_sharding)
-    evaluate = make_model_evaluate(model, eval_batch_size)
+    evaluate = full_evaluate = make_model_evaluate(model, eval_batch_size)
+    if eval_sample is not None:
+        evaluate = _on_sample(full_evaluate, eval_sample)
+        full_evaluate = jax.jit(full_evaluate).lower(state, data).compile()
     max_steps = max(num for _, num, _ in plan)
     if fused:
         run = _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data)
@@ -299,7 +312,10 @@ def fit(
         run = _compile_unfused(train_step, evaluate, loss_dtype, state, data)
     compile_time = time.perf_counter() - t_compile
 
-    final, history = _host_loop(run, state, data, plan, callback, t_begin, compile_time)
+    final_evaluate = full_evaluate if eval_sample is not None else None
+    final, history = _host_loop(
+        run, state, data, plan, callback, t_begin, compile_time, final_evaluate
+    )
     result = final.params if model_state is None else (final.params, final.model_state)
     return result, history
 
@@ -316,6 +332,16 @@ def _check_settings(params, key, iters, batch_size, lr, eval_every, eval_batch_s
     if eval_batch_size is not None:
         eval_batch_size = _checks.check_int("fit", "eval_batch_size", eval_batch_size)
     return iters, batch_size, eval_every, eval_batch_size
+
+
+def _on_sample(evaluate: Callable, n: int) -> Callable:
+    """``evaluate`` on the first ``n`` examples of the train and test sets."""
+
+    def evaluate_sample(state, data):
+        x_train, t_train, x_test, t_test = data
+        return evaluate(state, (x_train[:n], t_train[:n], x_test[:n], t_test[:n]))
+
+    return evaluate_sample
 
 
 def _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data) -> Callable:
@@ -341,12 +367,13 @@ def _compile_unfused(train_step, evaluate, loss_dtype, state, data) -> Callable:
     return run
 
 
-def _host_loop(run, state0, data, plan, callback, t_begin, compile_time):
+def _host_loop(run, state0, data, plan, callback, t_begin, compile_time, final_evaluate=None):
     """Run the segments, record, check and report; returns ``(final state, history)``.
 
     Segment k+1 is dispatched before the host waits for segment k's figures, so the
     device never idles while Python records them. A divergence found in segment k
-    discards k+1; the state after k-1 (evaluated) is kept.
+    discards k+1; the state after k-1 (evaluated) is kept. ``final_evaluate(state,
+    data)``, if given, measures the final accuracies (when segments evaluate a sample).
     """
     losses, eval_iters, accs = [], [], []
     good = (state0, 0, None)  # last finite state, its iteration, its accuracies
@@ -376,9 +403,14 @@ def _host_loop(run, state0, data, plan, callback, t_begin, compile_time):
             bad = start + int(first_bad) if first_bad >= 0 else start + num - 1
             what = "the loss was" if first_bad >= 0 else "a weight was (every loss finite)"
             good_acc = good[2]
-            if good_acc is None:  # diverged in the first segment: evaluate the initial params
+            if final_evaluate is not None:
+                good_acc = jax.device_get(final_evaluate(good[0], data))
+            elif good_acc is None:  # diverged in the first segment: evaluate initial params
                 good_acc = jax.device_get(run(good[0], data, jnp.int32(0))[4])
             raise TrainingDiverged(bad, good[0].params, good[1], history(good_acc), what)
+        final = start + num == iters
+        if final and final_evaluate is not None:
+            acc = jax.device_get(final_evaluate(seg_state, data))
         good = (seg_state, start + num, acc)
         if callback is not None:
             callback(
@@ -389,7 +421,7 @@ def _host_loop(run, state0, data, plan, callback, t_begin, compile_time):
                     train_acc=float(acc[0]),
                     test_acc=float(acc[1]),
                     loss=float(seg_losses[num - 1]),
-                    final=start + num == iters,
+                    final=final,
                 )
             )
 

@@ -270,9 +270,9 @@ def test_a_run_diverging_at_once_reports_the_initial_params_accuracy():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (dict(iters=0), "iters must be a positive integer"),
-        (dict(batch_size=0), "batch_size must be a positive integer"),
-        (dict(eval_every=0), "eval_every must be a positive integer"),
+        (dict(iters=0), "fit: iters must be an integer >= 1"),
+        (dict(batch_size=0), "fit: batch_size must be an integer >= 1"),
+        (dict(eval_every=0), "fit: eval_every must be an integer >= 1"),
         (dict(train=(np.zeros((5, 10), np.float32), np.zeros(4, np.int32))), "same number"),
         (dict(test=(np.zeros((5, 11), np.float32), np.zeros(5, np.int32))), "differ in shape"),
         (dict(train=(np.zeros((5, 10), np.float32), np.full(5, 3, np.int32))), "label 3"),

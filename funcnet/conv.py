@@ -1,0 +1,612 @@
+"""Convolution and max pooling of chapter 7 as ``jax.custom_vjp`` layers, with the book's
+``im2col``/``col2im`` trick.
+
+The book turns a convolution into one matrix product: :func:`im2col` lays every filter-sized
+window of the input out as a row, so that the convolution is ``col · W_colᵀ`` and its
+backward rule is the affine layer's (ch5), with :func:`col2im` (im2col's transpose) carrying
+the gradient of ``col`` back to the image.
+
+Two versions of each layer compute the same numbers:
+
+- :func:`convolution_book`, :func:`pooling_book`: the book's ``Convolution`` and ``Pooling``
+  layers (``common/layers.py``) line by line, the readable reference;
+- :func:`convolution`, :func:`pooling`: the defaults, the same rules with the data laid
+  out for speed (see each docstring and the README's profile).
+
+Both are registered (:data:`REGISTRY_ENTRIES`) and verified three ways, and against XLA's
+own convolution and ``reduce_window`` in ``tests/test_conv.py``.
+
+Shapes follow the book: images ``x (N, C, H, W)``, filters ``W (FN, C, FH, FW)``, biases
+``b (FN,)``; a layer with filter (or window) ``FH × FW``, ``stride`` and ``pad`` has
+``out_h = (H + 2·pad − FH) / stride + 1`` (same for ``out_w``). The book floors that
+division and silently drops the last rows of the input when the stride does not tile it;
+here that is an error, as are a channel mismatch and a filter larger than the padded input.
+
+``stride`` and ``pad`` are Python integers: shapes depend on them, so each ``(stride, pad)``
+has its own compiled rule (made once and cached).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from funcnet._checks import check_int, describe
+from funcnet.layers import LayerCase, RegisteredLayer, make_layer
+
+# --------------------------------------------------------------------------------------
+# Geometry and input checks
+
+
+class Geometry(NamedTuple):
+    """The sizes of a sliding-window layer: input (N, C, H, W), window FH × FW, output."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    fh: int
+    fw: int
+    stride: int
+    pad: int
+    out_h: int
+    out_w: int
+
+
+def _out_size(size: int, window: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - window) // stride + 1
+
+
+def geometry(input_shape, filter_h: int, filter_w: int, stride: int, pad: int) -> Geometry:
+    """The window geometry of an (N, C, H, W) input (no checks: see :func:`check_geometry`)."""
+    n, c, h, w = input_shape
+    return Geometry(
+        n,
+        c,
+        h,
+        w,
+        filter_h,
+        filter_w,
+        stride,
+        pad,
+        _out_size(h, filter_h, stride, pad),
+        _out_size(w, filter_w, stride, pad),
+    )
+
+
+def check_geometry(
+    where: str, x_shape, filter_h: int, filter_w: int, stride: int, pad: int, what: str
+) -> None:
+    """The window fits in the padded input and the stride tiles it exactly.
+
+    ``what`` names the window in messages, e.g. ``"W (30, 1, 5, 5)"`` or ``"pool 2×2"``.
+
+    Raises:
+        ValueError: the window is larger than the padded input, or
+        ``(H + 2·pad − FH)`` (or the width's) is not a multiple of ``stride``.
+    """
+    _, _, h, w = x_shape
+    x_desc = f"x {tuple(x_shape)}"
+    for axis, size, window in (("height", h, filter_h), ("width", w, filter_w)):
+        padded = size + 2 * pad
+        if window > padded:
+            raise ValueError(
+                f"{where}: the {axis} of {what} ({window}) exceeds the padded input's "
+                f"({size} + 2·{pad} = {padded}); {x_desc}, {what}"
+            )
+        if (padded - window) % stride:
+            raise ValueError(
+                f"{where}: stride {stride} does not tile the padded {axis}: "
+                f"({size} + 2·{pad} − {window}) = {padded - window} is not a multiple of "
+                f"{stride}; {x_desc}, {what}, pad {pad} (the book would drop the last "
+                f"{(padded - window) % stride} row(s)/column(s) silently)"
+            )
+
+
+def _check_stride_pad(where: str, stride, pad) -> tuple[int, int]:
+    return check_int(where, "stride", stride, 1), check_int(where, "pad", pad, 0)
+
+
+def _check_image(where: str, x) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{where}: x must be 4-D (N, C, H, W), got x {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: x holds an empty batch, x {tuple(x.shape)}")
+
+
+def _check_floating(where: str, **arrays) -> None:
+    for name, a in arrays.items():
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            raise TypeError(f"{where}: {name} must be floating point, got {describe(a)}")
+
+
+def _check_conv(where: str, stride: int, pad: int, x, W, b) -> None:
+    _check_floating(where, x=x, W=W, b=b)
+    _check_image(where, x)
+    if W.ndim != 4:
+        raise ValueError(f"{where}: W must be 4-D (FN, C, FH, FW), got W {tuple(W.shape)}")
+    if x.shape[1] != W.shape[1]:
+        raise ValueError(
+            f"{where}: x has {x.shape[1]} channels but W expects {W.shape[1]}; "
+            f"x {tuple(x.shape)}, W {tuple(W.shape)}"
+        )
+    if b.shape != (W.shape[0],):
+        raise ValueError(
+            f"{where}: b must have shape ({W.shape[0]},), one bias per filter; "
+            f"b {tuple(b.shape)}, W {tuple(W.shape)}"
+        )
+    check_geometry(where, x.shape, W.shape[2], W.shape[3], stride, pad, f"W {tuple(W.shape)}")
+
+
+# --------------------------------------------------------------------------------------
+# im2col and col2im (the book's common/util.py)
+
+
+def _pad_image(x: jax.Array, pad: int, value: float = 0.0) -> jax.Array:
+    if pad == 0:
+        return x
+    return jnp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
+
+
+def _windows(xp: jax.Array, g: Geometry) -> list[jax.Array]:
+    """The FH·FW strided views of the padded input, (fy, fx) in row-major order: view
+    ``fy·FW + fx`` holds ``xp[:, :, fy + stride·oy, fx + stride·ox]``, shape (N, C, OH, OW)."""
+    s = g.stride
+    return [
+        xp[:, :, fy : fy + s * (g.out_h - 1) + 1 : s, fx : fx + s * (g.out_w - 1) + 1 : s]
+        for fy in range(g.fh)
+        for fx in range(g.fw)
+    ]
+
+
+def _unwindow(views: list[jax.Array], g: Geometry) -> jax.Array:
+    """The transpose of :func:`_windows`: each (N, C, OH, OW) view added back at its strided
+    positions of the padded image (overlaps sum), then the padding cut off: (N, C, H, W)."""
+    s = g.stride
+    hp, wp = g.h + 2 * g.pad, g.w + 2 * g.pad
+    total = None
+    for k, v in enumerate(views):
+        fy, fx = divmod(k, g.fw)
+        zero = jnp.zeros((), v.dtype)
+        # A strided slice's transpose: interior padding stride − 1, offset (fy, fx).
+        spread = lax.pad(
+            v,
+            zero,
+            (
+                (0, 0, 0),
+                (0, 0, 0),
+                (fy, hp - fy - s * (g.out_h - 1) - 1, s - 1),
+                (fx, wp - fx - s * (g.out_w - 1) - 1, s - 1),
+            ),
+        )
+        total = spread if total is None else total + spread
+    return total[:, :, g.pad : g.pad + g.h, g.pad : g.pad + g.w]
+
+
+def _check_im2col_args(where, input_shape, filter_h, filter_w, stride, pad) -> Geometry:
+    check_int(where, "filter_h", filter_h, 1)
+    check_int(where, "filter_w", filter_w, 1)
+    stride, pad = _check_stride_pad(where, stride, pad)
+    if len(input_shape) != 4:
+        raise ValueError(f"{where}: the input must be 4-D (N, C, H, W), got {tuple(input_shape)}")
+    what = f"filter {filter_h}×{filter_w}"
+    check_geometry(where, input_shape, filter_h, filter_w, stride, pad, what)
+    return geometry(tuple(int(d) for d in input_shape), filter_h, filter_w, stride, pad)
+
+
+def im2col(x: jax.Array, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> jax.Array:
+    """Every filter-sized window of ``x`` as one row (the book's ``im2col``, common/util.py).
+
+    Shapes: x (N, C, H, W) -> col (N·out_h·out_w, C·filter_h·filter_w), rows in (n, oy, ox)
+    order, columns in (c, fy, fx) order: ``col[(n·OH + oy)·OW + ox, (c·FH + fy)·FW + fx] =
+    x_padded[n, c, stride·oy + fy, stride·ox + fx]``, with x zero-padded by ``pad`` on
+    each side of H and W.
+    """
+    g = _check_im2col_args("im2col", jnp.shape(x), filter_h, filter_w, stride, pad)
+    return _im2col(jnp.asarray(x), g)
+
+
+def _im2col(x: jax.Array, g: Geometry) -> jax.Array:
+    # The book fills col[:, :, fy, fx, :, :] = img[:, :, fy:fy_max:stride, fx:fx_max:stride].
+    col = jnp.stack(_windows(_pad_image(x, g.pad), g), axis=2)  # (N, C, FH·FW, OH, OW)
+    col = col.reshape(g.n, g.c, g.fh, g.fw, g.out_h, g.out_w)
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(g.n * g.out_h * g.out_w, -1)
+
+
+def col2im(
+    col: jax.Array, input_shape, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0
+) -> jax.Array:
+    """The transpose of :func:`im2col` (the book's ``col2im``): rows of ``col`` added back
+    into an image, overlapping windows summed, padding cut off.
+
+    Shapes: col (N·out_h·out_w, C·filter_h·filter_w) -> (N, C, H, W) = ``input_shape``.
+    For any x and c of matching shapes, ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+    """
+    g = _check_im2col_args("col2im", tuple(input_shape), filter_h, filter_w, stride, pad)
+    expected = (g.n * g.out_h * g.out_w, g.c * g.fh * g.fw)
+    if jnp.shape(col) != expected:
+        raise ValueError(
+            f"col2im: col must have shape {expected} for input_shape {tuple(input_shape)}, "
+            f"filter {filter_h}×{filter_w}, stride {stride}, pad {pad}; got col {jnp.shape(col)}"
+        )
+    return _col2im(jnp.asarray(col), g)
+
+
+def _col2im(col: jax.Array, g: Geometry) -> jax.Array:
+    # The book: img[:, :, fy:fy_max:stride, fx:fx_max:stride] += col[:, :, fy, fx, :, :].
+    col = col.reshape(g.n, g.out_h, g.out_w, g.c, g.fh, g.fw).transpose(0, 3, 4, 5, 1, 2)
+    views = [col[:, :, fy, fx] for fy in range(g.fh) for fx in range(g.fw)]
+    return _unwindow(views, g)
+
+
+def _dtype_token(x: jax.Array) -> jax.Array:
+    """A zero-element array recording x's shape and dtype (a residual costing nothing)."""
+    return jnp.zeros((0, *x.shape), x.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Convolution (ch7.4.3): the book's rule
+
+
+def _conv_book_plain(x, W, b, stride: int, pad: int) -> jax.Array:
+    """The book's ``Convolution`` (ch7.4.3): out = im2col(x) · W_colᵀ + b.
+
+    Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW); W_col is W
+    reshaped to (FN, C·FH·FW) and transposed. Residuals (the book's): col, W_col, and x
+    and W only as zero-size tokens of their shapes. Backward (the book's, the affine rule
+    on col): dout -> (N·OH·OW, FN); db = Σ dout; dW = colᵀ·dout -> (FN, C, FH, FW);
+    dcol = dout·W_colᵀ; dx = col2im(dcol).
+    """
+    return _conv_book_fwd(x, W, b, stride, pad)[0]
+
+
+def _conv_book_fwd(x, W, b, stride: int, pad: int):
+    fn, _, fh, fw = W.shape
+    g = geometry(x.shape, fh, fw, stride, pad)
+    col = _im2col(x, g)  # (N·OH·OW, C·FH·FW)
+    col_W = W.reshape(fn, -1).T  # (C·FH·FW, FN)
+    out = jnp.dot(col, col_W) + b
+    out = out.reshape(g.n, g.out_h, g.out_w, fn).transpose(0, 3, 1, 2)
+    return out, (_dtype_token(x), _dtype_token(W), _dtype_token(b), col, col_W)
+
+
+def _conv_book_bwd(stride: int, pad: int, res, dout):
+    x_token, W_token, b_token, col, col_W = res
+    fn, c, fh, fw = W_token.shape[1:]
+    g = geometry(x_token.shape[1:], fh, fw, stride, pad)
+    # The book's Convolution.backward, line by line:
+    dout = dout.transpose(0, 2, 3, 1).reshape(-1, fn)  # (N·OH·OW, FN)
+    db = jnp.sum(dout, axis=0)
+    dW = jnp.dot(col.T, dout).transpose(1, 0).reshape(fn, c, fh, fw)
+    dcol = jnp.dot(dout, col_W.T)
+    dx = _col2im(dcol, g)
+    return dx.astype(x_token.dtype), dW.astype(W_token.dtype), db.astype(b_token.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# MaxPooling (ch7.5): the book's rule
+
+
+def _pool_book_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array:
+    """The book's ``Pooling`` (ch7.4.4): the max of each pool_h × pool_w window.
+
+    Shapes: x (N, C, H, W) -> (N, C, OH, OW). Forward: im2col(x) reshaped to one window per
+    row, (N·OH·OW·C, pool_h·pool_w), its row maxima. Residual: the argmax of each row (the
+    first maximum on ties, NumPy's argmax; a NaN counts as the maximum). Backward: each
+    window's dout goes to its argmax (``dmax[arange, arg_max] = dout``), col2im adds the
+    windows back. Padding is with zeros, as the book's im2col does: a window that overlaps
+    the padding has a maximum of at least 0 (an all-negative window gives 0, and its
+    gradient goes to the padding, i.e. nowhere).
+    """
+    return _pool_book_fwd(x, pool_h, pool_w, stride, pad)[0]
+
+
+def _pool_book_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int):
+    g = geometry(x.shape, pool_h, pool_w, stride, pad)
+    col = _im2col(x, g).reshape(-1, pool_h * pool_w)  # rows in (n, oy, ox, c) order
+    arg_max = jnp.argmax(col, axis=1)
+    out = jnp.max(col, axis=1)
+    out = out.reshape(g.n, g.out_h, g.out_w, g.c).transpose(0, 3, 1, 2)
+    return out, (_dtype_token(x), arg_max)
+
+
+def _pool_book_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
+    x_token, arg_max = res
+    g = geometry(x_token.shape[1:], pool_h, pool_w, stride, pad)
+    # The book's Pooling.backward, line by line:
+    dout = dout.transpose(0, 2, 3, 1)  # (N, OH, OW, C)
+    pool_size = pool_h * pool_w
+    dmax = jax.nn.one_hot(arg_max, pool_size, dtype=dout.dtype) * dout.reshape(-1, 1)
+    dcol = dmax.reshape(dout.size // g.c, g.c * pool_size)
+    return (_col2im(dcol, g).astype(x_token.dtype),)
+
+
+# --------------------------------------------------------------------------------------
+# The defaults: the same rules, laid out for speed
+
+
+def _col_t(x: jax.Array, g: Geometry) -> jax.Array:
+    """im2col's transpose, built directly: (C·FH·FW, N·OH·OW), rows in (c, fy, fx) order,
+    columns in (n, oy, ox) order (``_col_t(x) == im2col(x).T``)."""
+    views = jnp.stack(_windows(_pad_image(x, g.pad), g), axis=0)  # (FH·FW, N, C, OH, OW)
+    if g.c > 1:
+        views = views.transpose(2, 0, 1, 3, 4)  # (C, FH·FW, N, OH, OW)
+    return views.reshape(g.c * g.fh * g.fw, g.n * g.out_h * g.out_w)
+
+
+def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
+    """Convolution (ch7.4.3), the default: the book's rule on col's transpose.
+
+    Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW). Forward:
+    out = W_col · colᵀ + b with W_col = W.reshape(FN, C·FH·FW) and colᵀ = im2col(x)ᵀ
+    (C·FH·FW, N·OH·OW), built directly in that layout from FH·FW strided views of x, so no
+    (N·OH·OW, ·) array is transposed. Residuals: colᵀ and W (the book's col and W_col,
+    transposed). Backward, the book's rule transposed: with doutᵀ (FN, N·OH·OW),
+    db = Σ doutᵀ, dW = doutᵀ · col -> (FN, C, FH, FW), dcolᵀ = W_colᵀ · doutᵀ,
+    dx = col2im(dcol). When x is data (the first layer), dx is unused and XLA drops it.
+    """
+    return _conv_fwd(x, W, b, stride, pad)[0]
+
+
+def _conv_fwd(x, W, b, stride: int, pad: int):
+    fn, _, fh, fw = W.shape
+    g = geometry(x.shape, fh, fw, stride, pad)
+    col_t = _col_t(x, g)  # (C·FH·FW, N·OH·OW)
+    out_t = jnp.dot(W.reshape(fn, -1), col_t) + b[:, None]  # (FN, N·OH·OW)
+    out = out_t.reshape(fn, g.n, g.out_h, g.out_w).transpose(1, 0, 2, 3)
+    return out, (_dtype_token(x), _dtype_token(b), col_t, W)
+
+
+def _conv_bwd(stride: int, pad: int, res, dout):
+    x_token, b_token, col_t, W = res
+    fn, c, fh, fw = W.shape
+    g = geometry(x_token.shape[1:], fh, fw, stride, pad)
+    dout_t = dout.transpose(1, 0, 2, 3).reshape(fn, -1)  # (FN, N·OH·OW)
+    db = jnp.sum(dout_t, axis=1)
+    dW = jnp.dot(dout_t, col_t.T).reshape(W.shape)
+    dcol_t = jnp.dot(W.reshape(fn, -1).T, dout_t)  # (C·FH·FW, N·OH·OW)
+    views = dcol_t.reshape(c, fh * fw, g.n, g.out_h, g.out_w)
+    dx = _unwindow([views[:, k].transpose(1, 0, 2, 3) for k in range(fh * fw)], g)
+    return dx.astype(x_token.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
+
+
+def _first_max(views: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The elementwise maximum of the views and the index of the first view holding it
+    (NumPy's argmax: the first maximum on ties, the first NaN if any)."""
+    best, arg = views[0], jnp.zeros(views[0].shape, jnp.int32)
+    for k, v in enumerate(views[1:], start=1):
+        take = (v > best) | (jnp.isnan(v) & ~jnp.isnan(best))
+        best = jnp.where(take, v, best)
+        arg = jnp.where(take, k, arg)
+    return best, arg
+
+
+def _pool_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array:
+    """Max pooling (ch7.4.4), the default: the book's rule without im2col.
+
+    Shapes: x (N, C, H, W) -> (N, C, OH, OW). Forward: the elementwise maximum of the
+    pool_h·pool_w strided views of the (zero-)padded x, in NCHW throughout. Residual: the
+    index of each window's first maximum (NumPy's argmax on the book's col rows; a NaN
+    counts as the maximum). Backward: dout goes to that element of each window, overlapping
+    windows add (the book's col2im). Padding as in :func:`pooling_book` (zeros).
+    """
+    g = geometry(x.shape, pool_h, pool_w, stride, pad)
+    return _first_max(_windows(_pad_image(x, pad), g))[0]
+
+
+def _pool_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int):
+    g = geometry(x.shape, pool_h, pool_w, stride, pad)
+    out, arg = _first_max(_windows(_pad_image(x, pad), g))
+    return out, (_dtype_token(x), arg.astype(jnp.int8 if pool_h * pool_w <= 127 else jnp.int32))
+
+
+def _pool_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
+    x_token, arg = res
+    g = geometry(x_token.shape[1:], pool_h, pool_w, stride, pad)
+    zero = jnp.zeros_like(dout)
+    views = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
+    return (_unwindow(views, g).astype(x_token.dtype),)
+
+
+# --------------------------------------------------------------------------------------
+# Public layers: one compiled rule per (stride, pad), validated
+
+
+class _Rule(NamedTuple):
+    plain: Callable[..., jax.Array]
+    fwd: Callable[..., tuple[jax.Array, Any]]
+    bwd: Callable[..., tuple[Any, ...]]
+
+
+@functools.cache
+def _conv_layer(name: str, stride: int, pad: int) -> Callable[..., jax.Array]:
+    """The validated custom_vjp layer ``name(x, W, b)`` for one stride and pad."""
+    rule = _CONV_RULES[name]
+
+    def plain(x, W, b):
+        return rule.plain(x, W, b, stride, pad)
+
+    plain.__doc__ = rule.plain.__doc__
+    return make_layer(
+        name,
+        plain,
+        lambda x, W, b: rule.fwd(x, W, b, stride, pad),
+        functools.partial(rule.bwd, stride, pad),
+        functools.partial(_check_conv, name, stride, pad),
+    )
+
+
+@functools.cache
+def _pool_layer(name: str, pool_h: int, pool_w: int, stride: int, pad: int):
+    """The validated custom_vjp layer ``name(x)`` for one window, stride and pad."""
+    rule = _POOL_RULES[name]
+
+    def plain(x):
+        return rule.plain(x, pool_h, pool_w, stride, pad)
+
+    plain.__doc__ = rule.plain.__doc__
+    return make_layer(
+        name,
+        plain,
+        lambda x: rule.fwd(x, pool_h, pool_w, stride, pad),
+        functools.partial(rule.bwd, pool_h, pool_w, stride, pad),
+        functools.partial(_check_pool, name, pool_h, pool_w, stride, pad),
+    )
+
+
+def _check_pool(where: str, pool_h: int, pool_w: int, stride: int, pad: int, x) -> None:
+    _check_floating(where, x=x)
+    _check_image(where, x)
+    check_geometry(where, x.shape, pool_h, pool_w, stride, pad, f"pool {pool_h}×{pool_w}")
+
+
+def convolution_layer(stride: int = 1, pad: int = 0, *, book: bool = False):
+    """The custom_vjp layer ``f(x, W, b)`` of :func:`convolution` (or, with ``book=True``,
+    :func:`convolution_book`) for one stride and pad, with ``.fun`` (its plain forward),
+    ``.rule``, ``.fwd``, ``.bwd`` like every layer of :mod:`funcnet.layers`."""
+    name = "convolution_book" if book else "convolution"
+    stride, pad = _check_stride_pad(name, stride, pad)
+    return _conv_layer(name, stride, pad)
+
+
+def pooling_layer(pool_h: int, pool_w: int, stride: int = 2, pad: int = 0, *, book: bool = False):
+    """The custom_vjp layer ``f(x)`` of :func:`pooling` (or :func:`pooling_book`) for one
+    window, stride and pad."""
+    name = "pooling_book" if book else "pooling"
+    pool_h = check_int(name, "pool_h", pool_h, 1)
+    pool_w = check_int(name, "pool_w", pool_w, 1)
+    stride, pad = _check_stride_pad(name, stride, pad)
+    return _pool_layer(name, pool_h, pool_w, stride, pad)
+
+
+def convolution(x, W, b, stride: int = 1, pad: int = 0) -> jax.Array:
+    """Convolution layer (book ch7.4.3): the book's im2col rule, laid out for speed.
+
+    Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW) with
+    OH = (H + 2·pad − FH) / stride + 1 (same for OW). Computes the same numbers as
+    :func:`convolution_book` (up to the order of the sums); see :func:`_conv_plain`.
+
+    Raises:
+        TypeError: a non-floating input, or a stride or pad that is not an integer.
+        ValueError: x or W not 4-D, x's channels differ from W's, b not (FN,), the filter
+        larger than the padded input, or a stride that does not tile it (names both shapes).
+    """
+    return convolution_layer(stride, pad)(x, W, b)
+
+
+def pooling(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> jax.Array:
+    """Max pooling layer (book ch7.4.4), the book's rule without im2col.
+
+    Shapes: x (N, C, H, W) -> (N, C, OH, OW), OH = (H + 2·pad − pool_h) / stride + 1.
+    Backward: dout to the first maximum of each window (NumPy's argmax). Padding is with
+    zeros, as in the book: a window overlapping the padding has a maximum ≥ 0, so an
+    all-negative window gives 0 (not its largest element, as ``lax.reduce_window`` with
+    −inf padding would) and passes no gradient to x. Same numbers as :func:`pooling_book`.
+
+    Raises:
+        TypeError, ValueError: as :func:`convolution`, for the window pool_h × pool_w.
+    """
+    return pooling_layer(pool_h, pool_w, stride, pad)(x)
+
+
+def convolution_book(x, W, b, stride: int = 1, pad: int = 0) -> jax.Array:
+    """The book's ``Convolution`` layer (ch7.4.3) with its backward rule, as written there.
+
+    Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW). See
+    :func:`_conv_book_plain` for the rule; :func:`convolution` computes the same numbers
+    faster.
+    """
+    return convolution_layer(stride, pad, book=True)(x, W, b)
+
+
+def pooling_book(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> jax.Array:
+    """The book's ``Pooling`` layer (ch7.4.4, max pooling) with its backward rule.
+
+    Shapes: x (N, C, H, W) -> (N, C, OH, OW). The book's class defaults to stride 1; here
+    (as in every call the book makes) the default is 2. Zero padding: see
+    :func:`_pool_book_plain`.
+    """
+    return pooling_layer(pool_h, pool_w, stride, pad, book=True)(x)
+
+
+_CONV_RULES = {
+    "convolution": _Rule(_conv_plain, _conv_fwd, _conv_bwd),
+    "convolution_book": _Rule(_conv_book_plain, _conv_book_fwd, _conv_book_bwd),
+}
+_POOL_RULES = {
+    "pooling": _Rule(_pool_plain, _pool_fwd, _pool_bwd),
+    "pooling_book": _Rule(_pool_book_plain, _pool_book_fwd, _pool_book_bwd),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Registry entries: every rule on odd sizes, strides 1-2, pads 0-2, a batch of one
+
+
+def _conv_case(name: str, x_shape, w_shape) -> LayerCase:
+    def inputs(rng: np.random.Generator, dtype):
+        return (
+            jnp.asarray(rng.standard_normal(x_shape), dtype),
+            jnp.asarray(0.5 * rng.standard_normal(w_shape), dtype),
+            jnp.asarray(rng.standard_normal(w_shape[:1]), dtype),
+        )
+
+    return LayerCase(name, inputs, (0, 1, 2))
+
+
+def _distinct(rng: np.random.Generator, shape, dtype) -> jax.Array:
+    """Values 0.1 apart in random order, none within 0.05 of 0: no ties in any window (nor
+    with the zero padding), and finite differences (h = 1e-4) never change an argmax."""
+    size = int(np.prod(shape))
+    values = (rng.permutation(size) - size / 2 + 0.5) * 0.1
+    return jnp.asarray(values.reshape(shape), dtype)
+
+
+def _pool_case(name: str, x_shape) -> LayerCase:
+    return LayerCase(name, lambda rng, dtype: (_distinct(rng, x_shape, dtype),))
+
+
+# (stride, pad): cases with x (N, C, H, W) and W (FN, C, FH, FW)
+_CONV_CONFIGS = {
+    (1, 0): (
+        _conv_case("odd", (2, 3, 7, 5), (4, 3, 3, 3)),
+        _conv_case("batch1", (1, 1, 6, 6), (2, 1, 3, 3)),
+    ),
+    (2, 1): (
+        _conv_case("odd", (2, 2, 7, 7), (3, 2, 3, 3)),
+        _conv_case("batch1", (1, 3, 5, 5), (2, 3, 3, 3)),
+    ),
+    (1, 2): (_conv_case("odd", (2, 2, 5, 3), (3, 2, 3, 2)),),
+    (2, 2): (_conv_case("batch1", (1, 2, 6, 6), (2, 2, 4, 4)),),
+}
+# (pool_h, pool_w, stride, pad): cases with x (N, C, H, W)
+_POOL_CONFIGS = {
+    (2, 2, 2, 0): (_pool_case("odd", (2, 3, 6, 8)), _pool_case("batch1", (1, 2, 4, 4))),
+    (3, 3, 1, 0): (_pool_case("overlap", (2, 2, 5, 5)),),
+    (3, 3, 2, 1): (_pool_case("batch1", (1, 2, 7, 7)),),
+    (2, 3, 1, 2): (_pool_case("odd", (1, 2, 3, 5)),),
+}
+
+
+def _registry_entries() -> tuple[RegisteredLayer, ...]:
+    entries = []
+    for book in (False, True):
+        for (stride, pad), cases in _CONV_CONFIGS.items():
+            layer = convolution_layer(stride, pad, book=book)
+            entries.append(RegisteredLayer(f"{layer.__name__}_s{stride}p{pad}", layer, cases))
+        for (ph, pw, stride, pad), cases in _POOL_CONFIGS.items():
+            layer = pooling_layer(ph, pw, stride, pad, book=book)
+            name = f"{layer.__name__}_{ph}x{pw}s{stride}p{pad}"
+            entries.append(RegisteredLayer(name, layer, cases))
+    return tuple(entries)
+
+
+REGISTRY_ENTRIES: tuple[RegisteredLayer, ...] = _registry_entries()
+"""The convolution and pooling rules (default and book's), one entry per stride and pad,
+for ``funcnet.layers.REGISTRY`` (verified by tests/test_conv.py)."""

@@ -1,0 +1,372 @@
+"""Convolution and max pooling (ch7): im2col/col2im, every registered rule verified three
+ways, against XLA's own convolution and reduce_window, the book's and the default rules
+equal, the conventions (ties, zero padding, NaN) and the errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+from funcnet import conv
+from funcnet.check import check_layer
+
+CASES = [
+    pytest.param(entry, case, id=f"{entry.name}-{case.name}")
+    for entry in conv.REGISTRY_ENTRIES
+    for case in entry.cases
+]
+
+
+def scalarized(fn, args, argnums, seed=1):
+    out = jax.eval_shape(fn, *args)
+    c = jnp.asarray(np.random.default_rng(seed).standard_normal(out.shape), out.dtype)
+
+    def f(*diff):
+        full = list(args)
+        for i, d in zip(argnums, diff, strict=True):
+            full[i] = d
+        return jnp.sum(fn(*full) * c)
+
+    return jax.jit(f)
+
+
+# --------------------------------------------------------------------------------------
+# im2col / col2im
+
+
+def book_im2col(x, fh, fw, stride, pad):
+    """The book's common/util.py im2col, verbatim in NumPy."""
+    n, c, h, w = x.shape
+    out_h = (h + 2 * pad - fh) // stride + 1
+    out_w = (w + 2 * pad - fw) // stride + 1
+    img = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((n, c, fh, fw, out_h, out_w))
+    for y in range(fh):
+        y_max = y + stride * out_h
+        for xx in range(fw):
+            x_max = xx + stride * out_w
+            col[:, :, y, xx, :, :] = img[:, :, y:y_max:stride, xx:x_max:stride]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * out_h * out_w, -1)
+
+
+GEOMETRIES = [
+    # (x shape, fh, fw, stride, pad)
+    ((2, 3, 7, 5), 3, 3, 1, 0),
+    ((1, 2, 7, 7), 3, 3, 2, 1),
+    ((2, 1, 5, 4), 3, 2, 1, 2),
+    ((1, 2, 6, 6), 4, 4, 2, 2),
+    ((3, 1, 4, 4), 2, 2, 2, 0),
+]
+
+
+@pytest.mark.parametrize("shape, fh, fw, stride, pad", GEOMETRIES)
+def test_im2col_equals_the_books_numpy_im2col(shape, fh, fw, stride, pad, x64):
+    x = np.random.default_rng(0).standard_normal(shape)
+    np.testing.assert_array_equal(
+        np.asarray(conv.im2col(x, fh, fw, stride, pad)), book_im2col(x, fh, fw, stride, pad)
+    )
+
+
+@pytest.mark.parametrize("shape, fh, fw, stride, pad", GEOMETRIES)
+def test_col2im_is_the_transpose_of_im2col(shape, fh, fw, stride, pad, x64):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal(shape))
+    col = conv.im2col(x, fh, fw, stride, pad)
+    c = jnp.asarray(rng.standard_normal(col.shape))
+    lhs = float(jnp.vdot(col, c))
+    rhs = float(jnp.vdot(x, conv.col2im(c, shape, fh, fw, stride, pad)))
+    assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
+
+
+def test_col2im_sums_overlapping_windows_like_the_book(x64):
+    # 3x3 windows at stride 1 over a 4x4 image: each pixel appears in as many windows as
+    # cover it (the centre 2x2 in all four).
+    ones = jnp.ones((4, 9))
+    counts = np.asarray(conv.col2im(ones, (1, 1, 4, 4), 3, 3))[0, 0]
+    np.testing.assert_array_equal(counts, [[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]])
+
+
+def test_col2im_rejects_a_col_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"col2im: col must have shape \(4, 9\).*got col \(4, 8\)"):
+        conv.col2im(jnp.ones((4, 8)), (1, 1, 4, 4), 3, 3)
+
+
+# --------------------------------------------------------------------------------------
+# Three-way verification of every registered rule
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("entry, case", CASES)
+def test_rule_matches_autodiff_and_finite_differences(entry, case, dtype):
+    result = check_layer(entry.name, entry.layer, case, dtype)
+    assert result.passed, result
+
+
+@pytest.mark.parametrize("entry, case", CASES)
+def test_rule_passes_jax_check_grads_in_reverse_mode_to_second_order(entry, case, x64):
+    args = case.make_inputs(np.random.default_rng(0), jnp.float64)
+    f = scalarized(entry.layer, args, case.argnums)
+    check_grads(f, tuple(args[i] for i in case.argnums), order=2, modes=["rev"])
+
+
+@pytest.mark.parametrize("entry, case", CASES)
+def test_rule_output_keeps_float32(entry, case):
+    args = case.make_inputs(np.random.default_rng(0), jnp.float32)
+    out, vjp = jax.vjp(entry.layer, *args)
+    assert out.dtype == jnp.float32
+    assert all(g.dtype == jnp.float32 for g in vjp(jnp.ones_like(out)))
+
+
+# --------------------------------------------------------------------------------------
+# The default rules compute the book's numbers
+
+
+@pytest.mark.parametrize("stride, pad", list(conv._CONV_CONFIGS))
+def test_default_convolution_equals_the_books(stride, pad, x64):
+    for case in conv._CONV_CONFIGS[(stride, pad)]:
+        args = case.make_inputs(np.random.default_rng(3), jnp.float64)
+        fast = conv.convolution_layer(stride, pad)
+        book = conv.convolution_layer(stride, pad, book=True)
+        np.testing.assert_allclose(fast(*args), book(*args), rtol=1e-13, atol=1e-13)
+        gf = jax.grad(scalarized(fast, args, (0, 1, 2)), (0, 1, 2))(*args)
+        gb = jax.grad(scalarized(book, args, (0, 1, 2)), (0, 1, 2))(*args)
+        for a, b in zip(gf, gb, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("ph, pw, stride, pad", list(conv._POOL_CONFIGS))
+def test_default_pooling_equals_the_books_exactly(ph, pw, stride, pad, x64):
+    for case in conv._POOL_CONFIGS[(ph, pw, stride, pad)]:
+        (x,) = case.make_inputs(np.random.default_rng(3), jnp.float64)
+        fast = conv.pooling_layer(ph, pw, stride, pad)
+        book = conv.pooling_layer(ph, pw, stride, pad, book=True)
+        np.testing.assert_array_equal(fast(x), book(x))
+        gf = jax.grad(scalarized(fast, (x,), (0,)))(x)
+        gb = jax.grad(scalarized(book, (x,), (0,)))(x)
+        np.testing.assert_array_equal(gf, gb)
+
+
+# --------------------------------------------------------------------------------------
+# Against XLA: lax.conv_general_dilated and lax.reduce_window with autodiff
+
+XLA_GEOMETRIES = [(s, p) for s in (1, 2) for p in (0, 1, 2)]
+# float32: sums of up to 27 products in a different order; float64: rounding only.
+XLA_RTOL = {jnp.float32: 2e-5, jnp.float64: 1e-12}
+
+
+def xla_conv(x, W, b, stride, pad):
+    out = lax.conv_general_dilated(
+        x,
+        W,
+        (stride, stride),
+        [(pad, pad), (pad, pad)],
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        precision=lax.Precision.HIGHEST,
+    )
+    return out + b[None, :, None, None]
+
+
+def close(a, b, rtol):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert np.max(np.abs(a - b)) <= rtol * max(np.max(np.abs(b)), 1.0), np.max(np.abs(a - b))
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("stride, pad", XLA_GEOMETRIES)
+def test_convolution_equals_xla_conv_forward_and_gradients(stride, pad, dtype, book, x64):
+    rng = np.random.default_rng(stride * 10 + pad)
+    h = 9 if stride == 2 else 8  # (9 + 2·pad − 3) is even: stride 2 tiles
+    x = jnp.asarray(rng.standard_normal((3, 2, h, h)), dtype)
+    W = jnp.asarray(rng.standard_normal((4, 2, 3, 3)), dtype)
+    b = jnp.asarray(rng.standard_normal(4), dtype)
+    layer = conv.convolution_layer(stride, pad, book=book)
+    rtol = XLA_RTOL[dtype]
+    close(layer(x, W, b), xla_conv(x, W, b, stride, pad), rtol)
+    ours = jax.grad(scalarized(layer, (x, W, b), (0, 1, 2)), (0, 1, 2))(x, W, b)
+    ref_fn = lambda x, W, b: xla_conv(x, W, b, stride, pad)  # noqa: E731
+    theirs = jax.grad(scalarized(ref_fn, (x, W, b), (0, 1, 2)), (0, 1, 2))(x, W, b)
+    for a, r in zip(ours, theirs, strict=True):
+        assert a.dtype == dtype
+        close(a, r, rtol)
+
+
+def xla_max_pool(x, ph, pw, stride, pad):
+    """reduce_window over the zero-padded x: the book's padding (XLA's own pads with −inf)."""
+    xp = jnp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    return lax.reduce_window(xp, -jnp.inf, lax.max, (1, 1, ph, pw), (1, 1, stride, stride), "VALID")
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("stride, pad", XLA_GEOMETRIES)
+def test_pooling_equals_xla_reduce_window_forward_and_gradients(stride, pad, dtype, book, x64):
+    rng = np.random.default_rng(stride * 10 + pad)
+    h = 8 if stride == 2 else 7  # (8 + 2·pad − 2) is even: stride 2 tiles
+    x = conv._distinct(rng, (2, 3, h, h), dtype)  # no ties: XLA breaks them differently
+    layer = conv.pooling_layer(2, 2, stride, pad, book=book)
+    np.testing.assert_array_equal(layer(x), xla_max_pool(x, 2, 2, stride, pad))
+    ours = jax.grad(scalarized(layer, (x,), (0,)))(x)
+    ref_fn = lambda x: xla_max_pool(x, 2, 2, stride, pad)  # noqa: E731
+    theirs = jax.grad(scalarized(ref_fn, (x,), (0,)))(x)
+    assert ours.dtype == dtype
+    close(ours, theirs, XLA_RTOL[dtype])
+
+
+# --------------------------------------------------------------------------------------
+# Conventions: ties, zero padding, NaN
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
+def test_pooling_sends_a_tie_to_the_first_maximum_like_numpys_argmax(book):
+    x = jnp.asarray([[[[1.0, 3.0], [3.0, 3.0]]]])
+    g = jax.grad(lambda x: jnp.sum(conv.pooling_layer(2, 2, 2, 0, book=book)(x)))(x)
+    np.testing.assert_array_equal(g[0, 0], [[0.0, 1.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
+def test_pooling_pads_with_zeros_so_an_all_negative_window_gives_zero(book):
+    # One 2x2 image of negatives, pad 1, window 2x2, stride 2: every window holds three
+    # padding zeros and one negative pixel, so the book's max is 0 and x gets no gradient;
+    # reduce_window with XLA's −inf padding would return the pixels themselves.
+    x = -jnp.arange(1.0, 5.0).reshape(1, 1, 2, 2)
+    layer = conv.pooling_layer(2, 2, 2, 1, book=book)
+    np.testing.assert_array_equal(layer(x), jnp.zeros((1, 1, 2, 2)))
+    np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(layer(x)))(x), jnp.zeros_like(x))
+    neg_inf_padded = lax.reduce_window(
+        x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), ((0, 0), (0, 0), (1, 1), (1, 1))
+    )
+    np.testing.assert_array_equal(neg_inf_padded, x)
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
+def test_pooling_propagates_nan_forward_and_routes_its_gradient_to_the_first_nan(book):
+    x = jnp.asarray([[[[1.0, jnp.nan], [5.0, jnp.nan]]]])
+    layer = conv.pooling_layer(2, 2, 2, 0, book=book)
+    assert np.isnan(float(layer(x)[0, 0, 0, 0]))
+    g = jax.grad(lambda x: jnp.sum(layer(x)))(x)
+    np.testing.assert_array_equal(g[0, 0], [[0.0, 1.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
+def test_convolution_propagates_nan_forward_and_backward(book):
+    x = jnp.ones((1, 1, 4, 4)).at[0, 0, 1, 1].set(jnp.nan)
+    W, b = jnp.ones((2, 1, 3, 3)), jnp.zeros(2)
+    layer = conv.convolution_layer(1, 0, book=book)
+    assert np.isnan(np.asarray(layer(x, W, b))).all()  # every window covers pixel (1, 1)
+    dW = jax.grad(lambda W: jnp.sum(layer(x, W, b)))(W)
+    assert np.isnan(np.asarray(dW)).any()
+    dx = jax.grad(lambda x: jnp.sum(layer(x, W, b) * jnp.nan))(jnp.ones((1, 1, 4, 4)))
+    assert np.isnan(np.asarray(dx)).all()
+
+
+def test_first_layer_gradient_with_respect_to_weights_only_compiles_without_col2im():
+    # The first conv layer's input is data: XLA drops the unused dx (no pad/add chain).
+    x, W, b = jnp.ones((2, 1, 8, 8)), jnp.ones((3, 1, 3, 3)), jnp.zeros(3)
+    hlo = (
+        jax.jit(jax.grad(lambda W: jnp.sum(conv.convolution(x, W, b)))).lower(W).compile().as_text()
+    )
+    grad_both = (
+        jax.jit(jax.grad(lambda x, W: jnp.sum(conv.convolution(x, W, b)), (0, 1)))
+        .lower(x, W)
+        .compile()
+        .as_text()
+    )
+    assert hlo.count(" pad(") < grad_both.count(" pad(")
+
+
+# --------------------------------------------------------------------------------------
+# Errors
+
+
+def test_convolution_names_both_shapes_on_a_channel_mismatch():
+    with pytest.raises(
+        ValueError, match=r"x has 3 channels but W expects 1; x \(2, 3, 8, 8\), W \(4, 1, 3, 3\)"
+    ):
+        conv.convolution(jnp.ones((2, 3, 8, 8)), jnp.ones((4, 1, 3, 3)), jnp.ones(4))
+
+
+def test_convolution_rejects_a_filter_larger_than_the_padded_input():
+    with pytest.raises(
+        ValueError,
+        match=r"convolution: the height of W \(2, 1, 7, 3\) \(7\) exceeds the padded "
+        r"input's \(4 \+ 2·1 = 6\); x \(1, 1, 4, 4\)",
+    ):
+        conv.convolution(jnp.ones((1, 1, 4, 4)), jnp.ones((2, 1, 7, 3)), jnp.ones(2), 1, 1)
+
+
+def test_convolution_rejects_a_stride_that_does_not_tile():
+    with pytest.raises(
+        ValueError, match=r"stride 2 does not tile the padded width.*x \(1, 1, 6, 7\), W"
+    ):
+        conv.convolution(jnp.ones((1, 1, 6, 7)), jnp.ones((2, 1, 2, 2)), jnp.ones(2), 2)
+
+
+def test_pooling_rejects_a_stride_that_does_not_tile_and_names_the_window():
+    with pytest.raises(ValueError, match=r"pooling: stride 2.*height.*x \(1, 1, 5, 4\), pool 2×2"):
+        conv.pooling(jnp.ones((1, 1, 5, 4)), 2, 2)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (
+            lambda: conv.convolution(jnp.ones((1, 8, 8)), jnp.ones((2, 1, 3, 3)), jnp.ones(2)),
+            ValueError,
+            r"convolution: x must be 4-D \(N, C, H, W\), got x \(1, 8, 8\)",
+        ),
+        (
+            lambda: conv.convolution(jnp.ones((1, 1, 8, 8)), jnp.ones((2, 1, 3, 3)), jnp.ones(3)),
+            ValueError,
+            r"b must have shape \(2,\), one bias per filter; b \(3,\)",
+        ),
+        (
+            lambda: conv.convolution(
+                jnp.ones((1, 1, 8, 8)), jnp.ones((2, 1, 3, 3)), jnp.ones(2), 1.0
+            ),
+            TypeError,
+            r"convolution: stride must be an integer, got float 1.0",
+        ),
+        (
+            lambda: conv.convolution(
+                jnp.ones((1, 1, 8, 8)), jnp.ones((2, 1, 3, 3)), jnp.ones(2), 1, -1
+            ),
+            ValueError,
+            r"convolution: pad must be an integer >= 0, got -1",
+        ),
+        (
+            lambda: conv.convolution(
+                jnp.ones((1, 1, 8, 8), int), jnp.ones((2, 1, 3, 3)), jnp.ones(2)
+            ),
+            TypeError,
+            r"convolution: x must be floating point, got int",
+        ),
+        (
+            lambda: conv.convolution(jnp.ones((0, 1, 8, 8)), jnp.ones((2, 1, 3, 3)), jnp.ones(2)),
+            ValueError,
+            r"x holds an empty batch",
+        ),
+        (
+            lambda: conv.pooling(jnp.ones((1, 1, 4, 4)), 0, 2),
+            ValueError,
+            r"pooling: pool_h must be an integer >= 1, got 0",
+        ),
+        (
+            lambda: conv.im2col(jnp.ones((1, 1, 4, 4)), 5, 3),
+            ValueError,
+            r"im2col: the height of filter 5×3 \(5\) exceeds the padded input's",
+        ),
+    ],
+    ids=["x-3d", "b-shape", "float-stride", "negative-pad", "int-x", "empty", "pool-0", "im2col"],
+)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_layers_work_under_jit_with_traced_inputs():
+    x, W, b = jnp.ones((2, 1, 6, 6)), jnp.ones((3, 1, 3, 3)), jnp.zeros(3)
+    out = jax.jit(lambda x, W, b: conv.pooling(conv.convolution(x, W, b), 2, 2))(x, W, b)
+    np.testing.assert_array_equal(out, jnp.full((2, 3, 2, 2), 9.0))

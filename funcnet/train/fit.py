@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -13,6 +15,7 @@ import optax
 from jax.sharding import Mesh
 
 from funcnet import _checks, parallel
+from funcnet.train import checkpoint
 from funcnet.train.loop import (
     all_finite,
     first_nonfinite,
@@ -210,6 +213,7 @@ def fit(
     model_state: PyTree = None,
     fused: bool = True,
     callback: Callable[[Progress], None] | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
     mesh: Mesh | None = None,
 ) -> tuple[PyTree, History]:
     """Train with minibatches following the book's ch4/ch5 loop; returns the final params
@@ -250,6 +254,11 @@ def fit(
             params' place as ``(params, model_state)``.
         fused: fuse the steps between evaluations into one call (default) or not.
         callback: called with a :class:`Progress` after each segment.
+        checkpoint_path: a file to save the whole training state (params, optimizer and
+            model state, key, iteration, history) to after every epoch, atomically; if it
+            exists when ``fit`` starts, the run resumes from it and ends with exactly the
+            params an uninterrupted run would have. Interrupted (Ctrl-C, SIGKILL), the
+            same call resumes. A checkpoint of another run is refused.
         mesh: a 1-D device mesh (:func:`funcnet.parallel.make_mesh`) to train
             data-parallel: data and params replicated, each minibatch split across the
             devices, gradients averaged by XLA. ``batch_size`` must be a multiple of the
@@ -313,9 +322,12 @@ def fit(
     compile_time = time.perf_counter() - t_compile
 
     final_evaluate = full_evaluate if eval_sample is not None else None
-    final, history = _host_loop(
-        run, state, data, plan, callback, t_begin, compile_time, final_evaluate
-    )
+    loop = _Loop(run, data, plan, callback, t_begin, compile_time, final_evaluate)
+    if checkpoint_path is not None:
+        settings = {"plan": plan, "batch_size": batch_size, "eval_sample": eval_sample}
+        settings["data"] = [(np.shape(a), str(jnp.result_type(a))) for a in data]
+        state = loop.resume(checkpoint_path, checkpoint.fingerprint(state, settings), state)
+    final, history = loop(state)
     result = final.params if model_state is None else (final.params, final.model_state)
     return result, history
 
@@ -367,57 +379,70 @@ def _compile_unfused(train_step, evaluate, loss_dtype, state, data) -> Callable:
     return run
 
 
-def _host_loop(run, state0, data, plan, callback, t_begin, compile_time, final_evaluate=None):
-    """Run the segments, record, check and report; returns ``(final state, history)``.
+class _Loop:
+    """The host side of fit: runs the segments, records, checks, reports, checkpoints.
 
     Segment k+1 is dispatched before the host waits for segment k's figures, so the
     device never idles while Python records them. A divergence found in segment k
     discards k+1; the state after k-1 (evaluated) is kept. ``final_evaluate(state,
     data)``, if given, measures the final accuracies (when segments evaluate a sample).
     """
-    losses, eval_iters, accs = [], [], []
-    good = (state0, 0, None)  # last finite state, its iteration, its accuracies
-    iters = plan[-1][0] + plan[-1][1]
 
-    def history(final_acc) -> History:
+    def __init__(self, run, data, plan, callback, t_begin, compile_time, final_evaluate):
+        self.run, self.data, self.plan, self.callback = run, data, plan, callback
+        self.t_begin, self.compile_time = t_begin, compile_time
+        self.final_evaluate = final_evaluate
+        self.iters = plan[-1][0] + plan[-1][1]
+        self.record = checkpoint.Record([], [], [], None)
+        self.good: tuple[TrainState, int] | None = None  # last finite state, its iteration
+        self.saving: tuple[str, str] | None = None  # (path, fingerprint)
+
+    def history(self) -> History:
+        r = self.record
         return History(
-            loss=np.concatenate(losses) if losses else np.zeros((0,), np.float32),
-            eval_iteration=np.asarray(eval_iters, np.int64),
-            train_acc=np.asarray([a[0] for a in accs], np.float32),
-            test_acc=np.asarray([a[1] for a in accs], np.float32),
-            final_iteration=good[1],
-            final_train_acc=float(final_acc[0]),
-            final_test_acc=float(final_acc[1]),
-            wall_time=time.perf_counter() - t_begin,
-            compile_time=compile_time,
+            loss=np.concatenate(r.losses) if r.losses else np.zeros((0,), np.float32),
+            eval_iteration=np.asarray(r.eval_iters, np.int64),
+            train_acc=np.asarray([a[0] for a in r.accs], np.float32),
+            test_acc=np.asarray([a[1] for a in r.accs], np.float32),
+            final_iteration=self.good[1],
+            final_train_acc=float(r.last_acc[0]),
+            final_test_acc=float(r.last_acc[1]),
+            wall_time=time.perf_counter() - self.t_begin,
+            compile_time=self.compile_time,
         )
 
-    def finish(start, num, per_epoch, seg_state, outputs):
-        nonlocal good
+    def _accuracies_of(self, state: TrainState) -> np.ndarray:
+        if self.final_evaluate is not None:
+            return np.asarray(jax.device_get(self.final_evaluate(state, self.data)))
+        return np.asarray(jax.device_get(self.run(state, self.data, jnp.int32(0))[4]))
+
+    def finish(self, start, num, per_epoch, seg_state, outputs) -> None:
         seg_losses, first_bad, finite, acc = jax.device_get(outputs)
-        losses.append(np.asarray(seg_losses[:num]))
+        r = self.record
+        r.losses.append(np.asarray(seg_losses[:num]))
         if per_epoch:
-            eval_iters.append(start + num - 1)
-            accs.append((float(acc[0]), float(acc[1])))
+            r.eval_iters.append(start + num - 1)
+            r.accs.append((float(acc[0]), float(acc[1])))
         if first_bad >= 0 or not finite:
             bad = start + int(first_bad) if first_bad >= 0 else start + num - 1
             what = "the loss was" if first_bad >= 0 else "a weight was (every loss finite)"
-            good_acc = good[2]
-            if final_evaluate is not None:
-                good_acc = jax.device_get(final_evaluate(good[0], data))
-            elif good_acc is None:  # diverged in the first segment: evaluate initial params
-                good_acc = jax.device_get(run(good[0], data, jnp.int32(0))[4])
-            raise TrainingDiverged(bad, good[0].params, good[1], history(good_acc), what)
-        final = start + num == iters
-        if final and final_evaluate is not None:
-            acc = jax.device_get(final_evaluate(seg_state, data))
-        good = (seg_state, start + num, acc)
-        if callback is not None:
-            callback(
+            if r.last_acc is None or self.final_evaluate is not None:
+                self.record = r._replace(last_acc=self._accuracies_of(self.good[0]))
+            good_state, good_iteration = self.good
+            raise TrainingDiverged(bad, good_state.params, good_iteration, self.history(), what)
+        final = start + num == self.iters
+        if final and self.final_evaluate is not None:
+            acc = self._accuracies_of(seg_state)
+        self.record = r._replace(last_acc=np.asarray(acc))
+        self.good = (seg_state, start + num)
+        if self.saving is not None:
+            checkpoint.save_checkpoint(self.saving[0], seg_state, self.record, self.saving[1])
+        if self.callback is not None:
+            self.callback(
                 Progress(
                     iteration=start + num,
-                    iters=iters,
-                    epoch=len(accs) - 1 if per_epoch else None,
+                    iters=self.iters,
+                    epoch=len(r.accs) - 1 if per_epoch else None,
                     train_acc=float(acc[0]),
                     test_acc=float(acc[1]),
                     loss=float(seg_losses[num - 1]),
@@ -425,11 +450,26 @@ def _host_loop(run, state0, data, plan, callback, t_begin, compile_time, final_e
                 )
             )
 
-    state, pending = state0, None
-    for start, num, per_epoch in plan:
-        state, seg_losses, first_bad, finite, acc = run(state, data, jnp.int32(num))
+    def resume(self, path, tag: str, state0: TrainState) -> TrainState:
+        """Continue from the checkpoint at ``path`` if there is one; save there from now on."""
+        self.saving = (str(path), tag)
+        if not Path(path).exists():
+            return state0
+        state, self.record = checkpoint.load_checkpoint(path, state0, tag)
+        self.good = (state, int(state.step))
+        return state
+
+    def __call__(self, state: TrainState) -> tuple[TrainState, History]:
+        if self.good is None:
+            self.good = (state, 0)
+        done, pending = int(self.good[1]), None
+        for start, num, per_epoch in self.plan:
+            if start < done:
+                continue  # run before the checkpoint this loop resumed from
+            state, seg_losses, first_bad, finite, acc = self.run(state, self.data, jnp.int32(num))
+            if pending is not None:
+                self.finish(*pending)
+            pending = (start, num, per_epoch, state, (seg_losses, first_bad, finite, acc))
         if pending is not None:
-            finish(*pending)
-        pending = (start, num, per_epoch, state, (seg_losses, first_bad, finite, acc))
-    finish(*pending)
-    return good[0], history(good[2])
+            self.finish(*pending)
+        return self.good[0], self.history()

@@ -1,0 +1,99 @@
+"""fit(checkpoint_path=...): a run killed mid-way and resumed ends exactly where an
+uninterrupted run ends."""
+
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from funcnet import io, nets, train
+from funcnet.train.checkpoint import CheckpointMismatch
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import jax, numpy as np, optax
+    from funcnet import io, nets, train
+
+    path, out, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 12)).astype(np.float32)
+    t = (x[:, :4].sum(axis=1) > 0).astype(np.int32)
+    net = nets.two_layer_net("relu")
+    params = nets.init_two_layer_net(jax.random.key(1), 12, 16, 2, weight_init_std=0.3)
+    seen = []
+
+    def on_progress(p):
+        seen.append(p.iteration)
+        if len(seen) == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no last words
+
+    params, history = train.fit(
+        params, (x[:240], t[:240]), (x[240:], t[240:]), key=jax.random.key(2),
+        loss_fn=net.loss, predict_fn=net.predict, iters=130, batch_size=20,
+        optimizer=optax.adam(0.01), callback=on_progress,
+        checkpoint_path=path if path != "-" else None,
+    )
+    io.save_params(out, {"params": params, "loss": history.loss, "test_acc": history.test_acc,
+                         "first_iteration_run_here": np.asarray(seen[0])})
+    """
+)
+
+
+def _run(tmp_path, checkpoint, out, kill_after=0):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    return subprocess.run(
+        [sys.executable, str(script), str(checkpoint), str(out), str(kill_after)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_params(tmp_path):
+    whole = _run(tmp_path, "-", tmp_path / "whole.npz")
+    assert whole.returncode == 0, whole.stderr
+    ckpt = tmp_path / "run.ckpt.npz"
+    killed = _run(tmp_path, ckpt, tmp_path / "never.npz", kill_after=5)
+    assert killed.returncode == -9 and ckpt.exists() and not (tmp_path / "never.npz").exists()
+    resumed = _run(tmp_path, ckpt, tmp_path / "resumed.npz")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = io.load_params(tmp_path / "whole.npz"), io.load_params(tmp_path / "resumed.npz")
+    # 240 / 20 = 12 per epoch: segments end after 1, 13, 25, 37, 49; the kill came after 49
+    assert int(b["first_iteration_run_here"]) == 61
+    for k in a["params"]:
+        np.testing.assert_array_equal(a["params"][k], b["params"][k])
+    np.testing.assert_array_equal(a["loss"], b["loss"])  # the history survived too
+    np.testing.assert_array_equal(a["test_acc"], b["test_acc"])
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 5)).astype(np.float32)
+    t = (x[:, 0] > 0).astype(np.int32)
+    net = nets.two_layer_net("relu")
+    params = nets.init_two_layer_net(jax.random.key(1), 5, 4, 2)
+    common = dict(
+        key=jax.random.key(0),
+        loss_fn=net.loss,
+        predict_fn=net.predict,
+        iters=12,
+        batch_size=10,
+        checkpoint_path=tmp_path / "c.npz",
+    )
+    p0, _ = train.fit(params, (x, t), (x, t), **common)
+    with pytest.raises(CheckpointMismatch, match="written by another run"):
+        train.fit(params, (x, t), (x, t), **{**common, "batch_size": 12})
+    with pytest.raises(CheckpointMismatch):
+        other = nets.init_two_layer_net(jax.random.key(1), 5, 7, 2)
+        train.fit(other, (x, t), (x, t), **common)
+    # a finished run's checkpoint resumes to its end at once: same params, nothing rerun
+    p1, h1 = train.fit(params, (x, t), (x, t), **{**common, "optimizer": optax.sgd(0.1)})
+    assert h1.iterations == 12 and h1.final_iteration == 12
+    for k in p0:
+        np.testing.assert_array_equal(p0[k], p1[k])

@@ -1,15 +1,18 @@
-"""funcnet: the neural-network core of *Deep Learning from Scratch* (ch. 2-5) as pure JAX
-functions with hand-written, verified backward rules.
+"""funcnet: the neural-network core of *Deep Learning from Scratch* as pure JAX functions
+with hand-written, verified backward rules.
 
 Modules: ``perceptron`` (ch2), ``functions`` (ch3-4), ``gradient`` (ch4), ``layers``
-(ch5, custom_vjp rules), ``nets`` (ch3-6 networks), ``optimizers`` (ch6 update rules as
+(ch5, custom_vjp rules), ``batch_norm`` and ``dropout`` (ch6 layers), ``nets`` (ch3-6
+networks), ``optimizers`` (ch6 update rules as
 optax transformations), ``train`` (jitted SGD, ``fit``),
 ``datasets`` (MNIST, Fashion-MNIST), ``io`` (parameter files), ``graph`` (computational
 graphs), ``check`` (gradient verification, ``python -m funcnet.check``).
 """
 
 from funcnet import (
+    batch_norm,
     datasets,
+    dropout,
     functions,
     gradient,
     graph,
@@ -36,6 +39,8 @@ from funcnet.gradient import gradient_descent, numerical_diff, numerical_gradien
 __version__ = "0.1.0"
 
 __all__ = [
+    "batch_norm",
+    "dropout",
     "datasets",
     "functions",
     "gradient",

@@ -31,7 +31,8 @@ integer labels ``(N,)`` or one-hot rows ``(N, C)``.
 
 The package holds one module per idea: :mod:`~funcnet.nets.accuracy` (shared by every
 net), :mod:`~funcnet.nets.simple` (ch3-4), :mod:`~funcnet.nets.two_layer` (ch4-5),
-:mod:`~funcnet.nets.multi_layer` (ch6).
+:mod:`~funcnet.nets.multi_layer` (ch6), :mod:`~funcnet.nets.multi_layer_extend` (ch6: batch
+norm and dropout, model state and keys).
 Everything is re-exported here: ``funcnet.nets.two_layer_net`` etc.
 """
 
@@ -56,6 +57,13 @@ from funcnet.nets.multi_layer import (
     num_layers,
     weight_decay,
 )
+from funcnet.nets.multi_layer_extend import (
+    MultiLayerNetExtend,
+    init_multi_layer_net_extend,
+    multi_layer_net_extend,
+    multi_layer_net_extend_loss,
+    multi_layer_net_extend_predict,
+)
 from funcnet.nets.simple import (
     SIMPLE_NET_BOOK_W,
     init_simple_net,
@@ -79,6 +87,11 @@ from funcnet.nets.two_layer import (
 )
 
 __all__ = [
+    "MultiLayerNetExtend",
+    "init_multi_layer_net_extend",
+    "multi_layer_net_extend",
+    "multi_layer_net_extend_loss",
+    "multi_layer_net_extend_predict",
     "ACTIVATIONS",
     "SIMPLE_NET_BOOK_W",
     "WEIGHT_INIT_STDS",

@@ -192,6 +192,20 @@ def check_finite(where: str, name: str, x, *, hint: str = "clean the data first"
 # Labels and targets
 
 
+def check_label_dtype(name: str, t) -> None:
+    """Labels must have an integer dtype (not float, not bool).
+
+    Raises:
+        ValueError: e.g. ``labels must be integers (an integer dtype); got float32 (3,)``.
+    """
+    t = host_view(t)
+    if not jnp.issubdtype(t.dtype, jnp.integer):
+        raise ValueError(
+            f"{name}: labels must be integers (an integer dtype); got {t.dtype} {tuple(t.shape)} "
+            "(pass class indices as an integer array, or one-hot rows of the scores' shape)"
+        )
+
+
 def check_labels(name: str, t, num_classes: int) -> None:
     """Integer labels with values in ``[0, num_classes)``, checked on the caller's values.
 
@@ -203,11 +217,7 @@ def check_labels(name: str, t, num_classes: int) -> None:
         ValueError: a non-integer dtype (float or bool labels), or a value out of range.
     """
     t = host_view(t)
-    if not jnp.issubdtype(t.dtype, jnp.integer):
-        raise ValueError(
-            f"{name}: labels must be integers (an integer dtype); got {t.dtype} {tuple(t.shape)} "
-            "(pass class indices as an integer array, or one-hot rows of the scores' shape)"
-        )
+    check_label_dtype(name, t)
     if is_concrete(t) and np.size(t):
         values = np.asarray(t)
         lo, hi = values.min(), values.max()
@@ -249,3 +259,13 @@ def check_targets(name: str, t) -> None:
             f"{name}: t must hold probability rows (one-hot or soft targets summing to 1 "
             f"within {tol:.1e}); row {row} sums to {sums[row]:g}"
         )
+
+
+def nan_unless(valid: jax.Array, dtype) -> jax.Array:
+    """1 where ``valid``, NaN elsewhere, in ``dtype``.
+
+    For values that cannot be checked under ``jit`` (labels): multiplying a result by it
+    makes the result NaN where the input was invalid and, through autodiff, its gradient
+    too, instead of a finite, wrong number. Costs one elementwise select.
+    """
+    return jnp.where(valid, jnp.ones((), dtype), jnp.full((), jnp.nan, dtype))

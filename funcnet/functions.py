@@ -4,6 +4,20 @@ These are ordinary differentiable functions: JAX's autodiff goes straight throug
 The hand-written backward rules live in :mod:`funcnet.layers`.
 
 Shapes: ``(...,)`` means any shape; ``(N, C)`` a batch of N rows of C classes.
+
+Conventions shared by every function here and by :mod:`funcnet.layers`:
+
+- **NaN propagates.** A NaN input gives NaN in the outputs that depend on it, forward
+  and backward; nothing turns it into a number.
+- **Targets ``t``** are integer labels of shape ``(N,)`` (a scalar for 1-D scores), or
+  one-hot / soft probability rows of the scores' shape: ``t.ndim`` tells which. Labels
+  must have an integer dtype; float or bool ``(N,)`` labels are an error. The caller's
+  values are checked with NumPy before any dtype conversion (so int64 ``2**32 + 1`` is
+  out of range, not label 1): labels must lie in ``[0, C)``; concrete probability rows
+  must be finite, >= 0 and sum to 1 (within ``sqrt(eps)`` of their dtype).
+- **Under ``jit``** values cannot be checked: a label outside ``[0, C)`` makes the loss
+  NaN, and its gradient NaN too (never a finite, wrong number); probability rows are
+  used as given.
 """
 
 from __future__ import annotations
@@ -11,18 +25,38 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from funcnet._checks import check_labels
+from funcnet._checks import (
+    check_label_dtype,
+    check_labels,
+    check_targets,
+    host_view,
+    nan_unless,
+)
 
 # The book's guard against log(0) in cross_entropy_error (ch4). Only the book-compatible
 # loss uses it; the fused softmax_cross_entropy is exact.
 CROSS_ENTROPY_DELTA = 1e-7
 
 
+def _as_numeric(name: str, x) -> jax.Array:
+    """x as a JAX array, with a clear error for anything that is not numbers."""
+    view = host_view(x)
+    if not (jnp.issubdtype(view.dtype, jnp.number) or view.dtype == jnp.bool_):
+        raise TypeError(f"{name}: x must be a numeric array, got {view.dtype} {view.shape}")
+    return jnp.asarray(view)
+
+
 def step_function(x: jax.Array) -> jax.Array:
-    """Step function (ch3): 1 where x > 0, else 0, in x's dtype. Shape (...,) -> (...,)."""
-    x = jnp.asarray(x)
-    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.int32
-    return (x > 0).astype(dtype)
+    """Step function (ch3): 1 where x > 0, else 0. Shape (...,) -> (...,).
+
+    Float input gives x's dtype and keeps NaN (NaN in, NaN out: NaN is neither above nor
+    below 0); integer and bool input gives int32 0/1.
+    """
+    x = _as_numeric("step_function", x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return (x > 0).astype(jnp.int32)
+    # The step is piecewise constant: its derivative is 0, at NaN too (stop_gradient).
+    return jnp.where(jnp.isnan(x), jax.lax.stop_gradient(x), (x > 0).astype(x.dtype))
 
 
 def sigmoid(x: jax.Array) -> jax.Array:
@@ -47,11 +81,13 @@ def sigmoid_grad(x: jax.Array) -> jax.Array:
 def relu(x: jax.Array) -> jax.Array:
     """ReLU max(0, x) (ch3). Shape (...,) -> (...,).
 
-    Written as ``where(x > 0, x, 0)`` so that its autodiff derivative at exactly 0 is 0,
-    the convention of the book's Relu layer and of ``jax.nn.relu``.
+    Written as ``where(x <= 0, 0, x)``, the book's mask ``x <= 0``: NaN is not <= 0, so it
+    passes through (like ``np.maximum(0, x)``), and the autodiff derivative at exactly 0 is
+    0, the convention of the book's Relu layer and of ``jax.nn.relu`` (1 above 0 and at NaN,
+    where the upstream gradient is passed on as the book's layer does).
     """
-    x = jnp.asarray(x)
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
+    x = _as_numeric("relu", x)
+    return jnp.where(x <= 0, jnp.zeros_like(x), x)
 
 
 def identity_function(x: jax.Array) -> jax.Array:
@@ -59,20 +95,38 @@ def identity_function(x: jax.Array) -> jax.Array:
     return jnp.asarray(x)
 
 
+def _check_scores(name: str, x: jax.Array, arg: str = "x") -> None:
+    """Scores over classes on the last axis: at least 1-D, with at least one class."""
+    if x.ndim == 0:
+        raise ValueError(
+            f"{name}: {arg} must have a class axis, shape (C,) or (N, C); got a scalar "
+            f"{x.dtype} {x.shape}"
+        )
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name}: {arg} has no classes (its last axis is empty), {arg} {x.shape}")
+
+
 def softmax(x: jax.Array) -> jax.Array:
-    """Softmax over the last axis (ch3). Shape (C,) or (N, C) -> the same shape.
+    """Softmax over the last axis (ch3). Shape (C,) or (N, C) (or (..., C)) -> the same.
 
     The maximum along the last axis is subtracted first, so logits of 1e4 stay finite.
+    A NaN anywhere in a row makes that whole row NaN.
     """
-    x = jnp.asarray(x)
+    x = _as_numeric("softmax", x)
+    _check_scores("softmax", x)
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
     e = jnp.exp(shifted)
     return e / jnp.sum(e, axis=-1, keepdims=True)
 
 
 def log_softmax(x: jax.Array) -> jax.Array:
-    """log(softmax(x)) over the last axis, computed stably. Shape (C,) or (N, C)."""
-    x = jnp.asarray(x)
+    """log(softmax(x)) over the last axis, computed stably. Shape (C,) or (N, C) (or (..., C))."""
+    x = _as_numeric("log_softmax", x)
+    _check_scores("log_softmax", x)
+    return _log_softmax(x)
+
+
+def _log_softmax(x: jax.Array) -> jax.Array:
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
@@ -85,49 +139,103 @@ def sum_squares_error(y: jax.Array, t: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum((y - t) ** 2)
 
 
-def _as_batch(y: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The book's convention: a 1-D y (and its t) is a batch of one."""
-    if y.ndim == 1:
-        y = y.reshape(1, -1)
-        t = t.reshape(1, -1) if t.size == y.size else t.reshape(1)
-    return y, t
+# --------------------------------------------------------------------------------------
+# Targets: labels or probability rows, validated on the caller's values
 
 
-def _label_indices(name: str, y: jax.Array, t: jax.Array) -> jax.Array:
-    """Turn one-hot t (same size as y) or integer t into label indices of shape (N,)."""
-    if y.ndim != 2:
-        raise ValueError(f"{name}: expected scores of shape (N, C) or (C,), got {y.shape}")
-    if t.size == y.size:
-        if t.shape != y.shape:
+def prepare_targets(name: str, y: jax.Array, t, arg: str = "y") -> tuple[jax.Array, jax.Array]:
+    """Validate scores ``y`` and targets ``t`` and return them as a batch ``(N, C)``.
+
+    ``t`` is read as the caller passed it (NumPy view, no narrowing) and classified by its
+    rank: ``t.ndim == y.ndim`` means one-hot or soft probability rows of y's shape (any
+    numeric dtype; converted to y's dtype), ``t.ndim == y.ndim - 1`` integer labels (converted
+    to int32 after the range check). A 1-D y is a batch of one.
+
+    Returns:
+        ``(y2 (N, C), t2)`` with ``t2`` int32 ``(N,)`` or y's dtype ``(N, C)``.
+
+    Raises:
+        ValueError: naming ``name``, the argument, the expected and the actual shape/dtype.
+    """
+    if y.ndim not in (1, 2):
+        raise ValueError(f"{name}: {arg} must be scores (N, C) or (C,), got {arg} {y.shape}")
+    _check_scores(name, y, arg)
+    if y.ndim == 2 and y.shape[0] == 0:
+        raise ValueError(f"{name}: {arg} holds an empty batch, {arg} {y.shape}")
+    view = host_view(t)
+    if view.ndim == y.ndim:
+        if view.shape != y.shape:
             raise ValueError(
-                f"{name}: one-hot t must have the shape of y; y {y.shape}, t {t.shape}"
+                f"{name}: one-hot t must have the shape of {arg}; {arg} {y.shape}, t {view.shape}"
             )
-        return jnp.argmax(t, axis=1)
-    if t.shape != (y.shape[0],):
-        raise ValueError(
-            f"{name}: t must be one-hot {y.shape} or integer labels ({y.shape[0]},); "
-            f"y {y.shape}, t {t.shape}"
-        )
-    check_labels(name, t, y.shape[1])
-    return t.astype(jnp.int32)
+        if not (jnp.issubdtype(view.dtype, jnp.number) or view.dtype == jnp.bool_):
+            raise TypeError(f"{name}: t must be numeric, got {view.dtype} {view.shape}")
+        check_targets(name, view)
+        dtype = y.dtype if jnp.issubdtype(y.dtype, jnp.inexact) else jnp.result_type(float)
+        targets = jnp.asarray(view).astype(dtype)
+        return y.reshape(-1, y.shape[-1]), targets.reshape(-1, y.shape[-1])
+    if view.ndim == y.ndim - 1:
+        check_label_dtype(name, view)
+        expected = y.shape[:-1]
+        if view.shape != expected:
+            raise ValueError(
+                f"{name}: integer labels t must have shape {expected} for {arg} {y.shape}, "
+                f"got t {view.shape}"
+            )
+        check_labels(name, view, y.shape[-1])
+        return y.reshape(-1, y.shape[-1]), jnp.asarray(view).astype(jnp.int32).reshape(-1)
+    labels_shape = y.shape[:-1]
+    raise ValueError(
+        f"{name}: t must be integer labels {labels_shape} or one-hot rows {y.shape} for "
+        f"{arg} {y.shape}, got t {view.shape}"
+    )
+
+
+def mean_cross_entropy(
+    logp: jax.Array, t: jax.Array, rows_ok: jax.Array | None = None
+) -> jax.Array:
+    """``-Σₙ Σ_c t[n, c] · logp[n, c] / N`` for log-probabilities ``logp (N, C)``.
+
+    ``t`` is int32 labels ``(N,)`` or probability rows ``(N, C)`` (as from
+    :func:`prepare_targets`). A label outside ``[0, C)`` (possible only under ``jit``,
+    where values are not checked) makes the loss NaN and, through autodiff, its gradient
+    NaN too. A zero-weight class adds nothing even where ``logp = -inf`` (a masked logit),
+    instead of ``0 · (-inf) = NaN``. ``rows_ok (N,)``, if given, marks further rows whose
+    loss must be NaN for labels (e.g. probabilities holding a NaN outside the labelled class).
+    """
+    n, classes = logp.shape
+    if jnp.issubdtype(t.dtype, jnp.integer):
+        valid = (t >= 0) & (t < classes)
+        if rows_ok is not None:
+            valid = valid & rows_ok
+        safe = jnp.where(valid, t, 0)
+        picked = jnp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+        return -jnp.sum(picked * nan_unless(valid, logp.dtype)) / n
+    # Only the 0·(-inf) entries are replaced: elsewhere t·log y stays differentiable in t.
+    masked = jnp.isneginf(logp) & (t == 0)
+    terms = jnp.where(masked, jnp.zeros_like(logp), t * logp)
+    return -jnp.sum(terms) / n
 
 
 def cross_entropy_error(y: jax.Array, t: jax.Array) -> jax.Array:
-    """Mean cross-entropy error, exactly as the book's ch4 ``cross_entropy_error``.
+    """Mean cross-entropy error of the book's ch4 ``cross_entropy_error`` (eq. 4.3).
 
     Args:
         y: probabilities, shape (N, C), or (C,) for a batch of one.
-        t: one-hot labels of y's shape (recognised by ``t.size == y.size``) or integer
-            labels of shape (N,) (or a scalar for a 1-D y).
+        t: one-hot (or soft probability) rows of y's shape, or integer labels (N,) (a
+            scalar for a 1-D y). See the module docstring for the checks.
 
     Returns:
-        Scalar ``-Σ log(y[n, t_n] + 1e-7) / N``. The 1e-7 keeps log(0) finite; it is the
-        book's, and it makes this loss differ from the exact one by about 1e-7.
+        Scalar ``-Σₙ Σ_c t[n, c] · log(y[n, c] + 1e-7) / N`` (for labels, the log of the
+        labelled class). The 1e-7 keeps log(0) finite; it is the book's, and it makes this
+        loss differ from the exact one by about 1e-7. NaN in y or t gives NaN; an
+        out-of-range label under ``jit`` gives NaN (loss and gradient).
     """
-    y, t = _as_batch(jnp.asarray(y), jnp.asarray(t))
-    labels = _label_indices("cross_entropy_error", y, t)
-    picked = jnp.take_along_axis(y, labels[:, None], axis=1)[:, 0]
-    return -jnp.sum(jnp.log(picked + CROSS_ENTROPY_DELTA)) / y.shape[0]
+    y = _as_numeric("cross_entropy_error", y)
+    y2, t2 = prepare_targets("cross_entropy_error", y, t)
+    # A label picks one probability per row; a NaN elsewhere in the row must still show.
+    rows_ok = ~jnp.any(jnp.isnan(y2), axis=1) if t2.ndim == 1 else None
+    return mean_cross_entropy(jnp.log(y2 + CROSS_ENTROPY_DELTA), t2, rows_ok)
 
 
 def softmax_cross_entropy(logits: jax.Array, t: jax.Array) -> jax.Array:
@@ -135,20 +243,15 @@ def softmax_cross_entropy(logits: jax.Array, t: jax.Array) -> jax.Array:
 
     Args:
         logits: scores, shape (N, C), or (C,) for a batch of one.
-        t: one-hot (or any probability rows) of logits' shape, or integer labels (N,).
+        t: one-hot (or soft probability) rows of logits' shape, or integer labels (N,) (a
+            scalar for 1-D logits). See the module docstring for the checks.
 
     Returns:
         Scalar ``-Σₙ Σ_c t[n, c] · log_softmax(logits)[n, c] / N``; finite for any finite
-        logits, including ±1e4 and probabilities that underflow to zero.
+        logits, including ±1e4 and probabilities that underflow to zero. NaN in a row of
+        logits or t gives NaN; an out-of-range label under ``jit`` gives NaN (loss and
+        gradient).
     """
-    logits, t = _as_batch(jnp.asarray(logits), jnp.asarray(t))
-    logp = log_softmax(logits)
-    if t.size == logits.size:
-        if t.shape != logits.shape:
-            raise ValueError(
-                f"softmax_cross_entropy: one-hot t must have the shape of logits; "
-                f"logits {logits.shape}, t {t.shape}"
-            )
-        return -jnp.sum(t * logp) / logits.shape[0]
-    labels = _label_indices("softmax_cross_entropy", logits, t)
-    return -jnp.sum(jnp.take_along_axis(logp, labels[:, None], axis=1)) / logits.shape[0]
+    logits = _as_numeric("softmax_cross_entropy", logits)
+    x2, t2 = prepare_targets("softmax_cross_entropy", logits, t, "logits")
+    return mean_cross_entropy(_log_softmax(x2), t2)

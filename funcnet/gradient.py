@@ -4,8 +4,10 @@ Unlike the book's ``numerical_gradient``, nothing here mutates its argument: the
 function is called on perturbed copies, ``f(x + h·eᵢ)``.
 
 Use float64 (``jax.config.update("jax_enable_x64", True)`` or
-``jax.experimental.enable_x64()``) for accurate finite differences: in float32 a step of
-h = 1e-4 leaves about three correct digits.
+``jax.enable_x64(True)``) for accurate finite differences: in float32 a step of
+h = 1e-4 leaves about three correct digits. float16 and bfloat16 are refused with a
+``ValueError``: there x ± 1e-4 rounds back to x (or close to it), and the differences
+would be zeros or noise.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from funcnet._checks import check_float, check_int, describe
 
 PyTree = Any
 
@@ -29,9 +33,31 @@ def numerical_diff(f: Callable[[jax.Array], jax.Array], x, h: float = 1e-4) -> j
 
     Args:
         f: scalar function of one scalar (or of an array, differentiated along all of it).
-        x: the point; h: the step (the book's 1e-4).
+        x: the point (float32 or float64; float16/bfloat16 raise ``ValueError``);
+        h: the step (the book's 1e-4), a finite number > 0.
     """
+    _check_callable("numerical_diff", f)
+    h = check_float("numerical_diff", "h", h, positive=True)
+    if hasattr(x, "dtype"):
+        _check_precision("numerical_diff", "x", x)
     return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def _check_callable(where: str, f) -> None:
+    if not callable(f):
+        raise TypeError(f"{where}: f must be a function of x, got {describe(f)}")
+
+
+def _check_precision(where: str, name: str, x) -> None:
+    """Finite differences with h = 1e-4 vanish in half precision: refuse it."""
+    dtype = jnp.result_type(x)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{where}: {name} must be real, got {describe(x)}")
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        raise ValueError(
+            f"{where}: {name} is {dtype}, too coarse for finite differences (x ± h rounds "
+            f"to x, giving zeros); convert it to float32 or, better, float64 first"
+        )
 
 
 def _as_float(x: jax.Array) -> jax.Array:
@@ -39,6 +65,22 @@ def _as_float(x: jax.Array) -> jax.Array:
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
     return x
+
+
+def _check_point(where: str, x: PyTree, name: str = "x") -> None:
+    """Every leaf of the point is a real array-like of at least float32 precision."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
+        try:
+            dtype = jnp.result_type(leaf)
+        except TypeError:
+            raise TypeError(
+                f"{where}: {name}{jax.tree_util.keystr(path)} must be numeric, got {describe(leaf)}"
+            ) from None
+        if not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_):
+            raise TypeError(
+                f"{where}: {name}{jax.tree_util.keystr(path)} must be numeric, got {describe(leaf)}"
+            )
+        _check_precision(where, f"{name}{jax.tree_util.keystr(path)}", leaf)
 
 
 def numerical_gradient(
@@ -58,17 +100,23 @@ def numerical_gradient(
     values. Works under ``jit``.
 
     Args:
-        f: scalar function of a pytree shaped like ``x``.
-        x: array or pytree of arrays (integer leaves are promoted to the default float).
-        h: the finite-difference step.
-        chunk_size: perturbations per vmapped batch; by default as many as keep
-            ``chunk_size · leaf.size`` under :data:`DEFAULT_MAX_CHUNK_ELEMENTS`.
+        f: scalar function of a pytree shaped like ``x`` (a non-scalar result raises
+            ``ValueError``).
+        x: array or pytree of arrays (integer leaves are promoted to the default float);
+            float32 or float64 (float16/bfloat16 raise ``ValueError``).
+        h: the finite-difference step, a finite number > 0.
+        chunk_size: perturbations per vmapped batch, an int >= 1; by default as many as
+            keep ``chunk_size · leaf.size`` under :data:`DEFAULT_MAX_CHUNK_ELEMENTS`.
 
     Returns:
-        A pytree with the structure, shapes and dtypes of ``x``.
+        A pytree with the structure, shapes and dtypes of ``x``. NaN in ``x`` or in ``f``'s
+        values gives NaN partial derivatives.
     """
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"numerical_gradient: chunk_size must be >= 1, got {chunk_size}")
+    _check_callable("numerical_gradient", f)
+    h = check_float("numerical_gradient", "h", h, positive=True)
+    if chunk_size is not None:
+        chunk_size = check_int("numerical_gradient", "chunk_size", chunk_size)
+    _check_point("numerical_gradient", x)
     leaves, treedef = jax.tree_util.tree_flatten(jax.tree_util.tree_map(_as_float, x))
     grads = [_leaf_gradient(f, leaves, treedef, k, h, chunk_size) for k in range(len(leaves))]
     return jax.tree_util.tree_unflatten(treedef, grads)
@@ -89,9 +137,18 @@ def _leaf_gradient(f, leaves, treedef, k: int, h: float, chunk_size: int | None)
             )
         )
 
+    def value(v):
+        out = jnp.asarray(f_of_leaf(v))
+        if out.shape != ():  # checked once, while tracing
+            raise ValueError(
+                f"numerical_gradient: f must return a scalar, got shape {out.shape}; "
+                "reduce it (e.g. jnp.sum) or differentiate one output at a time"
+            )
+        return out
+
     def partial_derivative(i):
         step = jnp.zeros_like(flat).at[i].set(h)
-        return (f_of_leaf(flat + step) - f_of_leaf(flat - step)) / (2 * h)
+        return (value(flat + step) - value(flat - step)) / (2 * h)
 
     chunk = chunk_size or max(1, min(size, DEFAULT_MAX_CHUNK_ELEMENTS // size))
     grads = jax.lax.map(partial_derivative, jnp.arange(size), batch_size=min(chunk, size))
@@ -111,8 +168,9 @@ def gradient_descent(
 
     Args:
         f: scalar function of a pytree.
-        init_x: starting point (array or pytree).
-        lr: learning rate; step_num: number of updates.
+        init_x: starting point (array or pytree; float32 or float64 with the default
+            numerical gradient, which refuses half precision).
+        lr: learning rate, a finite number > 0; step_num: number of updates, an int >= 0.
         grad_fn: the gradient to use; by default ``numerical_gradient(f, ·)`` as in the
             book. Pass ``jax.grad(f)`` for the exact gradient.
 
@@ -120,9 +178,11 @@ def gradient_descent(
         ``(x, history)``: the final point, and the points before each step stacked along a
         new leading axis (``history[0]`` is ``init_x``; shape ``(step_num, *x.shape)``).
     """
-    if step_num < 0:
-        raise ValueError(f"gradient_descent: step_num must be >= 0, got {step_num}")
+    _check_callable("gradient_descent", f)
+    lr = check_float("gradient_descent", "lr", lr, positive=True)
+    step_num = check_int("gradient_descent", "step_num", step_num, minimum=0)
     if grad_fn is None:
+        _check_point("gradient_descent", init_x, "init_x")
 
         def grad_fn(x):
             return numerical_gradient(f, x)

@@ -13,8 +13,11 @@ Every public layer ``L`` carries:
 - ``L.fun``: the plain forward, so ``jax.grad`` of ``L.fun`` checks ``L``'s rule;
 - ``L.rule``: the ``jax.custom_vjp`` object itself, without input validation.
 
-Calling ``L`` validates shapes (and, outside ``jit``, label values) in Python, so bad
-input raises a ``ValueError`` naming the argument and both shapes before XLA sees it.
+Calling ``L`` validates shapes (and, outside ``jit``, label and target values) in Python,
+on the values the caller passed (before any dtype conversion), so bad input raises a
+``ValueError`` (``TypeError`` for non-numeric input) naming the argument and both shapes
+before XLA sees it. NaN propagates through every layer, forward and backward (see
+:mod:`funcnet.functions` for the conventions on labels and targets).
 
 :data:`REGISTRY` lists every layer with a function that makes valid random inputs; the
 tests and ``python -m funcnet.check`` verify every registered rule from it.
@@ -23,6 +26,7 @@ tests and ``python -m funcnet.check`` verify every registered rule from it.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -32,7 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnet import functions
-from funcnet._checks import check_labels
+from funcnet._checks import (
+    check_label_dtype,
+    check_labels,
+    check_targets,
+    describe,
+    host_view,
+    nan_unless,
+)
 
 # --------------------------------------------------------------------------------------
 # Helpers
@@ -53,13 +64,22 @@ def make_layer(
     plain.__name__ = plain.__qualname__ = name
     rule = jax.custom_vjp(plain)
     rule.defvjp(fwd, bwd)
+    arg_names = tuple(inspect.signature(plain).parameters)
 
     @functools.wraps(plain)
     def layer(*args):
-        args = tuple(jnp.asarray(a) for a in args)
+        if len(args) != len(arg_names):
+            raise TypeError(
+                f"{name}: takes {len(arg_names)} arguments {arg_names}, got {len(args)}"
+            )
+        # Validators see the caller's values (NumPy views: int64 labels are not narrowed).
+        views = tuple(host_view(a) for a in args)
+        for arg, view in zip(arg_names, views, strict=True):
+            if not (jnp.issubdtype(view.dtype, jnp.number) or view.dtype == jnp.bool_):
+                raise TypeError(f"{name}: {arg} must be a numeric array, got {describe(view)}")
         if validate is not None:
-            validate(*args)
-        return rule(*args)
+            validate(*views)
+        return rule(*(jnp.asarray(v) for v in views))
 
     layer.fun = plain
     layer.rule = rule
@@ -162,20 +182,22 @@ add = make_layer(
 def _relu_plain(x: jax.Array) -> jax.Array:
     """ReLU node max(0, x) (book's Relu layer, ch5.5.1). Shape (...,) -> (...,).
 
-    Residual: the mask x > 0. Backward: dx = g where x > 0, else 0 (0 at x == 0 exactly).
+    Residual: the book's mask ``x <= 0``. Forward: 0 where the mask is set, else x, so NaN
+    (which is not <= 0) passes through. Backward: dx = 0 where the mask is set (at x == 0
+    exactly too), else g: NaN upstream stays NaN, and a NaN input passes g on, as the
+    book's layer and autodiff of this forward do.
     """
     return functions.relu(x)
 
 
 def _relu_fwd(x):
-    mask = x > 0
-    return jnp.where(mask, x, jnp.zeros_like(x)), mask
+    mask = x <= 0  # the book's self.mask
+    return jnp.where(mask, jnp.zeros_like(x), x), mask
 
 
 def _relu_bwd(mask, g):
-    # The book's rule: the gradient flows where the input was > 0 and stops elsewhere
-    # (at exactly 0 too, like the book's Relu layer and jax.nn.relu).
-    return (jnp.where(mask, g, jnp.zeros_like(g)),)
+    # The book's rule: dout[self.mask] = 0; the gradient flows everywhere else.
+    return (jnp.where(mask, jnp.zeros_like(g), g),)
 
 
 relu = make_layer("relu", _relu_plain, _relu_fwd, _relu_bwd)
@@ -277,37 +299,26 @@ def _as_batch(x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     return x, t
 
 
-def _mean_cross_entropy(logp: jax.Array, t2: jax.Array) -> jax.Array:
-    """-Σ t·log y / N over a batch; a zero-weight class adds nothing even where log y = -inf
-    (a masked logit), instead of 0·(-inf) = NaN."""
-    if jnp.issubdtype(t2.dtype, jnp.integer):
-        picked = jnp.take_along_axis(logp, t2.astype(jnp.int32)[:, None], axis=1)
-        return -jnp.sum(picked) / logp.shape[0]
-    t2 = t2.astype(logp.dtype)
-    # Only the 0·(-inf) entries are replaced: elsewhere t·log y stays differentiable in t.
-    masked = jnp.isneginf(logp) & (t2 == 0)
-    terms = jnp.where(masked, jnp.zeros_like(logp), t2 * logp)
-    return -jnp.sum(terms) / logp.shape[0]
-
-
 def _softmax_with_loss_plain(x: jax.Array, t: jax.Array) -> jax.Array:
     """Softmax followed by mean cross-entropy (book's SoftmaxWithLoss, ch5.6.3).
 
     Shapes: x (N, C) scores, or (C,) for a batch of one; t one-hot of x's shape (any
-    probability rows) or integer labels (N,) (a scalar for 1-D x). Returns a scalar.
-    Forward: exact log-softmax cross-entropy, finite for logits of any size.
+    probability rows, floating point) or integer labels (N,) (a scalar for 1-D x). Returns
+    a scalar. Forward: exact log-softmax cross-entropy, finite for logits of any size.
     Residuals: log y (y = softmax(x)) and t. Backward: dx = g · (y - t) / N; integer labels
     get no cotangent (None), float targets get d/dt = -g · log y / N.
+    NaN in x, t or g gives NaN. Under ``jit`` (labels unchecked) a label outside [0, C)
+    gives a NaN loss and a NaN row of dx, in the rule and in autodiff of this forward.
     """
     # Exact log-softmax cross-entropy: no 1e-7 inside the log (see DESIGN, "1e-7 delta").
     x2, t2 = _as_batch(x, t)
-    return _mean_cross_entropy(functions.log_softmax(x2), t2)
+    return functions.mean_cross_entropy(functions.log_softmax(x2), t2)
 
 
 def _softmax_with_loss_fwd(x, t):
     x2, t2 = _as_batch(x, t)
     logp = functions.log_softmax(x2)
-    return _mean_cross_entropy(logp, t2), (logp, t)
+    return functions.mean_cross_entropy(logp, t2), (logp, t)
 
 
 def _softmax_with_loss_bwd(res, g):
@@ -318,7 +329,10 @@ def _softmax_with_loss_bwd(res, g):
     # The book's rule (ch5.6.3): dx = (y - t) / N, times the upstream g that the book's
     # backward(dout=1) ignores.
     if integer_labels:
-        dx = g * (y - jax.nn.one_hot(t.reshape(n), classes, dtype=logp.dtype)) / n
+        labels = t.reshape(n)
+        valid = (labels >= 0) & (labels < classes)  # out of range only under jit: NaN row
+        one_hot = jax.nn.one_hot(labels, classes, dtype=logp.dtype)
+        dx = g * (y - one_hot) / n * nan_unless(valid, logp.dtype)[:, None]
     else:
         t2 = t.reshape(n, classes).astype(logp.dtype)
         # y·Σt equals the book's y when each row of t sums to 1 (one-hot); keeping the sum
@@ -332,25 +346,37 @@ def _softmax_with_loss_bwd(res, g):
     return dx, (-g * logp / n).reshape(t.shape).astype(t.dtype)
 
 
-def _check_softmax_with_loss(x: jax.Array, t: jax.Array) -> None:
+def _check_softmax_with_loss(x, t) -> None:
+    """Shapes and dtypes always; label range and probability rows when concrete."""
     if x.ndim not in (1, 2):
         raise ValueError(f"softmax_with_loss: x must be (N, C) or (C,), got x {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"softmax_with_loss: x must be floating point, got {x.dtype}")
-    if x.size == 0:
-        raise ValueError(f"softmax_with_loss: x holds no scores, x {x.shape}")
-    if jnp.issubdtype(t.dtype, jnp.integer):
-        expected = (x.shape[0],) if x.ndim == 2 else ()
-        if t.shape != expected:
+    if x.shape[-1] == 0:
+        raise ValueError(
+            f"softmax_with_loss: x has no classes (its last axis is empty), x {x.shape}"
+        )
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise ValueError(f"softmax_with_loss: x holds an empty batch, x {x.shape}")
+    if t.ndim == x.ndim - 1:  # integer labels
+        check_label_dtype("softmax_with_loss", t)
+        if t.shape != x.shape[:-1]:
             raise ValueError(
-                f"softmax_with_loss: integer labels t must have shape {expected} for "
+                f"softmax_with_loss: integer labels t must have shape {x.shape[:-1]} for "
                 f"x {x.shape}, got t {t.shape}"
             )
         check_labels("softmax_with_loss", t, x.shape[-1])
-    elif t.shape != x.shape:
+        return
+    if t.shape != x.shape:
         raise ValueError(
             f"softmax_with_loss: one-hot t must have x's shape; x {x.shape}, t {t.shape}"
         )
+    if not jnp.issubdtype(t.dtype, jnp.floating):
+        raise ValueError(
+            f"softmax_with_loss: one-hot t must be floating point (it has a gradient); got "
+            f"{t.dtype} {t.shape}: pass t.astype(x.dtype), or integer labels {x.shape[:-1]}"
+        )
+    check_targets("softmax_with_loss", t)
 
 
 softmax_with_loss = make_layer(

@@ -294,7 +294,7 @@ def test_softmax_with_loss_rejects_integer_scores():
 def test_empty_batches_get_a_clear_error():
     with pytest.raises(ValueError, match=r"affine: x holds an empty batch, x \(0, 3\)"):
         L.affine(jnp.ones((0, 3)), jnp.ones((3, 2)), jnp.ones(2))
-    with pytest.raises(ValueError, match=r"softmax_with_loss: x holds no scores"):
+    with pytest.raises(ValueError, match=r"softmax_with_loss: x holds an empty batch"):
         L.softmax_with_loss(jnp.ones((0, 3)), jnp.zeros((0,), jnp.int32))
 
 

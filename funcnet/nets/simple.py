@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from funcnet import functions, layers
+from funcnet._checks import check_int, check_key
 from funcnet.nets.accuracy import Params
+from funcnet.nets.two_layer import check_float_dtype, check_init_std, check_weights
 
 # ch4 simpleNet: the weights the book prints (4.4.2), used with x = [0.6, 0.9], t = [0, 0, 1].
 SIMPLE_NET_BOOK_W = (
@@ -22,12 +24,16 @@ SIMPLE_NET_BOOK_W = (
 
 
 def init_simple_net(key: jax.Array, dtype: Any = None) -> Params:
-    """The ch4 ``simpleNet``: ``{"W": (2, 3)}`` drawn from a standard normal with ``key``."""
-    return {"W": jax.random.normal(key, (2, 3), dtype or jnp.result_type(float))}
+    """The ch4 ``simpleNet``: ``{"W": (2, 3)}`` drawn from a standard normal with ``key``
+    (a ``jax.random`` key), in ``dtype`` (default: JAX's default float)."""
+    check_key("init_simple_net", key)
+    dtype = check_float_dtype("init_simple_net", dtype or jnp.result_type(float))
+    return {"W": jax.random.normal(key, (2, 3), dtype)}
 
 
 def simple_net_predict(params: Params, x: jax.Array) -> jax.Array:
     """Scores ``x · W``: x ``(2,)`` or ``(N, 2)`` -> ``(3,)`` or ``(N, 3)`` (ch4)."""
+    check_weights("simple_net_predict", params, ("W",))
     x, W = jnp.asarray(x), params["W"]
     if x.shape[-1:] != W.shape[:1]:
         raise ValueError(f"simple_net_predict: x {x.shape} does not match W {W.shape}")
@@ -59,9 +65,17 @@ def init_three_layer_net(
     Returns ``{"W1" (D, H1), "b1" (H1,), "W2" (H1, H2), "b2" (H2,), "W3" (H2, C), "b3" (C,)}``
     with Gaussian weights of std ``weight_init_std`` and zero biases.
     """
-    if len(hidden_sizes) != 2:
-        raise ValueError(f"init_three_layer_net: need two hidden sizes, got {hidden_sizes}")
-    sizes = (input_size, *hidden_sizes, output_size)
+    where = "init_three_layer_net"
+    check_key(where, key)
+    if not isinstance(hidden_sizes, Sequence) or len(hidden_sizes) != 2:
+        raise ValueError(f"{where}: need two hidden sizes, got {hidden_sizes!r}")
+    sizes = (
+        check_int(where, "input_size", input_size),
+        *(check_int(where, f"hidden_sizes[{i}]", h) for i, h in enumerate(hidden_sizes)),
+        check_int(where, "output_size", output_size),
+    )
+    weight_init_std = check_init_std(where, weight_init_std)
+    dtype = check_float_dtype(where, dtype)
     keys = jax.random.split(key, 3)
     params = {}
     for i in range(3):
@@ -84,9 +98,7 @@ def three_layer_net_predict(params: Params, x: jax.Array) -> jax.Array:
         Class probabilities ``(C,)`` or ``(N, C)``, in x's floating dtype (float32 for
         the book's weights on float32 images).
     """
-    missing = {"W1", "b1", "W2", "b2", "W3", "b3"} - set(params)
-    if missing:
-        raise ValueError(f"three_layer_net_predict: params lack {sorted(missing)}")
+    check_weights("three_layer_net_predict", params, ("W1", "b1", "W2", "b2", "W3", "b3"))
     x = jnp.asarray(x)
     dtype = jnp.result_type(x.dtype, params["W1"].dtype)
     a = x.astype(dtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -11,7 +11,16 @@ import jax.numpy as jnp
 
 from funcnet import functions, layers
 from funcnet import gradient as _gradient
-from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, _labels, accuracy
+from funcnet._checks import (
+    check_float,
+    check_int,
+    check_key,
+    check_params,
+    describe,
+    host_view,
+    nan_unless,
+)
+from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, _labels, accuracy, check_t
 
 ACTIVATIONS = ("relu", "sigmoid")
 # --------------------------------------------------------------------------------------
@@ -46,17 +55,21 @@ def init_two_layer_net(
     """The book's ``TwoLayerNet.__init__``: Gaussian weights times ``weight_init_std``,
     zero biases.
 
+    Args:
+        key: a ``jax.random`` key (``jax.random.key(0)``); sizes: ints >= 1;
+        weight_init_std: a finite number >= 0; dtype: a floating dtype.
+
     Returns:
         ``{"W1": (input_size, hidden_size), "b1": (hidden_size,),
         "W2": (hidden_size, output_size), "b2": (output_size,)}`` in ``dtype``.
     """
-    for name, size in (
-        ("input_size", input_size),
-        ("hidden_size", hidden_size),
-        ("output_size", output_size),
-    ):
-        if int(size) < 1:
-            raise ValueError(f"init_two_layer_net: {name} must be >= 1, got {size}")
+    where = "init_two_layer_net"
+    check_key(where, key)
+    input_size = check_int(where, "input_size", input_size)
+    hidden_size = check_int(where, "hidden_size", hidden_size)
+    output_size = check_int(where, "output_size", output_size)
+    weight_init_std = check_init_std(where, weight_init_std)
+    dtype = check_float_dtype(where, dtype)
     k1, k2 = jax.random.split(key)
     return {
         "W1": weight_init_std * jax.random.normal(k1, (input_size, hidden_size), dtype),
@@ -66,10 +79,39 @@ def init_two_layer_net(
     }
 
 
-def _check_two_layer(name: str, params: Params, x: jax.Array) -> None:
-    missing = {"W1", "b1", "W2", "b2"} - set(params)
+def check_init_std(where: str, weight_init_std) -> float:
+    """A finite standard deviation >= 0 (a float, or a tracer left as it is)."""
+    std = check_float(where, "weight_init_std", weight_init_std)
+    if isinstance(std, float) and std < 0:
+        raise ValueError(f"{where}: weight_init_std must be >= 0, got {std}")
+    return std
+
+
+def check_float_dtype(where: str, dtype) -> Any:
+    """A floating-point dtype (float16 ... float64), as a NumPy dtype."""
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{where}: dtype must be a floating dtype, got {dtype!r}") from None
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise TypeError(f"{where}: dtype must be a floating dtype (e.g. float32), got {resolved}")
+    return resolved
+
+
+def check_weights(name: str, params, keys: tuple[str, ...]) -> None:
+    """``params`` is a dict of floating-point arrays holding ``keys``."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"{name}: params must be a dict with keys {', '.join(keys)}, got {describe(params)}"
+        )
+    missing = set(keys) - set(params)
     if missing:
         raise ValueError(f"{name}: params lack {sorted(missing)}")
+    check_params(name, {k: params[k] for k in keys})
+
+
+def _check_two_layer(name: str, params: Params, x: jax.Array) -> None:
+    check_weights(name, params, ("W1", "b1", "W2", "b2"))
     W1 = params["W1"]
     if x.ndim not in (1, 2) or x.shape[-1] != W1.shape[0]:
         raise ValueError(
@@ -114,16 +156,21 @@ def two_layer_net_loss(
     """
     x = jnp.asarray(x)
     _check_two_layer("two_layer_net_loss", params, x)
-    return _loss(_ops(activation, rules=True), params, x, jnp.asarray(t))
+    if x.ndim == 2:  # the caller's labels, checked before any narrowing
+        check_t("two_layer_net_loss", x.shape[0], params["W2"].shape[1], t)
+    return _loss(_ops(activation, rules=True), params, x, t)
 
 
 def _plain_loss(params: Params, x: jax.Array, t: jax.Array, activation: str) -> jax.Array:
     """The same loss from the layers' plain forwards: no custom rule anywhere."""
-    x, t = jnp.asarray(x), jnp.asarray(t)
+    x = jnp.asarray(x)
     _check_two_layer("two_layer_net", params, x)
     if x.ndim == 2:
-        _labels("two_layer_net", x.shape[0], params["W2"].shape[1], t)
-    return _loss(_ops(activation, rules=False), params, x, t)
+        check_t("two_layer_net", x.shape[0], params["W2"].shape[1], t)
+    view = host_view(t)
+    if jnp.issubdtype(view.dtype, jnp.integer):
+        return _loss(_ops(activation, rules=False), params, x, jnp.asarray(view))
+    return _loss(_ops(activation, rules=False), params, x, jnp.asarray(view, x.dtype))
 
 
 def two_layer_net_gradient(
@@ -135,6 +182,7 @@ def two_layer_net_gradient(
     Returns:
         A dict with the params' keys and shapes.
     """
+    _check_two_layer("two_layer_net_gradient", params, jnp.asarray(x))
     return jax.grad(functools.partial(two_layer_net_loss, activation=activation))(params, x, t)
 
 
@@ -143,6 +191,7 @@ def two_layer_net_autodiff_gradient(
 ) -> Params:
     """Reference gradient: ``jax.grad`` of the plain forward (each layer's ``.fun``), with
     JAX deriving every rule itself. Same structure as the params."""
+    _check_two_layer("two_layer_net_autodiff_gradient", params, jnp.asarray(x))
     return jax.grad(_plain_loss)(params, x, t, activation)
 
 
@@ -153,6 +202,7 @@ def two_layer_net_numerical_gradient(
 
     Use float64 params and inputs: in float32 the step ``h`` leaves about 3 digits.
     """
+    _check_two_layer("two_layer_net_numerical_gradient", params, jnp.asarray(x))
     return _gradient.numerical_gradient(lambda p: _plain_loss(p, x, t, activation), params, h)
 
 
@@ -167,7 +217,7 @@ def two_layer_net_ch4_gradient(params: Params, x: jax.Array, t: jax.Array) -> Pa
     Args:
         params: ``W1 b1 W2 b2``; x: ``(N, D)``; t: labels ``(N,)`` or one-hot ``(N, C)``.
     """
-    x, t = jnp.asarray(x), jnp.asarray(t)
+    x = jnp.asarray(x)
     _check_two_layer("two_layer_net_ch4_gradient", params, x)
     if x.ndim != 2:
         raise ValueError(f"two_layer_net_ch4_gradient: x must be a batch (N, D), got {x.shape}")
@@ -179,7 +229,9 @@ def two_layer_net_ch4_gradient(params: Params, x: jax.Array, t: jax.Array) -> Pa
     y = functions.softmax(a2)
     labels = _labels("two_layer_net_ch4_gradient", batch_num, a2.shape[1], t)
     t_onehot = jax.nn.one_hot(labels, a2.shape[1], dtype=y.dtype)
-    dy = (y - t_onehot) / batch_num
+    # Under jit a label outside [0, C) cannot be checked: its row of dy becomes NaN.
+    valid = (labels >= 0) & (labels < a2.shape[1])
+    dy = (y - t_onehot) / batch_num * nan_unless(valid, y.dtype)[:, None]
     dz1 = jnp.dot(dy, W2.T)
     da1 = functions.sigmoid_grad(a1) * dz1
     return {

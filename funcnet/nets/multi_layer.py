@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnet import gradient as _gradient
-from funcnet._checks import is_concrete
+from funcnet._checks import check_key, is_concrete
 from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, _labels, accuracy
 from funcnet.nets.two_layer import ACTIVATIONS, _Ops, _ops
 
@@ -43,20 +43,6 @@ WEIGHT_INIT_STDS = {"he": 2.0, "relu": 2.0, "xavier": 1.0, "sigmoid": 1.0}
 
 # --------------------------------------------------------------------------------------
 # Initialisation
-
-
-def _check_key(fn: str, key: Any) -> None:
-    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    raw = (
-        isinstance(key, (jax.Array, np.ndarray))
-        and key.dtype == np.uint32
-        and np.shape(key) == (2,)
-    )
-    if not (typed or raw):
-        what = type(key).__name__
-        if isinstance(key, (jax.Array, np.ndarray)):
-            what = f"an array of {key.dtype} {np.shape(key)}"
-        raise TypeError(f"{fn}: key must be a jax.random key (jax.random.key(0)), got {what}")
 
 
 def _check_size(fn: str, name: str, size: Any) -> int:
@@ -136,7 +122,7 @@ def init_multi_layer_net(
         ``{"W1": (D, H1), "b1": (H1,), …, "W{L}": (H{L-1}, C), "b{L}": (C,)}``.
     """
     fn = "init_multi_layer_net"
-    _check_key(fn, key)
+    check_key(fn, key)
     sizes = _layer_sizes(fn, input_size, hidden_size_list, output_size)
     _ops(activation, rules=True)  # validates the name
     scales = [_weight_scale(fn, weight_init_std, n_in) for n_in in sizes[:-1]]

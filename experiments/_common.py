@@ -12,6 +12,8 @@ import math
 import os
 import sys
 import traceback
+import typing
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,24 +79,104 @@ def fraction(text: str) -> float:
     return value
 
 
+def int_in_range(minimum: int, maximum: int, why: str = "") -> Callable[[str], int]:
+    """argparse type factory: an integer in ``[minimum, maximum]``.
+
+    ``why`` (e.g. "the numerical gradient's time grows with it") is added to the error,
+    so that the user learns why there is a maximum.
+    """
+    if minimum > maximum:
+        raise ValueError(f"int_in_range: minimum {minimum} > maximum {maximum}")
+
+    def parse(text: str) -> int:
+        value = _number(int, text)
+        if not minimum <= value <= maximum:
+            reason = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {minimum:,} to {maximum:,}{reason}, got {value}"
+            )
+        return value
+
+    parse.__name__ = f"integer in [{minimum}, {maximum}]"
+    return parse
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line on stderr (exit 2):
+    ``prog: error: argument --batch: must be ... (see --help)``, not the usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser(name: str, description: str | None) -> ArgumentParser:
+    """The command line of experiment ``name``: ``prog`` is ``python -m experiments.NAME``,
+    errors are one line (:class:`ArgumentParser`); ``description`` is its first paragraph."""
+    first = description.strip().split("\n\n")[0] if description else None
+    return ArgumentParser(prog=f"python -m experiments.{name}", description=first)
+
+
+def _prog() -> str:
+    """How the running command was called: ``python -m experiments.X`` (or the script)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return f"python -m {spec.name}"
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "experiment"
+
+
+def _raised_by_us(e: BaseException) -> bool:
+    """True when ``e`` was raised in funcnet's or the experiments' own code (its message
+    was written for a user), False when it comes from deeper (JAX, NumPy, the stdlib)."""
+    tb = e.__traceback__
+    if tb is None:
+        return type(e).__module__.split(".")[0] in ("funcnet", "experiments")
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    where = Path(tb.tb_frame.f_code.co_filename).resolve()
+    return any(where.is_relative_to(root) for root in _OWN_CODE)
+
+
+_OWN_CODE = (Path(datasets.__file__).resolve().parents[1], Path(__file__).resolve().parent)
+
+
+def error_message(e: BaseException) -> str:
+    """The text of ``e`` for a command line.
+
+    The message, with the exception's type where the message alone says too little
+    (``KeyError: 'W3'``, an empty message, an error raised outside funcnet, which also
+    gets a pointer to ``FUNCNET_TRACEBACK=1``); a message of several lines (a missing data
+    set's instructions) keeps its further lines, indented.
+    """
+    text = str(e).strip()
+    ours = _raised_by_us(e)
+    if not text or not ours or isinstance(e, (LookupError, AssertionError)):
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    first, *rest = text.splitlines()
+    if not ours:
+        first += " [FUNCNET_TRACEBACK=1 shows where]"
+    return "\n".join([first, *(f"  {line.strip()}" for line in rest if line.strip())])
+
+
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
-    """Run an experiment's ``main`` as a command: an error becomes one line on stderr and
-    exit status 1 (``FUNCNET_TRACEBACK=1`` shows the full traceback instead); Ctrl-C
-    exits with status 130. Tests call ``main(argv)`` directly and see the exceptions."""
+    """Run an experiment's ``main`` as a command.
+
+    An error becomes ``python -m experiments.X: error: message`` on stderr (one line; a
+    message of several lines, like a missing data set's instructions, keeps them, indented
+    under it) and exit status 1; ``FUNCNET_TRACEBACK=1`` shows the full traceback instead.
+    Ctrl-C exits with status 130. Tests call ``main(argv)`` directly and see the exceptions.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "experiment"
+    prog = _prog()
     try:
         main(argv)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as e:  # noqa: BLE001 - a command line reports, it does not trace
-        if os.environ.get("FUNCNET_TRACEBACK"):
+        if os.environ.get("FUNCNET_TRACEBACK", "") not in ("", "0"):
             traceback.print_exc()
         else:
-            print(f"{prog}: error: {e}", file=sys.stderr)
-            if type(e).__module__.split(".")[0] not in ("funcnet", "builtins"):
-                print(f"  ({type(e).__name__}; FUNCNET_TRACEBACK=1 shows where)", file=sys.stderr)
+            print(f"{prog}: error: {error_message(e)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
@@ -109,11 +191,30 @@ def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> 
     )
 
 
-def add_out_flag(parser: argparse.ArgumentParser, name: str) -> None:
-    """``--out DIR``, default ``runs/NAME``."""
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs") / name, help="output folder (default: %(default)s)"
-    )
+def add_out_flag(parser: argparse.ArgumentParser, name: str, per_dataset: bool = False) -> None:
+    """``--out DIR``, default ``runs/NAME``; with ``per_dataset``, ``runs/NAME/<data set>``
+    (the data set actually used, see :func:`run_dir`), so runs on different data sets do
+    not overwrite each other."""
+    if per_dataset:
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help=f"output folder (default: runs/{name}/<data set used>, e.g. runs/{name}/mnist-5k)",
+        )
+    else:
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path("runs") / name,
+            help="output folder (default: %(default)s)",
+        )
+
+
+def run_dir(out: str | Path | None, name: str, dataset: str) -> Path:
+    """The output folder of a run: ``out`` if given, else ``runs/NAME/DATASET``; created
+    by :func:`out_dir`."""
+    return out_dir(Path("runs") / name / dataset if out is None else out)
 
 
 def out_dir(path: str | Path) -> Path:
@@ -131,8 +232,15 @@ def out_dir(path: str | Path) -> Path:
 
 
 def load_dataset(name: str, **options: Any) -> datasets.Dataset:
-    """``funcnet.datasets.load(name)``, printing which set was used and any notice."""
-    data = datasets.load(name, **options)
+    """``funcnet.datasets.load(name)``, printing which set was used and any notice.
+
+    The notice of a fallback to the subset (``"auto"`` without full MNIST) is printed once
+    as ``note: ...`` on stdout, in place of the library's :class:`SubsetWarning` (the
+    same text), so the program's output says which data it used.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", datasets.SubsetWarning)
+        data = datasets.load(name, **options)
     if data.notice:
         print(f"note: {data.notice}")
     print(f"data set: {data.name} ({len(data.train[0]):,} train / {len(data.test[0]):,} test)")

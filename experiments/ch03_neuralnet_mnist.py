@@ -10,12 +10,23 @@ prints the accuracy like the book, plus the throughput::
     10,000 images in 0.05 s: 200,000 images/s (batch 100)
 
 (0.9352 is the book's figure for ``sample_weight.pkl`` on the full MNIST test set.) The
-batches run inside one compiled call (``lax.map`` over batches of ``--batch-size``).
+batches run inside one compiled call (``lax.map`` over batches of ``--batch-size``; a
+batch size above the test set's size is cut to it, and the output says so).
 Weights in float64 are run in float64, like NumPy would. Writes ``predictions.png``: the
-first 25 test images with predicted and true labels (class names for Fashion-MNIST).
+first 25 test images with predicted and true labels (class names for Fashion-MNIST), to
+``--out`` (default ``runs/ch03_neuralnet_mnist/<data set>``).
+
+Without the book's pickle (it needs a download), make weights here first, offline::
+
+    python -m experiments.ch03_train_three_layer_net
+    python -m experiments.ch03_neuralnet_mnist \
+        --weights runs/ch03_train_three_layer_net/mnist-5k/params.npz
+
+The weights must hold ``W1 b1 W2 b2 W3 b3`` of matching shapes; a two-layer net's
+``params.npz`` (``ch05_train_neuralnet``) is refused with a message naming what is missing.
 
 Run: ``python -m experiments.ch03_neuralnet_mnist --weights sample_weight.pkl
-[--dataset mnist] [--batch-size 100] [--out runs/ch03_neuralnet_mnist]``.
+[--dataset mnist] [--batch-size 100] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -23,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,33 +47,102 @@ from funcnet import io as fio
 from funcnet import nets
 
 NAME = "ch03_neuralnet_mnist"
+KEYS = ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the inference; returns accuracy, correct count, images/s and the output path."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m experiments.{NAME}",
-        description="Inference with the book's ch3 network and trained weights.",
-    )
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _common.parser(NAME, "Inference with the book's ch3 network and trained weights.")
     p.add_argument(
         "--weights",
         type=Path,
         required=True,
-        help="weights: the book's sample_weight.pkl, or a funcnet .npz with W1 b1 W2 b2 W3 b3",
+        help="weights: the book's sample_weight.pkl, or a funcnet .npz with W1 b1 W2 b2 W3 b3 "
+        "(python -m experiments.ch03_train_three_layer_net makes one)",
     )
-    p.add_argument("--batch-size", type=int, default=100, help="batch size (default: 100)")
+    p.add_argument(
+        "--batch-size",
+        type=_common.positive_int,
+        default=100,
+        help="images per batch, cut to the test set's size (default: %(default)s)",
+    )
     _common.add_dataset_flag(p)
-    _common.add_out_flag(p, NAME)
+    _common.add_out_flag(p, NAME, per_dataset=True)
     args = p.parse_args(argv)
-    if args.batch_size < 1:
-        p.error("--batch-size must be >= 1")
     if not args.weights.is_file():
         p.error(f"--weights: no such file: {args.weights}")
-    params = {k: np.asarray(v) for k, v in fio.load_weights(args.weights).items()}
+    return args
+
+
+def check_keys(params: dict[str, Any], path: Path) -> None:
+    """Check that ``params`` holds float arrays ``W1 b1 W2 b2 W3 b3``.
+
+    Raises:
+        ValueError: naming the file, the missing keys and the keys it has.
+    """
+    missing = [k for k in KEYS if k not in params]
+    if missing:
+        raise ValueError(
+            f"--weights {path} lacks {', '.join(missing)}: the ch3 network needs "
+            f"{' '.join(KEYS)}, the file has {' '.join(sorted(params)) or 'no arrays'} (a "
+            "two-layer net's params.npz does not fit; python -m "
+            "experiments.ch03_train_three_layer_net makes ch3 weights)"
+        )
+    for k in KEYS:
+        if not np.issubdtype(params[k].dtype, np.floating):
+            raise ValueError(f"--weights {path}: {k} must be floating-point, got {params[k].dtype}")
+
+
+def check_shapes(params: dict[str, Any], path: Path, features: int, classes: int) -> None:
+    """Check that the ch3 ``params`` fit ``(N, features)`` images and ``classes`` classes:
+    ``W1 (features, H1)``, ``b1 (H1,)``, ``W2 (H1, H2)``, ``b2 (H2,)``, ``W3 (H2, classes)``,
+    ``b3 (classes,)``.
+
+    Raises:
+        ValueError: naming the file, the first pair that does not fit and what it should be.
+    """
+    hidden = [params[k].shape[-1] if params[k].ndim else 0 for k in ("W1", "W2")]
+    sizes = [features, *hidden, classes]
+    for i in (1, 2, 3):
+        w, b = params[f"W{i}"].shape, params[f"b{i}"].shape
+        want_w, want_b = (sizes[i - 1], sizes[i]), (sizes[i],)
+        if w != want_w or b != want_b:
+            raise ValueError(
+                f"--weights {path}: W{i} {w} and b{i} {b} do not fit; expected W{i} {want_w} "
+                f"and b{i} {want_b} for {features}-feature images, {classes} classes and "
+                f"hidden sizes {sizes[1]}, {sizes[2]} (from W1 and W2)"
+            )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the inference; returns accuracy, correct count, images/s and the output path."""
+    args = parse_args(argv)
+    if args.out is not None:
+        _common.out_dir(args.out)  # an --out that is a file fails before any work
+    loaded = fio.load_weights(args.weights)
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"--weights {args.weights} holds a {type(loaded).__name__}, not a dict of arrays "
+            f"named {' '.join(KEYS)}"
+        )
+    params = {k: np.asarray(v) for k, v in loaded.items()}
+    check_keys(params, args.weights)
     data = _common.load_dataset(args.dataset)
     x, t = data.test
+    check_shapes(params, args.weights, x.shape[1], len(data.class_names))
+    params = {k: params[k] for k in KEYS}
+    batch = min(args.batch_size, len(x))
     wide = any(v.dtype == np.float64 for v in params.values())
-    out = _common.out_dir(args.out)
+    sizes = "-".join(str(n) for n in (x.shape[1], *(params[f"b{i}"].shape[0] for i in (1, 2, 3))))
+    print(
+        f"weights: {args.weights} ({sizes} sigmoid net, {'float64' if wide else 'float32'}); "
+        f"batch {batch}"
+        + (
+            f" (--batch-size {args.batch_size} cut to the test set's size)"
+            if batch < args.batch_size
+            else ""
+        )
+    )
+    out = _common.run_dir(args.out, NAME, data.name)
 
     with jax.enable_x64(True) if wide else contextlib.nullcontext():
         with jax.default_matmul_precision("highest"):
@@ -71,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             xd, td = jax.device_put((x, t))
             count = jax.jit(
                 functools.partial(
-                    nets.count_correct, nets.three_layer_net_predict, batch_size=args.batch_size
+                    nets.count_correct, nets.three_layer_net_predict, batch_size=batch
                 )
             )
             jax.block_until_ready(count(params, xd, td))  # compile and warm up
@@ -83,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"Accuracy:{accuracy}")
     print(
         f"{len(x):,} images in {seconds:.4f} s: {len(x) / seconds:,.0f} images/s "
-        f"(batch {args.batch_size}, {jax.default_backend()})"
+        f"(batch {batch}, {jax.default_backend()}; inference only, after compiling)"
     )
     grid = _common.image_grid(
         x,
@@ -99,9 +178,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "correct": correct,
         "images_per_s": len(x) / seconds,
         "dataset": data.name,
+        "batch_size": batch,
         "predictions": grid,
     }
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    _common.run(main)

@@ -12,14 +12,17 @@ The book prints differences of about 1e-10 to 1e-7 (its loss adds 1e-7 inside th
 which its analytic gradient ignores); funcnet's loss is exact, and every difference to the
 numerical gradient stays below 1e-9.
 
-Run: ``python -m experiments.ch05_gradient_check [--activation sigmoid] [--dataset ...]``.
-Writes nothing.
+``--batch`` (at most 100) and ``--hidden`` (at most 100) are bounded: the numerical
+gradient takes two forward passes over the batch for every weight (79,520 passes for the
+784-50-10 net), so its time grows with both. The first line printed says what was used.
+
+Run: ``python -m experiments.ch05_gradient_check [--activation sigmoid] [--batch 3]
+[--hidden 50] [--dataset ...]``. Writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +31,8 @@ from experiments import _common
 from funcnet import nets
 
 NAME = "ch05_gradient_check"
+MAX_BATCH = 100  # numerical gradient: 2 forward passes of the whole batch per weight
+MAX_HIDDEN = 100
 
 
 def mean_abs_differences(a: nets.Params, b: nets.Params) -> dict[str, float]:
@@ -35,25 +40,63 @@ def mean_abs_differences(a: nets.Params, b: nets.Params) -> dict[str, float]:
     return {k: float(jnp.mean(jnp.abs(a[k] - b[k]))) for k in sorted(a)}
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Print the differences; returns them as ``{comparison: {param: difference}}``."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m experiments.{NAME}",
-        description="Check backprop against numerical and automatic differentiation (ch5).",
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _common.parser(
+        NAME, "Check backprop against numerical and automatic differentiation (ch5)."
     )
-    p.add_argument("--activation", choices=nets.ACTIVATIONS, default="relu")
-    p.add_argument("--batch", type=int, default=3, help="training images used (default: 3)")
-    p.add_argument("--hidden", type=int, default=50, help="hidden units (default: 50)")
-    p.add_argument("--seed", type=int, default=0, help="key for the weights (default: 0)")
+    p.add_argument(
+        "--activation",
+        choices=nets.ACTIVATIONS,
+        default="relu",
+        help="hidden activation: relu (the book's ch5 gradient_check.py) or sigmoid (the "
+        "ch4 net, which adds a check against the book's hand-derived ch4 gradient) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_common.int_in_range(1, MAX_BATCH, "the numerical gradient's time grows with it"),
+        default=3,
+        help=f"use the first N training images, 1 to {MAX_BATCH} (default: %(default)s, as the "
+        "book)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=_common.int_in_range(1, MAX_HIDDEN, "the numerical gradient's time grows with it"),
+        default=50,
+        help=f"hidden units, 1 to {MAX_HIDDEN} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=_common.nonnegative_int, default=0, help="key for the weights (default: 0)"
+    )
     _common.add_dataset_flag(p)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Print the differences; returns them as ``{comparison: {param: difference}}``.
+
+    Raises:
+        ValueError: ``--batch`` asks for more images than the training set holds.
+    """
+    args = parse_args(argv)
     data = _common.load_dataset(args.dataset)
+    available = len(data.train[0])
+    if args.batch > available:
+        raise ValueError(
+            f"--batch {args.batch}: the {data.name} training set has only {available:,} images"
+        )
     x_np, t_np = data.train[0][: args.batch], data.train[1][: args.batch]
+    classes = len(data.class_names)
     net = nets.two_layer_net(args.activation)
+    print(
+        f"{x_np.shape[1]}-{args.hidden}-{classes} {args.activation} net (weights from key "
+        f"{args.seed}), the first {args.batch} of {data.name}'s {available:,} training "
+        "images, float64"
+    )
     with jax.enable_x64(True):
         x, t = jnp.asarray(x_np, jnp.float64), jnp.asarray(t_np)
         params = nets.init_two_layer_net(
-            jax.random.key(args.seed), x.shape[1], args.hidden, 10, dtype=jnp.float64
+            jax.random.key(args.seed), x.shape[1], args.hidden, classes, dtype=jnp.float64
         )
         backprop = net.gradient(params, x, t)
         results = {
@@ -68,10 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             results["backprop vs book ch4 gradient"] = mean_abs_differences(
                 backprop, nets.two_layer_net_ch4_gradient(params, x, t)
             )
-    print(
-        f"{x.shape[1]}-{args.hidden}-10 {args.activation} net, {args.batch} images, float64; "
-        "mean |difference| per parameter:"
-    )
+    print("mean |difference| per parameter:")
     for name, diffs in results.items():
         print(f"{name}:")
         for key, value in diffs.items():
@@ -82,4 +122,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    _common.run(main)

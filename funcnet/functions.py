@@ -211,6 +211,7 @@ def mean_cross_entropy(
         safe = jnp.where(valid, t, 0)
         picked = jnp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
         return -jnp.sum(picked * nan_unless(valid, logp.dtype)) / n
+    t = t.astype(logp.dtype)
     # Only the 0·(-inf) entries are replaced: elsewhere t·log y stays differentiable in t.
     masked = jnp.isneginf(logp) & (t == 0)
     terms = jnp.where(masked, jnp.zeros_like(logp), t * logp)

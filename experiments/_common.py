@@ -82,8 +82,8 @@ def fraction(text: str) -> float:
 def int_in_range(minimum: int, maximum: int, why: str = "") -> Callable[[str], int]:
     """argparse type factory: an integer in ``[minimum, maximum]``.
 
-    ``why`` (e.g. "the numerical gradient's time grows with it") is added to the error,
-    so that the user learns why there is a maximum.
+    ``why`` (e.g. "the numerical gradient's time grows with it") is added to the error
+    for a value above ``maximum``, so that the user learns why there is a maximum.
     """
     if minimum > maximum:
         raise ValueError(f"int_in_range: minimum {minimum} > maximum {maximum}")
@@ -91,7 +91,7 @@ def int_in_range(minimum: int, maximum: int, why: str = "") -> Callable[[str], i
     def parse(text: str) -> int:
         value = _number(int, text)
         if not minimum <= value <= maximum:
-            reason = f" ({why})" if why else ""
+            reason = f" ({why})" if why and value > maximum else ""
             raise argparse.ArgumentTypeError(
                 f"must be an integer from {minimum:,} to {maximum:,}{reason}, got {value}"
             )
@@ -99,6 +99,24 @@ def int_in_range(minimum: int, maximum: int, why: str = "") -> Callable[[str], i
 
     parse.__name__ = f"integer in [{minimum}, {maximum}]"
     return parse
+
+
+MAX_SEED = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """argparse type: a ``jax.random.key`` seed, an integer in [0, 2**32 - 1].
+
+    Larger seeds are refused: without x64, ``jax.random.key`` keeps only their low 32
+    bits, so ``key(2**32)`` is silently ``key(0)``.
+    """
+    value = _number(int, text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to 2**32 - 1 = {MAX_SEED:,} (jax.random.key keeps "
+            f"32 bits), got {value}"
+        )
+    return value
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -120,16 +138,18 @@ def _prog() -> str:
     """How the running command was called: ``python -m experiments.X`` (or the script)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name:
-        return f"python -m {spec.name}"
+        return f"python -m {spec.name.removesuffix('.__main__')}"
     return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "experiment"
 
 
 def _raised_by_us(e: BaseException) -> bool:
     """True when ``e`` was raised in funcnet's or the experiments' own code (its message
     was written for a user), False when it comes from deeper (JAX, NumPy, the stdlib)."""
+    if type(e).__module__.split(".")[0] in ("funcnet", "experiments"):
+        return True  # funcnet's own exception types
     tb = e.__traceback__
     if tb is None:
-        return type(e).__module__.split(".")[0] in ("funcnet", "experiments")
+        return False
     while tb.tb_next is not None:
         tb = tb.tb_next
     where = Path(tb.tb_frame.f_code.co_filename).resolve()

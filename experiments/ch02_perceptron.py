@@ -5,10 +5,9 @@ Run: ``python -m experiments.ch02_perceptron``.
 
 from __future__ import annotations
 
-import argparse
-
 import jax.numpy as jnp
 
+from experiments import _common
 from funcnet.perceptron import and_gate, nand_gate, or_gate, xor_gate
 
 GATES = {"AND": and_gate, "NAND": nand_gate, "OR": or_gate, "XOR": xor_gate}
@@ -23,9 +22,7 @@ def truth_tables() -> dict[str, list[int]]:
 
 def main(argv: list[str] | None = None) -> dict[str, list[int]]:
     """Print the four truth tables like the book; return them (for tests)."""
-    argparse.ArgumentParser(
-        prog="python -m experiments.ch02_perceptron", description=__doc__.split("\n")[0]
-    ).parse_args(argv)
+    _common.parser("ch02_perceptron", __doc__.split("\n")[0]).parse_args(argv)
     tables = truth_tables()
     inputs = [(0, 0), (1, 0), (0, 1), (1, 1)]
     for name, outputs in tables.items():
@@ -38,4 +35,4 @@ def main(argv: list[str] | None = None) -> dict[str, list[int]]:
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

@@ -13,7 +13,6 @@ is the book's 5), else the embedded 5,000-digit subset.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from experiments import _common
@@ -23,21 +22,40 @@ NAME = "ch03_mnist_show"
 
 def main(argv: list[str] | None = None) -> Path:
     """Run the experiment; returns the path of the PNG written."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m experiments.{NAME}", description=__doc__.split("\n\n")[0]
+    parser = _common.parser(NAME, __doc__)
+    parser.add_argument(
+        "--index",
+        type=int,
+        default=0,
+        help="which image; negative counts from the end, like Python (default: 0)",
     )
-    parser.add_argument("--index", type=int, default=0, help="which image (default 0)")
-    parser.add_argument("--split", choices=("train", "test"), default="train")
+    parser.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="train",
+        help="training or test images (default: %(default)s)",
+    )
     _common.add_dataset_flag(parser)
-    parser.add_argument("--data-dir", type=Path, default=None, help="directory of IDX files")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="directory holding the IDX files, searched first (default: the usual places)",
+    )
     _common.add_out_flag(parser, NAME)
     args = parser.parse_args(argv)
+    _common.out_dir(args.out)  # an --out that is a file fails before any work
 
     ds = _common.load_dataset(args.dataset, flatten=True, normalize=False, data_dir=args.data_dir)
     x, t = ds.train if args.split == "train" else ds.test
     if not -len(x) <= args.index < len(x):
-        parser.error(f"--index {args.index} is out of range for {len(x)} {args.split} images")
-    img, label = x[args.index], int(t[args.index])
+        parser.error(
+            f"--index {args.index} is out of range for the {len(x):,} {args.split} images of "
+            f"{ds.name} (use 0 to {len(x) - 1:,}, or -1 to -{len(x):,})"
+        )
+    index = args.index % len(x)  # the image actually shown, counted from 0
+    img, label = x[index], int(t[index])
+    print(f"{ds.name} {args.split} image {index:,} of {len(x):,}")
     name = ds.class_names[label]
     label_text = str(label) if name == str(label) else f"{label} ({name})"
     print(label_text)
@@ -45,11 +63,11 @@ def main(argv: list[str] | None = None) -> Path:
     img = img.reshape(28, 28)  # back to the original image shape
     print(img.shape)  # (28, 28)
 
-    path = _common.out_dir(args.out) / f"{ds.name}_{args.split}_{args.index}.png"
+    path = _common.out_dir(args.out) / f"{ds.name}_{args.split}_{index}.png"
     fig = _common.figure(width=3.4, height=3.8)
     ax = fig.subplots()
     ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_title(f"{ds.name} {args.split}[{args.index}]\nlabel {label_text}")
+    ax.set_title(f"{ds.name} {args.split}[{index}]\nlabel {label_text}")
     ax.set_xlabel("column (pixel)")
     ax.set_ylabel("row (pixel)")
     _common.save(fig, path)
@@ -58,4 +76,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

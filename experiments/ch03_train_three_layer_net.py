@@ -82,9 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.01,
         help="std of the initial Gaussian weights (default: 0.01)",
     )
-    p.add_argument(
-        "--seed", type=_common.nonnegative_int, default=0, help="random seed (default: 0)"
-    )
+    p.add_argument("--seed", type=_common.seed, default=0, help="random seed (default: 0)")
     _common.add_dataset_flag(p)
     _common.add_out_flag(p, NAME, per_dataset=True)
     return p.parse_args(argv)

@@ -19,14 +19,13 @@ Run: ``python -m experiments.ch04_simple_net [--seed 0]``. Writes nothing.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import _common
 from funcnet import nets
 from funcnet.gradient import numerical_gradient
 
@@ -56,10 +55,13 @@ def _print(label: str, figures: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Print the book's figures and a seeded random net's; returns both as dicts."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m experiments.{NAME}", description="The book's ch4 simpleNet."
+    p = _common.parser(NAME, "The book's ch4 simpleNet.")
+    p.add_argument(
+        "--seed",
+        type=_common.seed,
+        default=0,
+        help="key for the random W: jax.random.key(SEED) (default: 0)",
     )
-    p.add_argument("--seed", type=int, default=0, help="key for the random W (default: 0)")
     args = p.parse_args(argv)
     with jax.enable_x64(True):
         x = jnp.array([0.6, 0.9])
@@ -73,4 +75,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    _common.run(main)

@@ -65,9 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=50,
         help=f"hidden units, 1 to {MAX_HIDDEN} (default: %(default)s)",
     )
-    p.add_argument(
-        "--seed", type=_common.nonnegative_int, default=0, help="key for the weights (default: 0)"
-    )
+    p.add_argument("--seed", type=_common.seed, default=0, help="key for the weights (default: 0)")
     _common.add_dataset_flag(p)
     return p.parse_args(argv)
 

@@ -110,9 +110,7 @@ def plot_accuracy(history: History, path: Path, title: str) -> Path:
 def _print_progress(p: Progress) -> None:
     """The book's line per epoch (the final params' line comes after ``fit``)."""
     if p.train_acc is not None and not p.final:
-        print(
-            f"{p.iteration:6,d} iterations: train acc {p.train_acc:.4f}, test acc {p.test_acc:.4f}"
-        )
+        print(f"{p.iteration:6,d} iters: train acc {p.train_acc:.4f}, test acc {p.test_acc:.4f}")
 
 
 def _metrics(args, data, history: History, status: str, seconds: float) -> dict[str, Any]:
@@ -203,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         history, out / "accuracy.png", f"{data.name}: {'-'.join(map(str, sizes))} sigmoid net"
     )
     print(
-        f"saved params after iteration {history.final_iteration:,}: train acc "
+        f"saved the params after {history.final_iteration:,} iterations: train acc "
         f"{metrics['final_train_acc']:.4f}, test acc {metrics['final_test_acc']:.4f} "
         f"({len(x_test):,} test images); training {history.wall_time:.1f} s (compile "
         f"{history.compile_time:.1f} s), main() {metrics['main_time_s']:.1f} s "
@@ -212,9 +210,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"wrote params.npz, metrics.json, accuracy.png to {out}")
     if error is not None:
         raise RuntimeError(
-            f"training diverged at iteration {error.iteration} (a loss or weight became "
-            f"non-finite); params.npz holds the last finite params, after iteration "
-            f"{history.final_iteration}; try a smaller --lr"
+            f"training diverged: a loss or weight became non-finite at iteration "
+            f"{error.iteration} (counted from 0); params.npz holds the last finite params, "
+            f"those after {history.final_iteration:,} iterations; try a smaller --lr"
         )
     dataset_flag = "" if args.dataset == "auto" else f" --dataset {data.name}"
     print(

@@ -22,7 +22,7 @@ from experiments import (
     ch05_buy_apple_orange,
     ch05_gradient_check,
 )
-from funcnet import io, nets
+from funcnet import datasets, io, nets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -356,3 +356,18 @@ def test_ch3_trained_weights_run_end_to_end_and_report_what_was_saved(tmp_path, 
     # (up to one image whose two top scores tie within float32 rounding).
     assert abs(result["accuracy"] - metrics["final_test_acc"]) <= 1e-3
     assert (infer_out / "predictions.png").is_file()
+
+
+def test_ch3_training_that_diverges_saves_and_describes_the_last_finite_params(tmp_path):
+    with pytest.raises(RuntimeError, match=r"diverged.*params.npz holds the last finite params"):
+        ch03_train_three_layer_net.main(
+            ["--iters", "50", "--lr", "1e38", "--dataset", "mnist-5k", "--out", str(tmp_path)]
+        )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    params = io.load_params(tmp_path / "params.npz")
+    assert all(np.isfinite(v).all() for v in params.values())
+    x, t = datasets.load("mnist-5k").test
+    acc = float(nets.accuracy(nets.three_layer_net_predict, params, x, t))
+    assert metrics["saved_params_iteration"] < metrics["iterations_run"]
+    assert acc == pytest.approx(metrics["final_test_acc"], abs=1e-3)  # what is saved

@@ -1,0 +1,212 @@
+"""SimpleConvNet (ch7) and DeepConvNet (ch8): the book's shapes, the book's ch7 gradient
+check, the book's rules and the defaults agree, weights from generated book-style pickles."""
+
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from funcnet import conv
+from funcnet import io as fio
+from funcnet.nets import convnet as C
+
+# The book's ch7 gradient_check.py: input (1, 10, 10), 10 filters 3×3, hidden 10, one
+# image (np.random.rand(100)), label 1. Seed 234 draws weights and an image whose conv
+# outputs and pool windows are at least 1.6e-4 from a kink (relu at 0, a tie in a
+# window), so central differences with h = 1e-4 never straddle one (DESIGN, "Kinks").
+GRADIENT_CHECK_SEED = 234
+
+
+def gradient_check_setup():
+    params = C.init_simple_convnet(
+        jax.random.key(GRADIENT_CHECK_SEED),
+        (1, 10, 10),
+        filter_num=10,
+        filter_size=3,
+        hidden_size=10,
+        output_size=10,
+        dtype=jnp.float64,
+    )
+    x = np.random.default_rng(GRADIENT_CHECK_SEED).random(100).reshape(1, 1, 10, 10)
+    return params, x, np.array([1])
+
+
+def kink_margin(params, x):
+    a = np.asarray(conv.convolution(x, params["W1"], params["b1"]))
+    windows = np.maximum(a, 0).reshape(1, 10, 4, 2, 4, 2).transpose(0, 1, 2, 4, 3, 5)
+    top = np.sort(windows.reshape(-1, 4), axis=1)
+    gaps = (top[:, 3] - top[:, 2])[top[:, 3] > 0]
+    return min(np.abs(a).min(), gaps.min())
+
+
+def test_simple_convnet_has_the_books_shapes():
+    params = C.init_simple_convnet(jax.random.key(0))
+    shapes = {k: v.shape for k, v in params.items()}
+    assert shapes == {
+        "W1": (30, 1, 5, 5),
+        "b1": (30,),
+        "W2": (4320, 100),
+        "b2": (100,),
+        "W3": (100, 10),
+        "b3": (10,),
+    }
+    assert float(jnp.std(params["W2"])) == pytest.approx(0.01, rel=0.02)
+    assert not np.any(np.asarray(params["b1"]))
+
+
+def test_simple_convnet_gradient_check_like_the_book_within_1e_9(x64):
+    params, x, t = gradient_check_setup()
+    assert kink_margin(params, x) > 1.5e-4
+    backprop = C.simple_convnet_gradient(params, x, t)
+    autodiff = C.simple_convnet_autodiff_gradient(params, x, t)
+    numerical = C.simple_convnet_numerical_gradient(params, x, t)
+    for k in C.SIMPLE_CONVNET_KEYS:
+        assert backprop[k].dtype == jnp.float64
+        assert float(jnp.max(jnp.abs(backprop[k] - numerical[k]))) <= 1e-9, k
+        assert float(jnp.max(jnp.abs(backprop[k] - autodiff[k]))) <= 1e-15, k
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
+def test_simple_convnet_book_rules_and_defaults_give_the_same_gradient(book, x64):
+    params, x, t = gradient_check_setup()
+    x = np.random.default_rng(1).random((3, 1, 10, 10))
+    t = np.array([1, 4, 9])
+    reference = C.simple_convnet_gradient(params, x, t, book=True)
+    got = C.simple_convnet_gradient(params, x, t, book=book)
+    for k in reference:
+        np.testing.assert_allclose(got[k], reference[k], rtol=1e-12, atol=1e-15)
+
+
+def test_simple_convnet_accepts_flat_rows_and_names_bad_shapes():
+    params = C.init_simple_convnet(jax.random.key(0))
+    x = np.random.default_rng(0).random((2, 784)).astype(np.float32)
+    np.testing.assert_allclose(
+        C.simple_convnet_predict(params, x),
+        C.simple_convnet_predict(params, x.reshape(2, 1, 28, 28)),
+    )
+    with pytest.raises(ValueError, match=r"simple_convnet_predict: x must be images"):
+        C.simple_convnet_predict(params, np.ones((2, 783), np.float32))
+    with pytest.raises(ValueError, match=r"params must hold W1, b1, W2, b2, W3, b3"):
+        C.simple_convnet_predict({"W1": params["W1"]}, x)
+    with pytest.raises(ValueError, match=r"convolution: x has 3 channels but W expects 1"):
+        C.simple_convnet_predict(params, np.ones((2, 3, 28, 28), np.float32))
+
+
+def test_simple_convnet_loss_decreases_with_adam_on_a_few_images():
+    import optax
+
+    params = C.init_simple_convnet(jax.random.key(0), (1, 12, 12), filter_num=4, hidden_size=8)
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 1, 12, 12)).astype(np.float32)
+    t = rng.integers(0, 10, 20)
+    opt = optax.adam(1e-2)
+    state = opt.init(params)
+
+    @jax.jit
+    def step(params, state):
+        loss, g = jax.value_and_grad(C.simple_convnet_loss)(params, x, t)
+        updates, state = opt.update(g, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    losses = []
+    for _ in range(200):
+        params, state, loss = step(params, state)
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_deep_convnet_has_the_books_shapes_and_he_init():
+    params = C.init_deep_convnet(jax.random.key(0))
+    assert C.deep_convnet_fan_ins() == (9, 144, 144, 288, 288, 576, 1024, 50)
+    expected = {
+        "W1": (16, 1, 3, 3),
+        "W2": (16, 16, 3, 3),
+        "W3": (32, 16, 3, 3),
+        "W4": (32, 32, 3, 3),
+        "W5": (64, 32, 3, 3),
+        "W6": (64, 64, 3, 3),
+        "W7": (1024, 50),
+        "W8": (50, 10),
+    }
+    for k, shape in expected.items():
+        assert params[k].shape == shape
+        b = params["b" + k[1:]]
+        assert b.shape == (shape[0] if len(shape) == 4 else shape[1],)
+    # He: std √(2 / fan_in); W7 has 51,200 draws
+    assert float(jnp.std(params["W7"])) == pytest.approx(np.sqrt(2 / 1024), rel=0.02)
+
+
+def test_deep_convnet_inference_scales_by_the_books_dropout_factors():
+    params = C.init_deep_convnet(jax.random.key(0))
+    x = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
+    scores = C.deep_convnet_predict(params, x)
+    # The book's inference dropout multiplies by 1 − 0.5 after relu(affine7) and affine8.
+    ones = {**params, "b8": params["b8"]}
+    h = x
+    for i, (_, pad) in enumerate(C.DEEP_CONVNET_CONVS, start=1):
+        h = jax.nn.relu(conv.convolution(h, ones[f"W{i}"], ones[f"b{i}"], 1, pad))
+        if i % 2 == 0:
+            h = conv.pooling(h, 2, 2)
+    h = 0.5 * jax.nn.relu(h.reshape(4, -1) @ params["W7"] + params["b7"])
+    np.testing.assert_allclose(scores, 0.5 * (h @ params["W8"] + params["b8"]), rtol=1e-5)
+
+
+def test_deep_convnet_training_loss_depends_on_the_key_only_through_dropout():
+    params = C.init_deep_convnet(jax.random.key(0))
+    x = np.random.default_rng(0).random((2, 784)).astype(np.float32)
+    t = np.array([3, 7])
+    a = C.deep_convnet_loss(params, x, t, jax.random.key(1))
+    b = C.deep_convnet_loss(params, x, t, jax.random.key(1))
+    c = C.deep_convnet_loss(params, x, t, jax.random.key(2))
+    assert float(a) == float(b) != float(c)
+    g = jax.grad(C.deep_convnet_loss)(params, x, t, jax.random.key(1))
+    assert set(g) == set(C.DEEP_CONVNET_KEYS)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in g.values())
+    with pytest.raises(TypeError, match=r"deep_convnet_loss: key must be a jax.random key"):
+        C.deep_convnet_loss(params, x, t)
+
+
+def test_deep_convnet_book_rules_and_defaults_give_the_same_gradient(x64):
+    params = C.init_deep_convnet(jax.random.key(0), dtype=jnp.float64)
+    x = np.random.default_rng(0).random((2, 1, 28, 28))
+    t = np.array([3, 7])
+    key = jax.random.key(5)
+    fast = jax.grad(C.deep_convnet_loss)(params, x, t, key)
+    book = jax.grad(lambda p: C.deep_convnet_loss(p, x, t, key, book=True))(params)
+    for k in fast:
+        np.testing.assert_allclose(fast[k], book[k], rtol=1e-10, atol=1e-14)
+
+
+def write_book_pickle(path, params):
+    """A pickle like the book's ``save_params``: a dict of float64 NumPy arrays."""
+    with open(path, "wb") as f:
+        pickle.dump({k: np.asarray(v, np.float64) for k, v in params.items()}, f)
+
+
+@pytest.mark.parametrize(
+    "init, keys, predict",
+    [
+        (C.init_simple_convnet, C.SIMPLE_CONVNET_KEYS, C.simple_convnet_predict),
+        (C.init_deep_convnet, C.DEEP_CONVNET_KEYS, C.deep_convnet_predict),
+    ],
+    ids=["simple", "deep"],
+)
+def test_nets_reproduce_predictions_from_a_book_style_pickle(init, keys, predict, tmp_path, x64):
+    params = init(jax.random.key(3), dtype=jnp.float64)
+    path = tmp_path / "params.pkl"
+    write_book_pickle(path, params)
+    loaded = C.load_convnet_params(path, keys)
+    assert all(v.dtype == jnp.float64 for v in loaded.values())
+    x = np.random.default_rng(0).random((3, 1, 28, 28))
+    np.testing.assert_array_equal(predict(loaded, x), predict(params, x))
+
+
+def test_load_convnet_params_names_missing_keys(tmp_path):
+    params = C.init_simple_convnet(jax.random.key(3))
+    del params["b3"]
+    path = tmp_path / "params.pkl"
+    write_book_pickle(path, params)
+    with pytest.raises(fio.ParamsFileError, match=r"holds \['W1'.*expected \['W1'"):
+        C.load_convnet_params(path)

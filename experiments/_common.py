@@ -177,13 +177,23 @@ def error_message(e: BaseException) -> str:
     return "\n".join([first, *(f"  {line.strip()}" for line in rest if line.strip())])
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no real file descriptor (tests)
+        pass
+
+
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
     """Run an experiment's ``main`` as a command.
 
     An error becomes ``python -m experiments.X: error: message`` on stderr (one line; a
     message of several lines, like a missing data set's instructions, keeps them, indented
     under it) and exit status 1; ``FUNCNET_TRACEBACK=1`` shows the full traceback instead.
-    Ctrl-C exits with status 130. Tests call ``main(argv)`` directly and see the exceptions.
+    Ctrl-C exits with status 130; a closed output pipe (``... | head``) exits quietly with
+    141. Tests call ``main(argv)`` directly and see the exceptions.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = _prog()
@@ -192,6 +202,9 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # the reader went away (``... | head``): stop quietly
+        _silence_stdout()
+        raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it
     except Exception as e:  # noqa: BLE001 - a command line reports, it does not trace
         if os.environ.get("FUNCNET_TRACEBACK", "") not in ("", "0"):
             traceback.print_exc()

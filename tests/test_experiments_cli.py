@@ -248,6 +248,11 @@ def test_run_exits_130_on_ctrl_c_and_shows_the_traceback_when_asked(capsys, monk
         raise KeyboardInterrupt
 
     assert _run(interrupted, capsys, monkeypatch)[0] == 130
+
+    def reader_gone(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert _run(reader_gone, capsys, monkeypatch) == (141, "")  # quiet, like `| head`
     code, err = _run(lambda argv: int("x"), capsys, monkeypatch, traceback="1")
     assert code == 1 and "Traceback" in err
 

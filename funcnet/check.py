@@ -156,6 +156,162 @@ def format_table(results: Sequence[CheckResult]) -> str:
     return "\n".join(rows)
 
 
+# --------------------------------------------------------------------------------------
+# Verify anyone's rule
+
+
+class VerifyReport(NamedTuple):
+    """The result of :func:`verify`: one :class:`CheckResult` per differentiated argument
+    and dtype. Prints as the table of ``python -m funcnet.check``."""
+
+    results: tuple[CheckResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """True when every row passed."""
+        return all(r.passed for r in self.results)
+
+    def __str__(self) -> str:
+        return format_table(self.results)
+
+
+def _reference_of(f: Callable[..., Any], reference: Callable[..., Any] | None):
+    if reference is not None:
+        if not callable(reference):
+            raise TypeError(f"verify: reference must be a function, got {type(reference).__name__}")
+        return reference
+    plain = getattr(f, "fun", None)
+    if not callable(plain):
+        raise TypeError(
+            f"verify: {getattr(f, '__name__', type(f).__name__)} is not a jax.custom_vjp "
+            "function (it has no .fun, the plain forward to compare with); pass "
+            "reference=the_same_function_without_the_custom_rule"
+        )
+    return plain
+
+
+def _is_float_tree(tree: Any) -> bool:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return bool(leaves) and all(
+        jnp.issubdtype(jnp.result_type(leaf), jnp.floating) for leaf in leaves
+    )
+
+
+def _cast(tree: Any, dtype: Any) -> Any:
+    def cast(leaf):
+        leaf = jnp.asarray(leaf)
+        return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+def _scalarized_tree(fn, args, argnums, seed):
+    """f(diff_args) = Σ over output leaves of leaf · a fixed random cotangent."""
+
+    def call(diff_args):
+        full = list(args)
+        for i, a in zip(argnums, diff_args, strict=True):
+            full[i] = a
+        return fn(*full)
+
+    # Only the differentiated arguments are traced: nondiff_argnums must stay concrete.
+    out = jax.eval_shape(call, tuple(args[i] for i in argnums))
+    # A stream of its own: with plain default_rng(seed), test inputs drawn from the same seed
+    # would equal the cotangent, and x·xᵀ-like terms would hide a transposed rule.
+    rng = np.random.default_rng((seed, 0xC07A))
+    cotangents = jax.tree_util.tree_map(
+        lambda o: (
+            jnp.asarray(rng.standard_normal(o.shape), o.dtype)
+            if jnp.issubdtype(o.dtype, jnp.floating)
+            else None
+        ),
+        out,
+    )
+
+    def f(diff_args):
+        outs = jax.tree_util.tree_leaves(call(diff_args))
+        cots = jax.tree_util.tree_leaves(cotangents)
+        floats = [o for o in outs if jnp.issubdtype(o.dtype, jnp.floating)]
+        return sum(jnp.sum(o * c.astype(o.dtype)) for o, c in zip(floats, cots, strict=True))
+
+    return f
+
+
+def verify(
+    f: Callable[..., Any],
+    *args: Any,
+    argnums: Sequence[int] | None = None,
+    reference: Callable[..., Any] | None = None,
+    dtypes: Sequence[Any] = (jnp.float64, jnp.float32),
+    seed: int = 0,
+) -> VerifyReport:
+    """Verify a hand-written backward rule three ways, for anyone's ``jax.custom_vjp``.
+
+    The outputs of ``f(*args)`` (any pytree; float leaves) are reduced to a scalar with a
+    fixed random cotangent, and its gradient with respect to each argument in ``argnums``
+    (any pytree of float arrays) is computed through ``f``'s custom rule, through
+    ``jax.grad`` of ``reference`` (default ``f.fun``, the plain forward of a custom_vjp)
+    and by float64 central differences of ``reference``; each row of the report compares
+    them, with ``python -m funcnet.check``'s tolerances.
+
+    Args:
+        f: a ``jax.custom_vjp`` function (or any function, with ``reference`` given).
+        *args: example inputs. Integer and bool arguments and ``f.nondiff_argnums`` are
+            never differentiated.
+        argnums: the arguments to differentiate (default: every all-float argument).
+        reference: the function to compare with (default ``f.fun``).
+        dtypes: check with the float inputs cast to each of these.
+        seed: of the random cotangent.
+
+    Returns:
+        A :class:`VerifyReport` (``.passed``; ``print`` it for the table).
+
+    Raises:
+        TypeError: ``f`` is not a custom_vjp and no ``reference`` was given.
+        ValueError: nothing to differentiate, or an ``argnums`` entry that is not a float
+            argument.
+    """
+    ref = _reference_of(f, reference)
+    nondiff = set(getattr(f, "nondiff_argnums", ()) or ())
+    floats = [i for i, a in enumerate(args) if i not in nondiff and _is_float_tree(a)]
+    argnums = tuple(floats if argnums is None else argnums)
+    bad = [i for i in argnums if i not in floats]
+    if bad or not argnums:
+        raise ValueError(
+            f"verify: argnums must name float arguments (not integer, bool or nondiff_argnums);"
+            f" the float arguments are {floats}, got argnums {list(argnums)}"
+        )
+    name = getattr(f, "__name__", None) or getattr(getattr(f, "fun", None), "__name__", "f")
+    results = []
+    for dtype in dtypes:
+        dtype = jnp.dtype(dtype)
+        with jax.enable_x64(True), jax.default_matmul_precision("highest"):
+            cast = tuple(a if i in nondiff else _cast(a, dtype) for i, a in enumerate(args))
+            diff_args = tuple(cast[i] for i in argnums)
+            custom = jax.grad(_scalarized_tree(f, cast, argnums, seed))(diff_args)
+            autodiff = jax.grad(_scalarized_tree(ref, cast, argnums, seed))(diff_args)
+            args64 = tuple(a if i in nondiff else _cast(a, jnp.float64) for i, a in enumerate(cast))
+            f64 = _scalarized_tree(ref, args64, argnums, seed)
+            numerical = numerical_gradient(f64, tuple(args64[i] for i in argnums))
+        for k, i in enumerate(argnums):
+            ad_abs, ad_rel = _errors(custom[k], autodiff[k])
+            num_abs, num_rel = _errors(custom[k], numerical[k])
+            passed = bool(ad_rel <= AUTODIFF_RTOL[dtype] and num_rel <= NUMERICAL_RTOL[dtype])
+            results.append(
+                CheckResult(name, f"arg {i}", dtype.name, ad_abs, ad_rel, num_abs, num_rel, passed)
+            )
+    return VerifyReport(tuple(results))
+
+
+def assert_rule_correct(f: Callable[..., Any], *args: Any, **options: Any) -> VerifyReport:
+    """:func:`verify`, raising ``AssertionError`` with the table when any row fails (for
+    pytest). Returns the report when everything passes."""
+    report = verify(f, *args, **options)
+    if not report.passed:
+        raise AssertionError(f"the backward rule of {report.results[0].layer} is wrong:\n{report}")
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m funcnet.check``: print the table; exit status 1 if any row fails."""
     parser = argparse.ArgumentParser(

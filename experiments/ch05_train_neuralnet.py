@@ -49,10 +49,7 @@ NAME = "ch05_train_neuralnet"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog=f"python -m experiments.{NAME}",
-        description="Train the book's two-layer net (ch5) with minibatch SGD.",
-    )
+    p = _common.parser(NAME, "Train the book's two-layer net (ch5) with minibatch SGD.")
     p.add_argument(
         "--iters",
         type=_common.positive_int,
@@ -81,13 +78,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="hidden activation: relu (ch5) or sigmoid (ch4) (default: %(default)s)",
     )
     _common.add_dataset_flag(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"output folder (default: runs/{NAME}/DATASET, DATASET the data set used)",
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
     )
+    _common.add_out_flag(p, NAME, per_dataset=True)
     return p.parse_args(argv)
 
 
@@ -303,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     args = parse_args(argv)
     data = _common.load_dataset(args.dataset)
-    out = _common.out_dir(args.out or Path("runs") / NAME / data.name)
+    out = _common.run_dir(args.out, NAME, data.name)
     (x_train, t_train), (x_test, t_test) = data.train, data.test
     classes = len(data.class_names)
     net = nets.two_layer_net(args.activation)

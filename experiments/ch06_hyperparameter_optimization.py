@@ -67,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "0 skips it)",
     )
     _common.add_dataset_flag(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
+    )
     _common.add_out_flag(p, NAME)
     return p.parse_args(argv)
 

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--batch-size", type=_common.positive_int, default=128, help="minibatch (default: 128)"
     )
     _common.add_dataset_flag(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
+    )
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
     out = _common.out_dir(args.out)

@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="λ of the second run (the first has none) (default: 0.1)",
     )
     _common.add_dataset_flag(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
+    )
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
     out = _common.out_dir(args.out)

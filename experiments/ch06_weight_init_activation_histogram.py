@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--nodes", type=_common.positive_int, default=100, help="units per layer (default: 100)"
     )
     p.add_argument("--layers", type=_common.positive_int, default=5, help="layers (default: 5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
+    )
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
     out = _common.out_dir(args.out)

@@ -186,6 +186,26 @@ def _silence_stdout() -> None:
         pass
 
 
+COMPILATION_CACHE_ENV = "FUNCNET_COMPILATION_CACHE"
+
+
+def use_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
+    """Opt in to JAX's persistent compilation cache: compiled programs are kept in
+    ``path`` (default: ``$FUNCNET_COMPILATION_CACHE`` if set, else nothing happens), so a
+    second run of the same experiment skips XLA's compilation (every program, however
+    short its compile time). Returns the folder used, or None."""
+    path = path if path is not None else os.environ.get(COMPILATION_CACHE_ENV) or None
+    if path is None:
+        return None
+    import jax
+
+    folder = Path(path).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
+
+
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
     """Run an experiment's ``main`` as a command.
 
@@ -197,6 +217,7 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = _prog()
+    use_compilation_cache()
     try:
         main(argv)
     except KeyboardInterrupt:

@@ -260,3 +260,21 @@ def test_main_job_rejects_bad_flags_with_one_line(flags, message, capsys):
         ch05_train_neuralnet.main(flags)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_compilation_cache_is_opt_in_and_fills_its_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "experiments.ch05_train_neuralnet", "--iters", "3"]
+    command += ["--dataset", "mnist-5k", "--out", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "FUNCNET_COMPILATION_CACHE"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not cache.exists()
+    env["FUNCNET_COMPILATION_CACHE"] = str(cache)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert any(cache.iterdir())  # the compiled programs, for the next run

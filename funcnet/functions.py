@@ -38,12 +38,12 @@ from funcnet._checks import (
 CROSS_ENTROPY_DELTA = 1e-7
 
 
-def _as_numeric(name: str, x) -> jax.Array:
+def _as_numeric(name: str, x, arg: str = "x") -> jax.Array:
     """x as a JAX array, with a clear error for anything that is not numbers."""
     view = host_view(x)
     if not (jnp.issubdtype(view.dtype, jnp.number) or view.dtype == jnp.bool_):
-        raise TypeError(f"{name}: x must be a numeric array, got {view.dtype} {view.shape}")
-    return jnp.asarray(view)
+        raise TypeError(f"{name}: {arg} must be a numeric array, got {view.dtype} {view.shape}")
+    return jnp.asarray(x)  # from x itself: Python scalars stay weakly typed
 
 
 def step_function(x: jax.Array) -> jax.Array:
@@ -66,7 +66,7 @@ def sigmoid(x: jax.Array) -> jax.Array:
     exactly 1 and 0 with no warning and no NaN, and small values keep full relative
     precision (unlike ``1 / (1 + exp(-x))``, which overflows for x < -709 in float64).
     """
-    x = jnp.asarray(x)
+    x = _as_numeric("sigmoid", x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
     return jax.lax.logistic(x)
@@ -92,7 +92,7 @@ def relu(x: jax.Array) -> jax.Array:
 
 def identity_function(x: jax.Array) -> jax.Array:
     """The identity, the output function for regression (ch3). Shape (...,) -> (...,)."""
-    return jnp.asarray(x)
+    return _as_numeric("identity_function", x)
 
 
 def _check_scores(name: str, x: jax.Array, arg: str = "x") -> None:
@@ -133,7 +133,7 @@ def _log_softmax(x: jax.Array) -> jax.Array:
 
 def sum_squares_error(y: jax.Array, t: jax.Array) -> jax.Array:
     """Sum of squares error 0.5 * Σ (y - t)² over all elements (ch4). Returns a scalar."""
-    y, t = jnp.asarray(y), jnp.asarray(t)
+    y, t = _as_numeric("sum_squares_error", y, "y"), _as_numeric("sum_squares_error", t, "t")
     if y.shape != t.shape:
         raise ValueError(f"sum_squares_error: y {y.shape} and t {t.shape} must have the same shape")
     return 0.5 * jnp.sum((y - t) ** 2)
@@ -232,7 +232,7 @@ def cross_entropy_error(y: jax.Array, t: jax.Array) -> jax.Array:
         loss differ from the exact one by about 1e-7. NaN in y or t gives NaN; an
         out-of-range label under ``jit`` gives NaN (loss and gradient).
     """
-    y = _as_numeric("cross_entropy_error", y)
+    y = _as_numeric("cross_entropy_error", y, "y")
     y2, t2 = prepare_targets("cross_entropy_error", y, t)
     # A label picks one probability per row; a NaN elsewhere in the row must still show.
     rows_ok = ~jnp.any(jnp.isnan(y2), axis=1) if t2.ndim == 1 else None
@@ -253,6 +253,6 @@ def softmax_cross_entropy(logits: jax.Array, t: jax.Array) -> jax.Array:
         logits or t gives NaN; an out-of-range label under ``jit`` gives NaN (loss and
         gradient).
     """
-    logits = _as_numeric("softmax_cross_entropy", logits)
+    logits = _as_numeric("softmax_cross_entropy", logits, "logits")
     x2, t2 = prepare_targets("softmax_cross_entropy", logits, t, "logits")
     return mean_cross_entropy(_log_softmax(x2), t2)

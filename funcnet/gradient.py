@@ -70,17 +70,14 @@ def _as_float(x: jax.Array) -> jax.Array:
 def _check_point(where: str, x: PyTree, name: str = "x") -> None:
     """Every leaf of the point is a real array-like of at least float32 precision."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
+        label = f"{name}{jax.tree_util.keystr(path)}"
         try:
             dtype = jnp.result_type(leaf)
         except TypeError:
-            raise TypeError(
-                f"{where}: {name}{jax.tree_util.keystr(path)} must be numeric, got {describe(leaf)}"
-            ) from None
-        if not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_):
-            raise TypeError(
-                f"{where}: {name}{jax.tree_util.keystr(path)} must be numeric, got {describe(leaf)}"
-            )
-        _check_precision(where, f"{name}{jax.tree_util.keystr(path)}", leaf)
+            dtype = None
+        if dtype is None or not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_):
+            raise TypeError(f"{where}: {label} must be numeric, got {describe(leaf)}")
+        _check_precision(where, label, leaf)
 
 
 def numerical_gradient(

@@ -79,7 +79,8 @@ def make_layer(
                 raise TypeError(f"{name}: {arg} must be a numeric array, got {describe(view)}")
         if validate is not None:
             validate(*views)
-        return rule(*(jnp.asarray(v) for v in views))
+        # Converted from the arguments themselves: Python scalars stay weakly typed.
+        return rule(*(jnp.asarray(a) for a in args))
 
     layer.fun = plain
     layer.rule = rule

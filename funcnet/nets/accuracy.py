@@ -146,9 +146,9 @@ def count_correct(
             predicts all at once. Works under ``jit``.
 
     Returns:
-        An int32 scalar in ``[0, N]``. Under ``jit`` a row with a non-finite score or an
-        out-of-range label is counted as not correct (a count cannot be NaN: use
-        :func:`accuracy`, which is NaN then).
+        An int32 scalar in ``[0, N]``. A row with a non-finite score (possible under
+        ``jit``, or from overflow) or an out-of-range label (under ``jit``) is counted as
+        not correct: a count cannot be NaN; :func:`accuracy` is NaN then.
     """
     return _count(predict, params, x, t, batch_size)[0]
 
@@ -168,8 +168,9 @@ def accuracy(
     as for :func:`count_correct`.
 
     Returns:
-        A float32 scalar in [0, 1]; NaN under ``jit`` when any row of scores is not all
-        finite or any label is outside ``[0, C)`` (outside ``jit`` those raise instead).
+        A float32 scalar in [0, 1]; NaN when any row of scores is not all finite (NaN
+        data or weights under ``jit``, where they cannot be refused; scores that overflow)
+        or, under ``jit``, any label is outside ``[0, C)``.
     """
     correct, bad = _count(predict, params, x, t, batch_size)
     fraction = correct.astype(jnp.float32) / jnp.shape(x)[0]

@@ -34,7 +34,7 @@ import numpy as np
 
 from funcnet import gradient as _gradient
 from funcnet._checks import check_key, is_concrete
-from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, _labels, accuracy
+from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, accuracy, check_t
 from funcnet.nets.two_layer import ACTIVATIONS, _Ops, _ops
 
 WEIGHT_INIT_STDS = {"he": 2.0, "relu": 2.0, "xavier": 1.0, "sigmoid": 1.0}
@@ -252,19 +252,20 @@ def multi_layer_net_loss(
     x = jnp.asarray(x)
     L = _check_params("multi_layer_net_loss", params, x)
     _check_lambda("multi_layer_net_loss", weight_decay_lambda)
-    return _loss(_ops(activation, rules=True), params, x, jnp.asarray(t), L, weight_decay_lambda)
+    # t as the caller gave it: the layer checks label values before any dtype narrowing.
+    return _loss(_ops(activation, rules=True), params, x, t, L, weight_decay_lambda)
 
 
 def _plain_loss(
     params: Params, x: jax.Array, t: jax.Array, activation: str, weight_decay_lambda: Any
 ) -> jax.Array:
     """The same loss from the layers' plain forwards: no custom rule anywhere."""
-    x, t = jnp.asarray(x), jnp.asarray(t)
+    x = jnp.asarray(x)
     L = _check_params("multi_layer_net", params, x)
     _check_lambda("multi_layer_net", weight_decay_lambda)
-    if x.ndim == 2:
-        _labels("multi_layer_net", x.shape[0], params[f"W{L}"].shape[1], t)
-    return _loss(_ops(activation, rules=False), params, x, t, L, weight_decay_lambda)
+    if x.ndim == 2:  # on the caller's t, before any dtype narrowing
+        check_t("multi_layer_net", x.shape[0], params[f"W{L}"].shape[1], t)
+    return _loss(_ops(activation, rules=False), params, x, jnp.asarray(t), L, weight_decay_lambda)
 
 
 # --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from funcnet import _checks, layers
 from funcnet import batch_norm as bn
 from funcnet import dropout as do
 from funcnet import gradient as _gradient
-from funcnet.nets.accuracy import Params
+from funcnet.nets.accuracy import Params, check_t
 from funcnet.nets.multi_layer import (
     _check_lambda,
     init_multi_layer_net,
@@ -173,7 +173,7 @@ def multi_layer_net_extend_loss(
     L = _check("multi_layer_net_extend_loss", params, model_state, dropout_ratio)
     _check_lambda("multi_layer_net_extend_loss", weight_decay_lambda)
     ops = _ops(activation, rules=True)
-    x, t = jnp.asarray(x), jnp.asarray(t)
+    # t as the caller gave it: the layer checks label values before any dtype narrowing.
     return _loss(
         ops, params, model_state, x, t, key, L, weight_decay_lambda, use_dropout, dropout_ratio
     )
@@ -239,8 +239,12 @@ def multi_layer_net_extend(
     def plain_loss(params, state, x, t, key):
         L = _check("multi_layer_net_extend", params, state, dropout_ratio)
         ops = _ops(activation, rules=False)
-        x, t = jnp.asarray(x), jnp.asarray(t)
-        return _loss(ops, params, state, x, t, key, L, weight_decay_lambda, **options)[0]
+        x = jnp.asarray(x)
+        if x.ndim == 2:  # on the caller's t, before any dtype narrowing
+            check_t("multi_layer_net_extend", x.shape[0], params[f"W{L}"].shape[1], t)
+        return _loss(ops, params, state, x, jnp.asarray(t), key, L, weight_decay_lambda, **options)[
+            0
+        ]
 
     def gradient(params, state, x, t, key):
         return jax.grad(lambda p: loss(p, state, x, t, key)[0])(params)

@@ -133,7 +133,15 @@ def check_batch(
             "only_decay": bool(np.all(bp == decay)),
             "max_abs_numerical": float(np.max(np.abs(np.asarray(grads["numerical"][k])))),
         }
-    return {"batch": int(x.shape[0]), "seconds": seconds, "params": rows}
+    last_beta = [k for k in param_order(params) if k.startswith("beta")][-1]
+    beta = np.asarray(params[last_beta])
+    relu_inputs = {
+        "name": last_beta,
+        "zero": int(np.sum(beta == 0)),
+        "negative": int(np.sum(beta < 0)),
+    }
+    relu_inputs["size"] = int(beta.size)
+    return {"batch": int(x.shape[0]), "seconds": seconds, "params": rows, "last_beta": relu_inputs}
 
 
 def print_check(result: dict[str, Any], weight_decay: float) -> None:
@@ -155,8 +163,21 @@ def print_check(result: dict[str, Any], weight_decay: float) -> None:
         f"time: backprop {s['backprop']:.2f} s, numerical {s['numerical']:.1f} s, autodiff "
         f"{s['autodiff']:.2f} s (each compiled and run once)"
     )
-    dead = [k for k, r in rows.items() if r["only_decay"]]
-    if result["batch"] == 1 and dead:
+    if result["batch"] == 1:
+        _explain_one_image(rows, weight_decay, result["last_beta"])
+
+
+def before_last_batch_norm(names: list[str]) -> list[str]:
+    """The parameters that feed the last batch-norm layer's input (W1 … gamma{L-1}, all
+    but beta{L-1}, W{L}, b{L}): with one image the loss cannot depend on them."""
+    last = sum(1 for k in names if k.startswith("W"))
+    after = {f"beta{last - 1}", f"W{last}", f"b{last}"}
+    return [k for k in names if k not in after]
+
+
+def _explain_one_image(rows: dict[str, dict], weight_decay: float, last_beta: dict) -> None:
+    dead = [k for k in before_last_batch_norm(list(rows)) if rows[k]["only_decay"]]
+    if dead:
         what = "λ·W (the decay term alone) or 0" if weight_decay else "exactly 0"
         agree = max(rows[k]["numerical"] for k in dead)
         print(
@@ -166,6 +187,16 @@ def print_check(result: dict[str, Any], weight_decay: float) -> None:
             f"these parameters, their backprop gradient is {what}, and the numerical one "
             f"agrees to {agree:.1e}. Only the parameters after the last batch norm are "
             "really checked; a batch of several images checks them all."
+        )
+    also = [k for k, r in rows.items() if r["only_decay"] and k not in dead]
+    if also:
+        name, size = last_beta["name"], last_beta["size"]
+        print(
+            f"also exactly 0: {' '.join(also)}, and not because of batch norm: the ReLUs "
+            f"after the last batch norm receive {name} itself; of its {size} values "
+            f"{last_beta['negative']} are negative (the unit passes nothing back) and "
+            f"{last_beta['zero']} are exactly 0, ReLU's kink, where backprop takes the "
+            "derivative 0 and central differences ½ (the book's initial beta is all 0)."
         )
 
 

@@ -28,10 +28,11 @@ also given including it). Then:
 
 Writes ``results.json`` to ``--out`` (default ``runs/benchmark``).
 
-Run: ``python -m experiments.benchmark [--dataset fashion-mnist]``: about 5 minutes on
-Fashion-MNIST on 2 cores. Shorter: ``--quick`` (1,000 iterations, one repeat, the book's
-loop timed on 2,000 elements and extrapolated: well under a minute), or any of
-``--iters N``, ``--repeats R``, ``--peers fit,jax``, ``--no-profile``, ``--no-numgrad``.
+Run: ``python -m experiments.benchmark [--dataset fashion-mnist]``: about 24 runs of the
+protocol, some 2 minutes on 2 quiet cores (much longer on a busy machine: NumPy and
+PyTorch slow down many times). Shorter: ``--quick`` (1,000 iterations, one repeat, the
+book's loop timed on 2,000 elements and extrapolated), or any of ``--iters N``,
+``--repeats R``, ``--peers fit,jax``, ``--no-profile``, ``--no-numgrad``.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Time the book's ch5 training protocol: funcnet vs plain JAX, NumPy, "
-        "PyTorch; and funcnet's numerical gradient vs the book's loop. About 5 minutes on "
-        "Fashion-MNIST; --quick takes well under one.",
+        "PyTorch; and funcnet's numerical gradient vs the book's loop. About 2 minutes on "
+        "2 quiet cores; --quick runs a tenth of the iterations once.",
     )
     p.add_argument(
         "--quick",

@@ -1,0 +1,182 @@
+"""The book's ch8 ``misclassified_mnist.py`` and ``train_deepnet.py``: DeepConvNet's
+inference with given weights, and its misclassified test images (Fig. 8-3).
+
+DeepConvNet (:func:`funcnet.nets.convnet.deep_convnet_predict`): six 3×3 convolutions
+(16, 16, 32, 32, 64, 64 filters) with ReLU, a 2×2 max pool after every second, affine 50,
+ReLU, dropout 0.5, affine 10, dropout 0.5. ``--params`` names the weights (the book's
+``ch08/deep_convnet_params.pkl`` or a ``params.npz``); ``--train`` trains them first with
+the book's protocol (Adam lr 0.001, batch 100, ``--epochs`` epochs, dropout masks from the
+run's key, accuracy on 1,000 sampled images per epoch) and saves ``params.npz``: a long
+run on two CPU cores (see the README for the measured time).
+
+Inference runs over the whole test set in batches of ``--batch`` and prints the
+accuracy and the images per second; ``misclassified.png`` shows the first 20
+misclassified test images with prediction / truth (the book's Fig. 8-3), and
+``metrics.json`` the numbers. Output: ``--out`` (default ``runs/ch08_deep_convnet/DATASET``).
+
+Run: ``python -m experiments.ch08_deep_convnet --params deep_convnet_params.pkl`` or
+``python -m experiments.ch08_deep_convnet --train --dataset fashion-mnist``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import _common
+from funcnet import io as fio
+from funcnet import optimizers
+from funcnet.nets import convnet
+from funcnet.train import fit
+
+NAME = "ch08_deep_convnet"
+
+
+def parse_args(argv):
+    p = _common.parser(NAME, __doc__)
+    p.add_argument("--params", type=Path, default=None, help="weights (.pkl or .npz)")
+    p.add_argument("--train", action="store_true", help="train the weights first")
+    p.add_argument("--epochs", type=_common.positive_int, default=20, help="with --train")
+    p.add_argument("--train-size", type=_common.positive_int, default=None, help="with --train")
+    p.add_argument("--test-size", type=_common.positive_int, default=None)
+    p.add_argument("--batch", type=_common.positive_int, default=500, help="inference batch")
+    p.add_argument("--seed", type=_common.seed, default=0)
+    _common.add_dataset_flag(p)
+    _common.add_out_flag(p, NAME, per_dataset=True)
+    args = p.parse_args(argv)
+    if (args.params is None) == (not args.train):
+        if args.params is None:
+            p.error("pass --params PATH (the book's deep_convnet_params.pkl) or --train")
+    return args
+
+
+def load_params(path: Path) -> dict:
+    params = fio.load_weights(path)
+    missing = sorted(set(convnet.DEEP_CONVNET_KEYS) - set(params))
+    if missing:
+        raise ValueError(f"{path}: not DeepConvNet weights, missing {missing}")
+    return {k: jnp.asarray(params[k], jnp.float32) for k in convnet.DEEP_CONVNET_KEYS}
+
+
+def train(args, x_train, t_train, x_test, t_test) -> tuple[dict, dict]:
+    """The book's train_deepnet.py protocol through funcnet.train.fit (stateful form:
+    the dropout masks come from the iteration's key)."""
+    init_key, run_key = jax.random.split(jax.random.key(args.seed))
+    params0 = convnet.init_deep_convnet(init_key, input_dim=x_train.shape[1:])
+
+    def loss(params, model_state, x, t, key):
+        return convnet.deep_convnet_loss(params, x, t, key), model_state
+
+    def predict(params, model_state, x):
+        return convnet.deep_convnet_predict(params, x)
+
+    start = time.perf_counter()
+    (params, _), history = fit(
+        params0,
+        (x_train, t_train),
+        (x_test, t_test),
+        key=run_key,
+        loss_fn=loss,
+        predict_fn=predict,
+        model_state={},
+        optimizer=optimizers.adam(0.001),
+        epochs=args.epochs,
+        eval_sample=1000,
+        eval_batch_size=500,
+    )
+    seconds = time.perf_counter() - start
+    for it, a, b in zip(history.eval_iteration, history.train_acc, history.test_acc, strict=True):
+        print(f"iteration {int(it):,} | train acc {a:.4f}, test acc {b:.4f} (1,000 images each)")
+    print(f"trained {history.iterations:,} iterations in {seconds:.0f} s")
+    return params, {
+        "train_seconds": seconds,
+        "train_iterations": history.iterations,
+        "final_train_acc": history.final_train_acc,
+        "final_test_acc": history.final_test_acc,
+    }
+
+
+def infer(params: dict, x: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
+    """Predicted labels of x and the images per second (compiled once, first batch warm)."""
+    predict = jax.jit(lambda p, xb: jnp.argmax(convnet.deep_convnet_predict(p, xb), axis=1))
+    jax.block_until_ready(predict(params, x[: min(batch, len(x))]))
+    start = time.perf_counter()
+    labels = [np.asarray(predict(params, x[i : i + batch])) for i in range(0, len(x), batch)]
+    return np.concatenate(labels), len(x) / (time.perf_counter() - start)
+
+
+def plot_misclassified(images, predicted, true, class_names, path: Path, title: str) -> Path:
+    """Up to 20 images in rows of 5, each titled "prediction / truth" (the book's Fig. 8-3)."""
+    rows = max(1, -(-len(images) // 5))
+    fig = _common.figure(width=8.5, height=1.9 * rows + 0.5)
+    fig.suptitle(title)
+    axes = np.atleast_2d(fig.subplots(rows, 5))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(np.asarray(images[i]).reshape(28, 28), cmap="gray_r")
+            ax.set_title(
+                f"{class_names[int(predicted[i])]} / {class_names[int(true[i])]}",
+                fontsize=9,
+                color="red",
+            )
+    return _common.save(fig, path)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    data = _common.load_dataset(args.dataset, flatten=False)
+    out = _common.run_dir(args.out, NAME, data.name)
+    x_train, t_train = data.train
+    x_test, t_test = data.test
+    if args.train_size:
+        x_train, t_train = x_train[: args.train_size], t_train[: args.train_size]
+    if args.test_size:
+        x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
+    metrics: dict = {"dataset": data.name}
+    if args.train:
+        params, metrics["training"] = train(args, x_train, t_train, x_test, t_test)
+        fio.save_params(out / "params.npz", params)
+    else:
+        params = load_params(args.params)
+    predicted, rate = infer(params, np.asarray(x_test, np.float32), args.batch)
+    t_test = np.asarray(t_test)
+    wrong = np.flatnonzero(predicted != t_test)
+    accuracy = 1.0 - wrong.size / t_test.size
+    print(
+        f"test accuracy {accuracy:.4f} ({t_test.size - wrong.size:,}/{t_test.size:,}), "
+        f"{rate:,.0f} images/s"
+    )
+    if wrong.size:
+        title = (
+            f"DeepConvNet on {data.name}: {wrong.size} of {t_test.size:,} misclassified "
+            "(prediction / truth)"
+        )
+        shown = wrong[:20]
+        plot_misclassified(
+            x_test[shown],
+            predicted[shown],
+            t_test[shown],
+            data.class_names,
+            out / "misclassified.png",
+            title,
+        )
+    metrics.update(
+        {
+            "test_accuracy": accuracy,
+            "misclassified": int(wrong.size),
+            "test_size": int(t_test.size),
+            "images_per_second": rate,
+            "misclassified_indices": wrong[:100].tolist(),
+        }
+    )
+    _common.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    _common.run(main)

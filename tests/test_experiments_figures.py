@@ -124,6 +124,6 @@ def test_out_naming_a_file_is_one_line_and_exit_status_1(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        f"ch04_gradient_1d: error: --out {blocker}: {blocker} exists and is not a folder"
-    ]
+    (line,) = done.stderr.strip().splitlines()  # one line, no traceback
+    assert "ch04_gradient_1d" in line
+    assert line.endswith(f"error: --out {blocker}: {blocker} exists and is not a folder")

@@ -103,6 +103,7 @@ def check_batch(
     weight_decay: float,
     seed: int,
     book_init: bool = False,
+    classes: int = 10,
 ) -> dict[str, Any]:
     """Backprop, numerical and autodiff gradients of the batch-norm net on ``(x, t)`` in
     float64; per parameter the mean |backprop − other| and whether backprop is exactly
@@ -110,7 +111,7 @@ def check_batch(
     x64, t = jnp.asarray(x, jnp.float64), jnp.asarray(t)
     k_init, k_shift = jax.random.split(jax.random.key(seed))
     params, state = mle.init_multi_layer_net_extend(
-        k_init, x64.shape[1], hidden, 10, use_batchnorm=True, dtype=jnp.float64
+        k_init, x64.shape[1], hidden, classes, use_batchnorm=True, dtype=jnp.float64
     )
     if not book_init:
         params = off_the_kink(params, k_shift)
@@ -381,7 +382,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with jax.enable_x64(True):
         for n in args.batch_sizes:
             result = check_batch(
-                x_all[:n], t_all[:n], args.hidden, args.weight_decay, args.seed, args.book_init
+                x_all[:n],
+                t_all[:n],
+                args.hidden,
+                args.weight_decay,
+                args.seed,
+                args.book_init,
+                len(data.class_names),
             )
             print_check(result, args.weight_decay)
             checks.append(result)

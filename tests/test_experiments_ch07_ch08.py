@@ -1,0 +1,165 @@
+"""The chapter 7-8 experiments, reduced to seconds: training, filters, DeepConvNet
+inference with generated book-style pickles, half precision, the benchmark and its peers."""
+
+import json
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import (
+    _conv_peers,
+    ch07_apply_filter,
+    ch07_benchmark_convnet,
+    ch07_train_convnet,
+    ch07_visualize_filter,
+    ch08_deep_convnet,
+    ch08_half_float_network,
+)
+from funcnet import io as fio
+from funcnet.nets import convnet
+
+
+def png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ch07_train")
+    metrics = ch07_train_convnet.main(
+        [
+            "--dataset", "mnist-5k", "--epochs", "2", "--train-size", "1000",
+            "--test-size", "200", "--eval-sample", "100", "--out", str(out),
+        ]
+    )  # fmt: skip
+    return out, metrics
+
+
+def test_train_convnet_records_the_books_protocol(trained):
+    out, metrics = trained
+    assert metrics["dataset"] == "mnist-5k"
+    assert metrics["final_iteration"] == 20  # 2 epochs of 1000 / 100
+    assert len(metrics["epoch_test_acc"]) == 2  # after iterations 0 and 10
+    assert metrics["final_test_acc"] > 0.3  # 20 Adam steps beat chance (0.1) by far
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["settings"]["lr"] == 0.001 and saved["settings"]["batch_size"] == 100
+    params = fio.load_params(out / "params.npz")
+    assert params["W1"].shape == (30, 1, 5, 5) and params["W2"].shape == (4320, 100)
+    init = fio.load_params(out / "params_init.npz")
+    assert not np.allclose(init["W1"], params["W1"])
+    png(out / "accuracy.png")
+    png(out / "loss.png")
+
+
+def test_visualize_filter_draws_before_and_after(trained, tmp_path, capsys):
+    out, _ = trained
+    result = ch07_visualize_filter.main(
+        ["--params", str(out / "params.npz"), "--out", str(tmp_path)]
+    )
+    png(tmp_path / "filters.png")
+    assert "30 filters 5×5" in capsys.readouterr().out
+    assert result["before_std"] == pytest.approx(0.01, rel=0.15)  # weight_init_std 0.01
+
+
+def test_apply_filter_filters_a_test_image(trained, tmp_path):
+    out, _ = trained
+    result = ch07_apply_filter.main(
+        ["--params", str(out / "params.npz"), "--dataset", "mnist-5k", "--filters", "0,3",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert result["filters"] == [0, 3] and result["output_shape"] == [2, 24, 24]
+    png(tmp_path / "apply_filter.png")
+    with pytest.raises(ValueError, match=r"--filters: indices must lie in \[0, 30\)"):
+        ch07_apply_filter.main(
+            ["--params", str(out / "params.npz"), "--dataset", "mnist-5k", "--filters", "30"]
+        )
+
+
+@pytest.fixture(scope="module")
+def deep_pickle(tmp_path_factory):
+    """A pickle like the book's deep_convnet_params.pkl: float64 arrays, the book's keys."""
+    params = convnet.init_deep_convnet(jax.random.key(0))
+    path = tmp_path_factory.mktemp("deep") / "deep_convnet_params.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({k: np.asarray(v, np.float64) for k, v in params.items()}, f)
+    return path, params
+
+
+def test_deep_convnet_inference_with_a_book_pickle(deep_pickle, tmp_path, capsys):
+    path, params = deep_pickle
+    metrics = ch08_deep_convnet.main(
+        ["--params", str(path), "--dataset", "mnist-5k", "--test-size", "60", "--batch", "25",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    from funcnet import datasets
+
+    x, t = datasets.load("mnist-5k", flatten=False).test
+    expected = np.asarray(jnp.argmax(convnet.deep_convnet_predict(params, x[:60]), axis=1))
+    assert metrics["misclassified"] == int(np.sum(expected != t[:60]))
+    assert metrics["test_accuracy"] == pytest.approx(float(np.mean(expected == t[:60])))
+    assert metrics["images_per_second"] > 0
+    png(tmp_path / "misclassified.png")
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_deep_convnet_trains_reduced_and_saves_params(tmp_path):
+    metrics = ch08_deep_convnet.main(
+        ["--train", "--epochs", "1", "--train-size", "200", "--test-size", "50",
+         "--dataset", "mnist-5k", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert metrics["training"]["train_iterations"] == 2
+    assert set(fio.load_params(tmp_path / "params.npz")) == set(convnet.DEEP_CONVNET_KEYS)
+
+
+def test_deep_convnet_asks_for_params_or_train():
+    with pytest.raises(SystemExit):
+        ch08_deep_convnet.main(["--dataset", "mnist-5k"])
+
+
+def test_half_float_network_reports_each_precision(deep_pickle, tmp_path, capsys):
+    path, _ = deep_pickle
+    metrics = ch08_half_float_network.main(
+        ["--params", str(path), "--dataset", "mnist-5k", "--test-size", "40", "--out",
+         str(tmp_path)]
+    )  # fmt: skip
+    results = metrics["results"]
+    assert list(results) == ["float32", "float16", "bfloat16"]
+    assert results["float32"]["predictions_changed"] == 0
+    assert results["float32"]["max_abs_score_diff"] == 0.0
+    assert 0 < results["float16"]["max_abs_score_diff"] < 0.1
+    assert all(r["finite"] for r in results.values())
+    assert "bfloat16" in capsys.readouterr().out
+
+
+def test_numpy_peer_computes_funcnets_gradient():
+    params = convnet.init_simple_convnet(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 1, 28, 28), dtype=np.float32)
+    t = np.array([1, 5, 7, 9])
+    ours = convnet.simple_convnet_gradient(params, x, t)
+    book = _conv_peers.BookSimpleConvNet(params).gradient(x.copy(), t)
+    for k in ours:
+        np.testing.assert_allclose(book[k], ours[k], rtol=2e-3, atol=1e-6)
+
+
+def test_benchmark_times_every_requested_peer(tmp_path, capsys):
+    result = ch07_benchmark_convnet.main(
+        ["--steps", "2", "--numpy-steps", "1", "--rounds", "1", "--images", "200",
+         "--peers", "funcnet,plain-jax,numpy-book", "--out", str(tmp_path)]
+    )  # fmt: skip
+    ms = result["ms_per_iteration"]
+    assert set(ms) == {"funcnet", "plain-jax", "numpy-book"}
+    assert all(v > 0 for v in ms.values())
+    text = capsys.readouterr().out
+    assert "vs plain-jax" in text and "1.00x" in text
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["batch_size"] == 100
+
+
+def test_benchmark_rejects_an_unknown_peer():
+    with pytest.raises(SystemExit):
+        ch07_benchmark_convnet.main(["--peers", "tensorflow"])

@@ -56,7 +56,9 @@ def _output_kinds(cell) -> list[tuple[str, ...]]:
 
 
 def _needs_dot(nb) -> bool:
-    return any("funcnet.graph" in c.source for c in _code_cells(nb))
+    """A notebook that draws graphs (``graph.render``; then its graphs also show as SVG)
+    needs Graphviz's ``dot``; one that only prints graph tables does not."""
+    return any(".render(" in c.source for c in _code_cells(nb))
 
 
 def test_there_are_notebooks_for_chapters_2_to_6():
@@ -73,21 +75,62 @@ def test_there_are_notebooks_for_chapters_2_to_6():
 def test_committed_notebook_was_run_top_to_bottom(path: Path):
     nb = _read(path)
     nbformat.validate(nb)
+    assert _code_cells(nb), f"{path.name} has no code cells"
+    problems = _run_order_problems(nb)
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+def _run_order_problems(nb) -> list[str]:
+    """What shows that ``nb`` was not saved right after one run from the top: execution
+    counts other than 1, 2, 3, ... (a cell skipped, run twice or out of order), an error
+    output, or a result stamped with another count."""
     cells = _code_cells(nb)
-    assert cells, f"{path.name} has no code cells"
     counts = [c.execution_count for c in cells]
-    assert counts == list(range(1, len(cells) + 1)), (
-        f"{path.name}: execution counts {counts}: run every cell once, from the top, in a "
-        "fresh kernel, and save"
-    )
+    problems = []
+    if counts != list(range(1, len(cells) + 1)):
+        problems.append(
+            f"execution counts {counts}: run every cell once, from the top, in a fresh "
+            "kernel, and save"
+        )
     for i, cell in enumerate(cells, 1):
-        errors = [o for o in cell.outputs if o.output_type == "error"]
-        assert not errors, f"{path.name}: code cell {i} was saved with an error: {errors[0]}"
-        if cell.outputs:
-            counted = [o for o in cell.outputs if o.output_type == "execute_result"]
-            assert all(o.execution_count == i for o in counted), (
-                f"{path.name}: code cell {i} holds the result of another run"
-            )
+        if any(o.output_type == "error" for o in cell.outputs):
+            problems.append(f"code cell {i} was saved with an error")
+        results = [o for o in cell.outputs if o.output_type == "execute_result"]
+        if any(o.execution_count != cell.execution_count for o in results):
+            problems.append(f"code cell {i} holds the result of another run")
+    return problems
+
+
+def _synthetic(counts: list[int | None], result_counts: list[int | None]):
+    nb = nbformat.v4.new_notebook()
+    for count, result in zip(counts, result_counts, strict=True):
+        cell = nbformat.v4.new_code_cell("1 + 1", execution_count=count)
+        if result is not None:
+            cell.outputs = [
+                nbformat.v4.new_output(
+                    "execute_result", data={"text/plain": "2"}, execution_count=result
+                )
+            ]
+        nb.cells.append(cell)
+    return nb
+
+
+@pytest.mark.parametrize(
+    "counts, results, problem",
+    [
+        ([1, 2, 3], [1, None, 3], None),
+        ([1, 3, 4], [1, None, 4], "execution counts [1, 3, 4]"),  # a cell run twice
+        ([2, 1], [2, 1], "execution counts [2, 1]"),  # run out of order
+        ([1, None], [1, None], "execution counts [1, None]"),  # a cell never run
+        ([1, 2], [1, 5], "code cell 2 holds the result of another run"),
+    ],
+)
+def test_run_order_check_finds_stale_notebooks(counts, results, problem):
+    problems = _run_order_problems(_synthetic(counts, results))
+    if problem is None:
+        assert problems == []
+    else:
+        assert any(problem in p for p in problems), problems
 
 
 def _shows_something(source: str) -> bool:
@@ -158,28 +201,41 @@ def test_output_kinds_ignore_how_prints_were_split():
 # Executing them with a real kernel
 
 
-@needs_notebooks
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom_with_a_jupyter_kernel(path: Path, tmp_path: Path):
+def _execute(nb, cwd: Path):
+    """Run ``nb`` in place with the ``python3`` kernel in the folder ``cwd``; raises
+    ``nbclient.exceptions.CellExecutionError`` (naming the cell) on any error."""
     nbclient = pytest.importorskip("nbclient", reason="needs nbclient (pip install -e '.[test]')")
     pytest.importorskip("ipykernel", reason="needs ipykernel (pip install -e '.[test]')")
-    committed = _read(path)
-    if _needs_dot(committed) and shutil.which("dot") is None:
-        pytest.skip(f"{path.name} draws graphs: needs Graphviz's dot (apt-get install graphviz)")
-    copy = tmp_path / path.name
-    shutil.copyfile(path, copy)
-    nb = _read(copy)
-    client = nbclient.NotebookClient(
+    nbclient.NotebookClient(
         nb,
         timeout=CELL_TIMEOUT_S,
         startup_timeout=120,
         kernel_name="python3",
         allow_errors=False,
         record_timing=False,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
+        resources={"metadata": {"path": str(cwd)}},
+    ).execute()
+
+
+def test_execution_fails_on_an_error_in_any_cell(tmp_path: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("x / 0")]
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        _execute(nb, tmp_path)
+    assert nb.cells[0].execution_count == 1
+
+
+@needs_notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_top_to_bottom_with_a_jupyter_kernel(path: Path, tmp_path: Path):
+    committed = _read(path)
+    if _needs_dot(committed) and shutil.which("dot") is None:
+        pytest.skip(f"{path.name} draws graphs: needs Graphviz's dot (apt-get install graphviz)")
+    copy = tmp_path / path.name
+    shutil.copyfile(path, copy)
+    nb = _read(copy)
     t0 = time.perf_counter()
-    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    _execute(nb, tmp_path)
     print(f"{path.name}: executed in {time.perf_counter() - t0:.1f} s")
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name], (

@@ -331,25 +331,34 @@ def _pool_book_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
 # The defaults: the same rules, laid out for speed
 
 
-def _col_t(x: jax.Array, g: Geometry) -> jax.Array:
-    """im2col's transpose, built directly: (C·FH·FW, N·OH·OW), rows in (c, fy, fx) order,
-    columns in (n, oy, ox) order (``_col_t(x) == im2col(x).T``)."""
-    views = jnp.stack(_windows(_pad_image(x, g.pad), g), axis=0)  # (FH·FW, N, C, OH, OW)
-    if g.c > 1:
-        views = views.transpose(2, 0, 1, 3, 4)  # (C, FH·FW, N, OH, OW)
-    return views.reshape(g.c * g.fh * g.fw, g.n * g.out_h * g.out_w)
+def _col_nchw(x: jax.Array, g: Geometry) -> jax.Array:
+    """The book's col, per image and transposed, built directly from FH·FW strided views:
+    (N, C·FH·FW, OH·OW), rows in (c, fy, fx) order (``col_nchw[n] == im2col(x[n:n+1]).T``)."""
+    views = jnp.stack(_windows(_pad_image(x, g.pad), g), axis=2)  # (N, C, FH·FW, OH, OW)
+    return views.reshape(g.n, g.c * g.fh * g.fw, g.out_h * g.out_w)
+
+
+def _per_image(W_col: jax.Array, n: int) -> jax.Array:
+    """W_col (FN, K) repeated for each of n images: (n, FN, K), the batched matmul's lhs."""
+    return jnp.broadcast_to(W_col[None], (n, *W_col.shape))
+
+
+def _bmm(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
+    """Per-image matmul over the leading batch axis, contracting a's and b's given axes."""
+    return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0,), (0,))))
 
 
 def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
-    """Convolution (ch7.4.3), the default: the book's rule on col's transpose.
+    """Convolution (ch7.4.3), the default: the book's rule, one image at a time, in NCHW.
 
-    Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW). Forward:
-    out = W_col · colᵀ + b with W_col = W.reshape(FN, C·FH·FW) and colᵀ = im2col(x)ᵀ
-    (C·FH·FW, N·OH·OW), built directly in that layout from FH·FW strided views of x, so no
-    (N·OH·OW, ·) array is transposed. Residuals: colᵀ and W (the book's col and W_col,
-    transposed). Backward, the book's rule transposed: with doutᵀ (FN, N·OH·OW),
-    db = Σ doutᵀ, dW = doutᵀ · col -> (FN, C, FH, FW), dcolᵀ = W_colᵀ · doutᵀ,
-    dx = col2im(dcol). When x is data (the first layer), dx is unused and XLA drops it.
+    Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW). The book lays
+    out col (N·OH·OW, C·FH·FW), multiplies by W_colᵀ and transposes the (N·OH·OW, FN)
+    result to NCHW. Here each image's col is built transposed, col_n (C·FH·FW, OH·OW), so
+    that out_n = W_col · col_n + b is already (FN, OH·OW): a batched matmul writes the
+    NCHW output, and dout is read in place, with no transpose either way. Residuals: col
+    (per image, transposed) and W (the book's col and W_col). Backward, the book's rule
+    per image: db = Σ dout, dW = Σₙ dout_n · col_nᵀ, dcol_n = W_colᵀ · dout_n,
+    dx = col2im(dcol). When x is data (a first layer), dx is unused and XLA drops it.
     """
     return _conv_fwd(x, W, b, stride, pad)[0]
 
@@ -357,53 +366,50 @@ def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
 def _conv_fwd(x, W, b, stride: int, pad: int):
     fn, _, fh, fw = W.shape
     g = geometry(x.shape, fh, fw, stride, pad)
-    col_t = _col_t(x, g)  # (C·FH·FW, N·OH·OW)
-    out_t = jnp.dot(W.reshape(fn, -1), col_t) + b[:, None]  # (FN, N·OH·OW)
-    out = out_t.reshape(fn, g.n, g.out_h, g.out_w).transpose(1, 0, 2, 3)
-    return out, (_dtype_token(x), _dtype_token(b), col_t, W)
+    col = _col_nchw(x, g)  # (N, C·FH·FW, OH·OW)
+    out = _bmm(_per_image(W.reshape(fn, -1), g.n), col, (2, 1))  # (N, FN, OH·OW)
+    out = out.reshape(g.n, fn, g.out_h, g.out_w) + b[None, :, None, None]
+    return out, (_dtype_token(x), _dtype_token(b), col, W)
 
 
 def _conv_bwd(stride: int, pad: int, res, dout):
-    x_token, b_token, col_t, W = res
+    x_token, b_token, col, W = res
     fn, c, fh, fw = W.shape
     g = geometry(x_token.shape[1:], fh, fw, stride, pad)
-    dout_t = dout.transpose(1, 0, 2, 3).reshape(fn, -1)  # (FN, N·OH·OW)
-    db = jnp.sum(dout_t, axis=1)
-    dW = jnp.dot(dout_t, col_t.T).reshape(W.shape)
-    dcol_t = jnp.dot(W.reshape(fn, -1).T, dout_t)  # (C·FH·FW, N·OH·OW)
-    views = dcol_t.reshape(c, fh * fw, g.n, g.out_h, g.out_w)
-    dx = _unwindow([views[:, k].transpose(1, 0, 2, 3) for k in range(fh * fw)], g)
+    dout = dout.reshape(g.n, fn, -1)  # (N, FN, OH·OW), NCHW read in place
+    db = jnp.sum(dout, axis=(0, 2))
+    dW = jnp.sum(_bmm(dout, col, (2, 2)), axis=0).reshape(W.shape)  # Σₙ dout_n · col_nᵀ
+    dcol = _bmm(_per_image(W.reshape(fn, -1), g.n), dout, (1, 1))  # (N, C·FH·FW, OH·OW)
+    views = dcol.reshape(g.n, c, fh * fw, g.out_h, g.out_w)
+    dx = _unwindow([views[:, :, k] for k in range(fh * fw)], g)
     return dx.astype(x_token.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
 
 
-def _first_max(views: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """The elementwise maximum of the views and the index of the first view holding it
-    (NumPy's argmax: the first maximum on ties, the first NaN if any)."""
-    best, arg = views[0], jnp.zeros(views[0].shape, jnp.int32)
-    for k, v in enumerate(views[1:], start=1):
-        take = (v > best) | (jnp.isnan(v) & ~jnp.isnan(best))
-        best = jnp.where(take, v, best)
-        arg = jnp.where(take, k, arg)
-    return best, arg
+def _window_stack(x: jax.Array, g: Geometry) -> jax.Array:
+    """The book's pooling col without its transposes: every window of the (zero-)padded x
+    along a new last axis, (N, C, OH, OW, pool_h·pool_w), (fy, fx) in row-major order."""
+    return jnp.stack(_windows(_pad_image(x, g.pad), g), axis=-1)
 
 
 def _pool_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array:
-    """Max pooling (ch7.4.4), the default: the book's rule without im2col.
+    """Max pooling (ch7.4.4), the default: the book's rule on NCHW windows.
 
-    Shapes: x (N, C, H, W) -> (N, C, OH, OW). Forward: the elementwise maximum of the
-    pool_h·pool_w strided views of the (zero-)padded x, in NCHW throughout. Residual: the
-    index of each window's first maximum (NumPy's argmax on the book's col rows; a NaN
-    counts as the maximum). Backward: dout goes to that element of each window, overlapping
-    windows add (the book's col2im). Padding as in :func:`pooling_book` (zeros).
+    Shapes: x (N, C, H, W) -> (N, C, OH, OW). Forward: the windows of the (zero-)padded x
+    stacked along a last axis, (N, C, OH, OW, pool_h·pool_w) (the book's col rows, kept in
+    NCHW order so no transpose is needed), and their maxima. Residual: the argmax of each
+    window (int8; the first maximum on ties, a NaN counting as the maximum, NumPy's
+    argmax). Backward: dout goes to that element of each window, overlapping windows add
+    (the book's col2im). Padding as in :func:`pooling_book` (zeros).
     """
     g = geometry(x.shape, pool_h, pool_w, stride, pad)
-    return _first_max(_windows(_pad_image(x, pad), g))[0]
+    return jnp.max(_window_stack(x, g), axis=-1)
 
 
 def _pool_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int):
     g = geometry(x.shape, pool_h, pool_w, stride, pad)
-    out, arg = _first_max(_windows(_pad_image(x, pad), g))
-    return out, (_dtype_token(x), arg.astype(jnp.int8 if pool_h * pool_w <= 127 else jnp.int32))
+    windows = _window_stack(x, g)
+    arg = jnp.argmax(windows, axis=-1).astype(jnp.int8 if pool_h * pool_w <= 127 else jnp.int32)
+    return jnp.max(windows, axis=-1), (_dtype_token(x), arg)
 
 
 def _pool_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):

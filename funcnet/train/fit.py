@@ -282,13 +282,7 @@ def fit(
     if optimizer is None:
         optimizer = optax.sgd(lr)
     _check_optimizer(optimizer)
-    x_train, t_train = _check_data("train", train)
-    x_test, t_test = _check_data("test", test)
-    if np.shape(x_test)[1:] != np.shape(x_train)[1:]:
-        raise ValueError(
-            f"fit: train and test examples differ in shape; x_train {np.shape(x_train)}, "
-            f"x_test {np.shape(x_test)}"
-        )
+    x_train, t_train, x_test, t_test = _check_train_test(train, test)
     model = stateful(loss_fn, predict_fn) if model_state is None else Model(loss_fn, predict_fn)
     state = init_state(params, optimizer, key, model_state)
     classes = _num_classes(model, state, x_train)
@@ -298,15 +292,9 @@ def fit(
 
     epoch = iters_per_epoch(int(np.shape(x_train)[0]), batch_size)
     plan = segments(iters if epochs is None else epochs * epoch, eval_every or epoch)
-    batch_sharding = None
-    if mesh is not None:
-        parallel.check_mesh(mesh, batch_size)
-        state, data = jax.device_put(
-            (state, (x_train, t_train, x_test, t_test)), parallel.replicated(mesh)
-        )
-        batch_sharding = parallel.batch_sharded(mesh)
-    else:
-        state, data = jax.device_put((state, (x_train, t_train, x_test, t_test)))
+    state, data, batch_sharding = _place(
+        state, (x_train, t_train, x_test, t_test), mesh, batch_size
+    )
 
     t_compile = time.perf_counter()
     train_step = make_train_step(model, optimizer, batch_size, batch_sharding)
@@ -314,11 +302,8 @@ def fit(
     if eval_sample is not None:
         evaluate = _on_sample(full_evaluate, eval_sample)
         full_evaluate = jax.jit(full_evaluate).lower(state, data).compile()
-    max_steps = max(num for _, num, _ in plan)
-    if fused:
-        run = _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data)
-    else:
-        run = _compile_unfused(train_step, evaluate, loss_dtype, state, data)
+    compile_ = _compile_fused if fused else _compile_unfused
+    run = compile_(train_step, evaluate, max(n for _, n, _ in plan), loss_dtype, state, data)
     compile_time = time.perf_counter() - t_compile
 
     final_evaluate = full_evaluate if eval_sample is not None else None
@@ -330,6 +315,28 @@ def fit(
     final, history = loop(state)
     result = final.params if model_state is None else (final.params, final.model_state)
     return result, history
+
+
+def _check_train_test(train, test) -> tuple[Any, Any, Any, Any]:
+    x_train, t_train = _check_data("train", train)
+    x_test, t_test = _check_data("test", test)
+    if np.shape(x_test)[1:] != np.shape(x_train)[1:]:
+        raise ValueError(
+            f"fit: train and test examples differ in shape; x_train {np.shape(x_train)}, "
+            f"x_test {np.shape(x_test)}"
+        )
+    return x_train, t_train, x_test, t_test
+
+
+def _place(state: TrainState, data: tuple, mesh: Mesh | None, batch_size: int):
+    """Put the state and the data on the device(s) once: ``(state, data, batch_sharding)``;
+    with a mesh both are replicated and each minibatch will be split across it."""
+    if mesh is None:
+        state, data = jax.device_put((state, data))
+        return state, data, None
+    parallel.check_mesh(mesh, batch_size)
+    state, data = jax.device_put((state, data), parallel.replicated(mesh))
+    return state, data, parallel.batch_sharded(mesh)
 
 
 def _check_settings(params, key, iters, batch_size, lr, eval_every, eval_batch_size):
@@ -362,8 +369,10 @@ def _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data) -> 
     return jax.jit(segment).lower(state, data, jnp.int32(1)).compile()
 
 
-def _compile_unfused(train_step, evaluate, loss_dtype, state, data) -> Callable:
-    """One compiled step per iteration and a compiled evaluation, driven from Python."""
+def _compile_unfused(train_step, evaluate, max_steps, loss_dtype, state, data) -> Callable:
+    """One compiled step per iteration and a compiled evaluation, driven from Python
+    (``max_steps`` unused: the same signature as :func:`_compile_fused`)."""
+    del max_steps
     step = jax.jit(train_step).lower(state, data[0], data[1]).compile()
     accuracies = jax.jit(evaluate).lower(state, data).compile()
 

@@ -162,6 +162,15 @@ def fit_many(
     )
     compile_time = time.perf_counter() - t_compile
 
+    states, history = _run_many(run, states, data, hp_all, plan, t_begin, compile_time)
+    result = states.params if model_state is None else (states.params, states.model_state)
+    return result, history
+
+
+def _run_many(run, states, data, hp_all, plan, t_begin: float, compile_time: float):
+    """The host loop of :func:`fit_many`: every segment for every run at once; a run that
+    diverges is flagged and keeps going (its figures turn NaN), the others are untouched."""
+    runs = states.step.shape[0]
     losses, per_epoch_acc, final_acc = [], [], None
     diverged = np.zeros(runs, bool)
     for _, num, per_epoch in plan:
@@ -185,5 +194,4 @@ def fit_many(
         wall_time=time.perf_counter() - t_begin,
         compile_time=compile_time,
     )
-    result = states.params if model_state is None else (states.params, states.model_state)
-    return result, history
+    return states, history

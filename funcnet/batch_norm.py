@@ -40,6 +40,17 @@ def _features(x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0], -1)
 
 
+def _normalize(x: jax.Array, gamma: jax.Array, beta: jax.Array):
+    """The book's forward: ``(out, xc, xn, std)``, the statistics over the batch axis."""
+    x2 = _features(x)
+    mu = jnp.mean(x2, axis=0)
+    xc = x2 - mu
+    var = jnp.mean(xc**2, axis=0)
+    std = jnp.sqrt(var + EPS)
+    xn = xc / std
+    return (gamma * xn + beta).reshape(x.shape), xc, xn, std
+
+
 def _batch_norm_plain(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
     """Training-mode batch normalization node (book's BatchNormalization, ch6.3.2).
 
@@ -50,23 +61,11 @@ def _batch_norm_plain(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Ar
     dstd = −Σ(dxn·xc)/std²; dvar = ½·dstd/std; dxc += (2/N)·xc·dvar; dmu = Σ dxc;
     dx = dxc − dmu/N.
     """
-    x2 = _features(x)
-    mu = jnp.mean(x2, axis=0)
-    xc = x2 - mu
-    var = jnp.mean(xc**2, axis=0)
-    std = jnp.sqrt(var + EPS)
-    xn = xc / std
-    return (gamma * xn + beta).reshape(x.shape)
+    return _normalize(x, gamma, beta)[0]
 
 
 def _batch_norm_fwd(x, gamma, beta):
-    x2 = _features(x)
-    mu = jnp.mean(x2, axis=0)
-    xc = x2 - mu
-    var = jnp.mean(xc**2, axis=0)
-    std = jnp.sqrt(var + EPS)
-    xn = xc / std
-    out = (gamma * xn + beta).reshape(x.shape)
+    out, xc, xn, std = _normalize(x, gamma, beta)
     return out, (xc, xn, std, gamma)
 
 

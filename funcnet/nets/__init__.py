@@ -32,7 +32,8 @@ integer labels ``(N,)`` or one-hot rows ``(N, C)``.
 The package holds one module per idea: :mod:`~funcnet.nets.accuracy` (shared by every
 net), :mod:`~funcnet.nets.simple` (ch3-4), :mod:`~funcnet.nets.two_layer` (ch4-5),
 :mod:`~funcnet.nets.multi_layer` (ch6), :mod:`~funcnet.nets.multi_layer_extend` (ch6: batch
-norm and dropout, model state and keys).
+norm and dropout, model state and keys), :mod:`~funcnet.nets.convnet` (ch7-8: SimpleConvNet,
+DeepConvNet).
 Everything is re-exported here: ``funcnet.nets.two_layer_net`` etc.
 """
 
@@ -43,6 +44,22 @@ from funcnet.nets.accuracy import (
     PredictFn,
     accuracy,
     count_correct,
+)
+from funcnet.nets.convnet import (
+    DEEP_CONVNET_CONVS,
+    DEEP_CONVNET_KEYS,
+    SIMPLE_CONVNET_KEYS,
+    deep_convnet_fan_ins,
+    deep_convnet_loss,
+    deep_convnet_predict,
+    init_deep_convnet,
+    init_simple_convnet,
+    load_convnet_params,
+    simple_convnet_autodiff_gradient,
+    simple_convnet_gradient,
+    simple_convnet_loss,
+    simple_convnet_numerical_gradient,
+    simple_convnet_predict,
 )
 from funcnet.nets.multi_layer import (
     WEIGHT_INIT_STDS,
@@ -87,6 +104,20 @@ from funcnet.nets.two_layer import (
 )
 
 __all__ = [
+    "DEEP_CONVNET_CONVS",
+    "DEEP_CONVNET_KEYS",
+    "SIMPLE_CONVNET_KEYS",
+    "deep_convnet_fan_ins",
+    "deep_convnet_loss",
+    "deep_convnet_predict",
+    "init_deep_convnet",
+    "init_simple_convnet",
+    "load_convnet_params",
+    "simple_convnet_autodiff_gradient",
+    "simple_convnet_gradient",
+    "simple_convnet_loss",
+    "simple_convnet_numerical_gradient",
+    "simple_convnet_predict",
     "MultiLayerNetExtend",
     "init_multi_layer_net_extend",
     "multi_layer_net_extend",

@@ -33,7 +33,7 @@ from funcnet import conv, dropout, layers
 from funcnet import io as fio
 from funcnet._checks import check_key
 from funcnet.gradient import numerical_gradient
-from funcnet.nets.accuracy import Params
+from funcnet.nets.accuracy import Params, check_t
 from funcnet.nets.two_layer import check_float_dtype, check_init_std
 
 SIMPLE_CONVNET_KEYS = ("W1", "b1", "W2", "b2", "W3", "b3")
@@ -180,7 +180,14 @@ def simple_convnet_loss(
     """Mean cross-entropy of softmax(scores) against t (labels (N,) or one-hot (N, C))."""
     x = _simple_inputs("simple_convnet_loss", params, x)
     ops = _ops(book=book)
-    return ops.softmax_with_loss(_simple_scores(ops, params, x, stride, pad), jnp.asarray(t))
+    # t as the caller gave it: the layer checks label values before any dtype narrowing.
+    return ops.softmax_with_loss(_simple_scores(ops, params, x, stride, pad), t)
+
+
+def _checked_labels(where: str, params: Params, x: jax.Array, t: Any) -> jax.Array:
+    """t checked on the caller's values (before any narrowing), then as an array."""
+    check_t(where, x.shape[0], params["W3"].shape[1], t)
+    return jnp.asarray(t)
 
 
 def _simple_plain_loss(params, x, t, stride, pad, book):
@@ -202,7 +209,8 @@ def simple_convnet_autodiff_gradient(
     """``jax.grad`` of the same forward built from the layers' plain functions (no
     hand-written rule involved): the reference for :func:`simple_convnet_gradient`."""
     x = _simple_inputs("simple_convnet_autodiff_gradient", params, x)
-    return jax.grad(_simple_plain_loss)(params, x, jnp.asarray(t), stride, pad, book)
+    t = _checked_labels("simple_convnet_autodiff_gradient", params, x, t)
+    return jax.grad(_simple_plain_loss)(params, x, t, stride, pad, book)
 
 
 def simple_convnet_numerical_gradient(
@@ -210,7 +218,7 @@ def simple_convnet_numerical_gradient(
 ) -> Params:
     """Central differences of the loss (the book's ``numerical_gradient``); use float64."""
     x = _simple_inputs("simple_convnet_numerical_gradient", params, x)
-    t = jnp.asarray(t)
+    t = _checked_labels("simple_convnet_numerical_gradient", params, x, t)
     return numerical_gradient(lambda p: _simple_plain_loss(p, x, t, stride, pad, True), params, h)
 
 
@@ -316,7 +324,7 @@ def deep_convnet_loss(
     masks from ``key``); ``train=False`` gives the inference-mode loss without a key."""
     x = _deep_inputs("deep_convnet_loss", params, x, key, train)
     ops = _ops(book=book)
-    return ops.softmax_with_loss(_deep_scores(ops, params, x, key, train), jnp.asarray(t))
+    return ops.softmax_with_loss(_deep_scores(ops, params, x, key, train), t)
 
 
 # --------------------------------------------------------------------------------------

@@ -7,10 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-from jax.test_util import check_grads
 
 from funcnet import conv
-from funcnet.check import check_layer
 
 CASES = [
     pytest.param(entry, case, id=f"{entry.name}-{case.name}")
@@ -94,21 +92,9 @@ def test_col2im_rejects_a_col_of_the_wrong_shape():
 
 
 # --------------------------------------------------------------------------------------
-# Three-way verification of every registered rule
-
-
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("entry, case", CASES)
-def test_rule_matches_autodiff_and_finite_differences(entry, case, dtype):
-    result = check_layer(entry.name, entry.layer, case, dtype)
-    assert result.passed, result
-
-
-@pytest.mark.parametrize("entry, case", CASES)
-def test_rule_passes_jax_check_grads_in_reverse_mode_to_second_order(entry, case, x64):
-    args = case.make_inputs(np.random.default_rng(0), jnp.float64)
-    f = scalarized(entry.layer, args, case.argnums)
-    check_grads(f, tuple(args[i] for i in case.argnums), order=2, modes=["rev"])
+# Every registered rule: the three-way check (rule, autodiff, finite differences, f64 and
+# f32) and check_grads to second order run in tests/test_layers.py, which covers every
+# entry of layers.REGISTRY, these included.
 
 
 @pytest.mark.parametrize("entry, case", CASES)

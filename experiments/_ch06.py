@@ -3,6 +3,7 @@ nets trained on the same minibatches, and their loss curves."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -12,6 +13,24 @@ import optax
 
 from experiments import _common
 from funcnet.train import History, TrainingDiverged, fit
+
+
+def loss_curve_args(name: str, description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The flags shared by the ch6 loss-curve experiments (Figs. 6-9, 6-15): ``--iters``
+    (2,000), ``--batch-size`` (128), ``--dataset``, ``--seed``, ``--out``; one-line errors."""
+    p = _common.parser(name, description)
+    p.add_argument(
+        "--iters", type=_common.positive_int, default=2000, help="iterations (default: 2000)"
+    )
+    p.add_argument(
+        "--batch-size", type=_common.positive_int, default=128, help="minibatch (default: 128)"
+    )
+    _common.add_dataset_flag(p)
+    p.add_argument(
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
+    )
+    _common.add_out_flag(p, name)
+    return p.parse_args(argv)
 
 
 def smooth_curve(x: np.ndarray) -> np.ndarray:

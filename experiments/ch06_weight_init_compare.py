@@ -23,7 +23,6 @@ Run: ``python -m experiments.ch06_weight_init_compare [--iters 2000]``.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -40,22 +39,9 @@ LR = 0.01
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train the three nets; returns the metrics written to ``metrics.json``."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m experiments.{NAME}",
-        description="Three weight initialisations of a 4-hidden-layer ReLU net (book Fig. 6-15).",
+    args = _ch06.loss_curve_args(
+        NAME, "Three weight initialisations of a 4-hidden-layer ReLU net (book Fig. 6-15).", argv
     )
-    p.add_argument(
-        "--iters", type=_common.positive_int, default=2000, help="iterations (default: 2000)"
-    )
-    p.add_argument(
-        "--batch-size", type=_common.positive_int, default=128, help="minibatch (default: 128)"
-    )
-    _common.add_dataset_flag(p)
-    p.add_argument(
-        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
-    )
-    _common.add_out_flag(p, NAME)
-    args = p.parse_args(argv)
     out = _common.out_dir(args.out)
     data = _common.load_dataset(args.dataset)
     classes = len(data.class_names)

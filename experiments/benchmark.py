@@ -1,9 +1,11 @@
-"""Speed benchmark: the book's ch5 training protocol five ways, and numerical gradients.
+"""Speed benchmark: the book's ch5 training protocol five ways, and numerical gradients
+(``--model two-layer``, the default); one SimpleConvNet training iteration five ways
+(``--model simple-convnet``).
 
-Measures, in one process and on the same data from the same initial weights, the book's
-``train_neuralnet.py`` (784-50-10 ReLU, batch 100 drawn with replacement, SGD lr 0.1,
-10,000 iterations, train and test accuracy over the whole sets every epoch and of the
-final params, as ``fit`` reports them) run by:
+``--model two-layer`` measures, in one process and on the same data from the same initial
+weights, the book's ``train_neuralnet.py`` (784-50-10 ReLU, batch 100 drawn with
+replacement, SGD lr 0.1, 10,000 iterations, train and test accuracy over the whole sets
+every epoch and of the final params, as ``fit`` reports them) run by:
 
 1. ``funcnet fit`` — custom_vjp layers, the steps between evaluations fused (the product);
 2. ``funcnet step`` — ``fit(fused=False)``: one compiled step per Python iteration;
@@ -28,11 +30,25 @@ also given including it). Then:
 
 Writes ``results.json`` to ``--out`` (default ``runs/benchmark``).
 
+``--model simple-convnet`` is the measurement of :mod:`experiments.ch07_benchmark_convnet`
+(called from there: one implementation): one training iteration (batch 100, Adam lr
+0.001) by funcnet (default rules), funcnet-book (the book's rules), plain-jax
+(``lax.conv_general_dilated``), torch (PyTorch eager) and numpy-book (the book's NumPy
+layers), from the same weights on the same synthetic images; ``--rounds`` interleaved
+rounds (order rotated each round) of ``--steps`` iterations (``--numpy-steps`` for
+numpy-book), the best round counts; ms per iteration and the ratios to torch and plain JAX
+in the table and in ``results.json`` (default ``runs/benchmark/simple-convnet``). The
+flags of one model are an error with the other (``--dataset``, ``--iters``,
+``--repeats``, ``--numgrad-*``, ``--no-profile``, ``--torch-keep-denormals`` are
+two-layer's; ``--steps``, ``--numpy-steps``, ``--rounds``, ``--images`` simple-convnet's).
+
 Run: ``python -m experiments.benchmark [--dataset fashion-mnist]``: about 24 runs of the
 protocol, some 2 minutes on 2 quiet cores (much longer on a busy machine: NumPy and
 PyTorch slow down many times). Shorter: ``--quick`` (1,000 iterations, one repeat, the
 book's loop timed on 2,000 elements and extrapolated), or any of ``--iters N``,
 ``--repeats R``, ``--peers fit,jax``, ``--no-profile``, ``--no-numgrad``.
+``python -m experiments.benchmark --model simple-convnet [--steps 50 --rounds 3]``
+(``--quick``: 10 iterations per timing, one round; ``--peers funcnet,torch``).
 """
 
 from __future__ import annotations
@@ -43,12 +59,13 @@ import gc
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from experiments import _common, _numgrad, _peers
+from experiments import _common, _numgrad, _peers, ch07_benchmark_convnet
 from funcnet import datasets
 
 NAME = "benchmark"
@@ -63,89 +80,179 @@ DENORMAL_NOTE = (
 )
 
 
+MODELS = ("two-layer", "simple-convnet")
 QUICK = {"iters": 1000, "repeats": 1, "numgrad_book_elements": 2000}
 DEFAULTS = {"iters": 10000, "repeats": 3, "numgrad_book_elements": None}
+CONVNET_QUICK = {"steps": 10, "numpy_steps": 10, "rounds": 1}
+CONVNET_OUT = Path("runs") / NAME / "simple-convnet"
+# The flags that mean something for one model only (their dests), and, for such a flag
+# given with the other model, the other model's flag for the same thing.
+ONLY = {
+    "two-layer": (
+        "iters", "repeats", "dataset", "no_numgrad", "numgrad_chunk", "numgrad_book_elements",
+        "numgrad_hidden", "no_profile", "torch_keep_denormals",
+    ),
+    "simple-convnet": tuple(ch07_benchmark_convnet.DEFAULTS),
+}  # fmt: skip
+COUNTERPART = {"iters": "steps", "repeats": "rounds", "steps": "iters", "rounds": "repeats"}
+_UNSET = object()  # marks a one-model flag that was not given
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Time the book's ch5 training protocol: funcnet vs plain JAX, NumPy, "
         "PyTorch; and funcnet's numerical gradient vs the book's loop. About 2 minutes on "
-        "2 quiet cores; --quick runs a tenth of the iterations once.",
+        "2 quiet cores; --quick runs a tenth of the iterations once. With --model "
+        "simple-convnet: one ch7 SimpleConvNet training iteration, funcnet (default and "
+        "book rules) vs plain JAX, PyTorch and the book's NumPy layers.",
+    )
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        default="two-layer",
+        help="two-layer: the ch5 protocol and the numerical gradient; simple-convnet: the "
+        "measurement of experiments.ch07_benchmark_convnet (default: %(default)s)",
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a short run: --iters 1000 --repeats 1 --numgrad-book-elements 2000 "
-        "(flags given explicitly win)",
+        help="a short run: --iters 1000 --repeats 1 --numgrad-book-elements 2000; with "
+        "simple-convnet --steps 10 --numpy-steps 10 --rounds 1 (flags given explicitly win)",
     )
     p.add_argument(
+        "--peers",
+        default=None,
+        help="comma-separated peers to run (default: all); two-layer from "
+        + ", ".join(_peers.PEERS)
+        + "; simple-convnet from "
+        + ", ".join(ch07_benchmark_convnet.PEERS),
+    )
+    p.add_argument(
+        "--seed", type=_common.nonnegative_int, default=0, help="random seed (default: %(default)s)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default: runs/{NAME}; {CONVNET_OUT} with --model simple-convnet)",
+    )
+    two = p.add_argument_group("--model two-layer only")
+    two.add_argument(
         "--iters", type=_common.positive_int, default=None, help="iterations (default: 10000)"
     )
-    p.add_argument(
+    two.add_argument(
         "--repeats",
         type=_common.positive_int,
         default=None,
         help="runs per peer, round-robin; the best counts (default: 3)",
     )
-    p.add_argument(
-        "--peers",
-        default=",".join(_peers.PEERS),
-        help="comma-separated peers to run, from " + ", ".join(_peers.PEERS) + " (default: all)",
-    )
-    _common.add_dataset_flag(p)
-    p.add_argument(
-        "--seed", type=_common.nonnegative_int, default=0, help="random seed (default: %(default)s)"
-    )
-    p.add_argument(
+    _common.add_dataset_flag(two)
+    two.add_argument(
         "--no-numgrad", action="store_true", help="skip the numerical-gradient benchmark"
     )
-    p.add_argument(
+    two.add_argument(
         "--numgrad-chunk",
         type=_common.positive_int,
         default=None,
         help="chunk_size for funcnet.gradient.numerical_gradient (default: its own)",
     )
-    p.add_argument(
+    two.add_argument(
         "--numgrad-book-elements",
         type=_common.positive_int,
         default=None,
         help="time only this many elements of the book's loop and extrapolate "
         "(default: the whole loop)",
     )
-    p.add_argument(
+    two.add_argument(
         "--numgrad-hidden",
         type=_common.positive_int,
         default=50,
         help="hidden units of the numerical-gradient net (default: %(default)s)",
     )
-    p.add_argument(
+    two.add_argument(
         "--no-profile",
         action="store_true",
         help="skip where-the-time-goes (it runs the steps and the evaluations of fit, plain "
         "JAX and NumPy once more each, per repeat)",
     )
-    p.add_argument(
+    two.add_argument(
         "--torch-keep-denormals",
         action="store_true",
         help="run the PyTorch peer without set_flush_denormal(True), to see what it costs",
     )
-    _common.add_out_flag(p, NAME)
-    args = p.parse_args(argv)
+    ch07_benchmark_convnet.add_flags(
+        p.add_argument_group("--model simple-convnet only"), defaults=False
+    )
+    return p
+
+
+def _reject_other_models_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An argparse error for a given flag that belongs to the other model."""
+    for model, dests in ONLY.items():
+        if model == args.model:
+            continue
+        for dest in dests:
+            if getattr(args, dest) is _UNSET:
+                continue
+            hint = f"; use {_flag(COUNTERPART[dest])}" if dest in COUNTERPART else ""
+            p.error(
+                f"argument {_flag(dest)}: only with --model {model}, not --model {args.model}{hint}"
+            )
+
+
+def _fill_defaults(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Replace the one-model flags not given by their parser defaults (a string default
+    converted by the flag's type, as argparse does)."""
+    types = {a.dest: a.type for a in p._actions}
+    for dests in ONLY.values():
+        for dest in dests:
+            if getattr(args, dest) is _UNSET:
+                default = p.get_default(dest)
+                if isinstance(default, str) and types[dest] is not None:
+                    default = types[dest](default)
+                setattr(args, dest, default)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _parser()
+    unset = {dest: _UNSET for dests in ONLY.values() for dest in dests}
+    # argparse leaves an attribute already in the namespace alone when its flag is not
+    # given: what is still _UNSET afterwards was not on the command line.
+    args = p.parse_args(argv, namespace=argparse.Namespace(**unset))
+    _reject_other_models_flags(p, args)
+    _fill_defaults(p, args)
+    if args.model == "simple-convnet":
+        return _convnet_args(p, args)
     for name, default in DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, QUICK[name] if args.quick else default)
-    args.peer_ids = [s.strip() for s in args.peers.split(",") if s.strip()]
-    unknown = [s for s in args.peer_ids if s not in _peers.PEERS]
-    if unknown or not args.peer_ids:
-        p.error(
-            f"argument --peers: unknown {', '.join(unknown) or 'none given'}; choose from "
-            f"{', '.join(_peers.PEERS)}"
-        )
-    repeated = sorted({s for s in args.peer_ids if args.peer_ids.count(s) > 1})
-    if repeated:
-        p.error(f"argument --peers: {', '.join(repeated)} named more than once")
+    if args.out is None:
+        args.out = Path("runs") / NAME
+    if args.peers is None:
+        args.peers = ",".join(_peers.PEERS)
+    args.peer_ids = ch07_benchmark_convnet.parse_peers(p, args.peers, tuple(_peers.PEERS))
+    return args
+
+
+def _convnet_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Complete ``args`` for :func:`ch07_benchmark_convnet.run`: defaults (``--quick``'s
+    where asked), the seed's range (``jax.random.key`` keeps 32 bits), the peer list."""
+    for name, default in ch07_benchmark_convnet.DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, CONVNET_QUICK.get(name, default) if args.quick else default)
+    try:
+        _common.seed(str(args.seed))
+    except argparse.ArgumentTypeError as e:
+        p.error(f"argument --seed: {e}")
+    if args.out is None:
+        args.out = CONVNET_OUT
+    peers = ",".join(ch07_benchmark_convnet.PEERS) if args.peers is None else args.peers
+    args.peers = ch07_benchmark_convnet.parse_peers(p, peers, ch07_benchmark_convnet.PEERS)
     return args
 
 
@@ -443,6 +550,8 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the record written to ``results.json``."""
     args = parse_args(argv)
+    if args.model == "simple-convnet":
+        return ch07_benchmark_convnet.run(args, experiment=NAME)
     out = _common.out_dir(args.out)
     protocol = _peers.Protocol(iters=args.iters, seed=args.seed)
 
@@ -477,6 +586,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     record = {
         "experiment": NAME,
+        "model": args.model,
         "dataset": {
             "requested": args.dataset,
             "used": data.name,

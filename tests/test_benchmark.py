@@ -1,17 +1,20 @@
 """experiments.benchmark: the peers run the same protocol, the table and JSON have their
-structure, a missing torch gives a clean "skipped" row. Tiny sizes; nothing about time."""
+structure, a missing torch gives a clean "skipped" row; ``--model simple-convnet`` runs the
+ch07 SimpleConvNet measurement, and each model's flags are errors with the other. Tiny
+sizes; nothing about time."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import _numgrad, _peers, benchmark
+from experiments import _numgrad, _peers, benchmark, ch07_benchmark_convnet
 from funcnet import datasets, nets
 
 PEER_IDS = ["fit", "step", "jax", "numpy", "torch"]
@@ -256,3 +259,116 @@ def test_every_peer_reports_the_final_params_accuracy(subset):
         r = run(train, test, params, protocol)
         expected = _peers.np_accuracy({k: np.asarray(v) for k, v in r.params.items()}, *test)
         assert r.test_acc == pytest.approx(expected, abs=1e-6), r.name
+
+
+# --------------------------------------------------------------------------------------
+# --model simple-convnet: the measurement of experiments.ch07_benchmark_convnet
+
+
+def test_simple_convnet_model_times_every_requested_peer(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ch07_benchmark_convnet, "PAUSE_S", 0.0)
+    peers = ["plain-jax", "torch"]  # the ratios' references; funcnet: test_experiments_ch07_ch08
+    record = benchmark.main(
+        ["--model", "simple-convnet", "--steps", "2", "--rounds", "2", "--numpy-steps", "1",
+         "--images", "200", "--peers", ",".join(peers), "--out", str(tmp_path)]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "results.json").read_text()) == record
+    assert record["experiment"] == "benchmark" and record["model"] == "simple-convnet"
+    ms, rounds = record["ms_per_iteration"], record["ms_per_iteration_all"]
+    assert list(ms) == peers
+    if ms["torch"] is None:  # torch not importable: a skipped row, no ratios to it
+        assert "torch not importable" in record["notes"]["torch"] and rounds["torch"] is None
+        assert record["ratio_to_torch"] is None
+    for name in (p for p in peers if ms[p] is not None):
+        assert len(rounds[name]) == 2 and ms[name] == min(rounds[name]) > 0, name
+        assert record["ratio_to_plain_jax"][name] == pytest.approx(ms[name] / ms["plain-jax"])
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert f"{ms[name]:.2f}" in row and f"{ms[name] / ms['plain-jax']:.2f}x" in row, row
+        if ms["torch"] is not None:
+            assert record["ratio_to_torch"][name] == pytest.approx(ms[name] / ms["torch"])
+            assert f"{ms[name] / ms['torch']:.2f}x" in row, row
+    assert record["ratio_to_plain_jax"]["plain-jax"] == 1.0
+    assert record["settings"] == {
+        "batch_size": 100, "lr": 0.001, "steps": 2, "numpy_steps": 1, "rounds": 2,
+        "images": 200, "seed": 0, "peers": peers,
+    }  # fmt: skip
+    assert "best of 2 interleaved round(s) of 2 iterations" in out
+
+
+def test_simple_convnet_model_without_torch_or_references(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    monkeypatch.setattr(ch07_benchmark_convnet, "PAUSE_S", 0.0)
+    record = benchmark.main(
+        ["--model", "simple-convnet", "--steps", "1", "--rounds", "1", "--numpy-steps", "1",
+         "--images", "150", "--peers", "numpy-book,torch", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert record["ms_per_iteration"]["torch"] is None
+    assert record["ms_per_iteration"]["numpy-book"] > 0
+    # Neither reference measured: no ratios at all, rather than ratios to nothing.
+    assert record["ratio_to_torch"] is None and record["ratio_to_plain_jax"] is None
+    torch_row = next(line for line in capsys.readouterr().out.splitlines() if "skipped" in line)
+    assert torch_row.startswith("torch") and "torch not importable" in torch_row
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--dataset", "mnist"], "--dataset: only with --model two-layer, not --model simple"),
+        (["--repeats", "2"], "--repeats: only with --model two-layer, not --model simple-convnet; "
+         "use --rounds"),
+        (["--iters", "9"], "--iters: only with --model two-layer, not --model simple-convnet; "
+         "use --steps"),
+        (["--no-numgrad"], "--no-numgrad: only with --model two-layer"),
+        (["--numgrad-hidden", "50"], "--numgrad-hidden: only with --model two-layer"),
+        (["--no-profile"], "--no-profile: only with --model two-layer"),
+        (["--torch-keep-denormals"], "--torch-keep-denormals: only with --model two-layer"),
+        (["--peers", "fit"], "--peers: unknown fit; choose from funcnet, funcnet-book, "
+         "plain-jax, torch, numpy-book"),
+        (["--peers", "torch,funcnet,torch"], "--peers: torch named more than once"),
+        (["--steps", "0"], "--steps: must be a positive integer"),
+        (["--rounds", "x"], "--rounds: expected an integer"),
+        (["--seed", str(2**32)], "--seed: must be an integer from 0 to 2**32 - 1"),
+    ],
+)  # fmt: skip
+def test_simple_convnet_bad_flags_are_argparse_errors(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.parse_args(["--model", "simple-convnet", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--steps", "5"], "--steps: only with --model simple-convnet, not --model two-layer; "
+         "use --iters"),
+        (["--rounds", "2"], "--rounds: only with --model simple-convnet, not --model two-layer; "
+         "use --repeats"),
+        (["--model", "two-layer", "--numpy-steps", "3"], "--numpy-steps: only with --model "
+         "simple-convnet"),
+        (["--images", "100"], "--images: only with --model simple-convnet"),
+        (["--peers", "funcnet"], "--peers: unknown funcnet; choose from fit, step, jax"),
+        (["--model", "cnn"], "--model: invalid choice: 'cnn'"),
+    ],
+)  # fmt: skip
+def test_two_layer_rejects_simple_convnet_flags(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.parse_args(flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_each_model_gets_its_defaults_and_quick_settings():
+    args = benchmark.parse_args([])
+    assert args.model == "two-layer" and args.out == Path("runs/benchmark")
+    assert (args.dataset, args.numgrad_hidden, args.no_profile) == ("auto", 50, False)
+    assert args.peer_ids == list(_peers.PEERS)
+    args = benchmark.parse_args(["--model", "simple-convnet"])
+    assert (args.steps, args.numpy_steps, args.rounds, args.images) == (50, 100, 3, 10000)
+    assert args.out == Path("runs/benchmark/simple-convnet")
+    assert args.peers == list(ch07_benchmark_convnet.PEERS)
+    args = benchmark.parse_args(["--model", "simple-convnet", "--quick", "--rounds", "2"])
+    assert (args.steps, args.numpy_steps, args.rounds, args.images) == (10, 10, 2, 10000)
+    args = benchmark.parse_args(["--model", "simple-convnet", "--seed", "7", "--out", "x"])
+    assert (args.seed, args.out) == (7, Path("x"))

@@ -147,19 +147,56 @@ def test_numpy_peer_computes_funcnets_gradient():
         np.testing.assert_allclose(book[k], ours[k], rtol=2e-3, atol=1e-6)
 
 
-def test_benchmark_times_every_requested_peer(tmp_path, capsys):
+def test_benchmark_times_every_requested_peer(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ch07_benchmark_convnet, "PAUSE_S", 0.0)
     result = ch07_benchmark_convnet.main(
         ["--steps", "2", "--numpy-steps", "1", "--rounds", "1", "--images", "200",
          "--peers", "funcnet,plain-jax,numpy-book", "--out", str(tmp_path)]
     )  # fmt: skip
     ms = result["ms_per_iteration"]
-    assert set(ms) == {"funcnet", "plain-jax", "numpy-book"}
+    assert list(ms) == ["funcnet", "plain-jax", "numpy-book"]
     assert all(v > 0 for v in ms.values())
     text = capsys.readouterr().out
     assert "vs plain-jax" in text and "1.00x" in text
-    assert json.loads((tmp_path / "results.json").read_text())["settings"]["batch_size"] == 100
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == result and saved["settings"]["batch_size"] == 100
+    assert saved["experiment"] == "ch07_benchmark_convnet" and saved["ratio_to_torch"] is None
+    for name, v in ms.items():
+        assert saved["ratio_to_plain_jax"][name] == pytest.approx(v / ms["plain-jax"]), name
+        assert saved["ms_per_iteration_all"][name] == [v], name
 
 
-def test_benchmark_rejects_an_unknown_peer():
+def test_benchmark_rounds_are_interleaved_and_rotated(monkeypatch):
+    clock, calls = [0.0], []
+    # A fake clock: each timed call "takes" its next per-iteration seconds times its steps.
+    monkeypatch.setattr(ch07_benchmark_convnet.time, "perf_counter", lambda: clock[0])
+
+    def runner(name, seconds):
+        def run(steps):
+            calls.append((name, steps))
+            if len(calls) > 6:  # after the warm-ups (two calls per active peer)
+                clock[0] += seconds.pop(0) * steps
+
+        return run
+
+    runners = {
+        "a": (runner("a", [0.004, 0.002, 0.003]), 2, ""),
+        "skip": (None, 0, "not importable"),
+        "b": (runner("b", [0.003, 0.003, 0.001]), 1, ""),
+        "c": (runner("c", [0.002, 0.005, 0.004]), 1, ""),
+    }
+    times = ch07_benchmark_convnet.measure(runners, rounds=3, pause_s=0)
+    # Warm-up twice each, then the rounds a b c / b c a / c a b.
+    assert [n for n, _ in calls[:6]] == ["a", "a", "b", "b", "c", "c"]
+    assert "".join(n for n, _ in calls[6:]) == "abcbcacab"
+    assert all(steps == {"a": 2, "b": 1, "c": 1}[n] for n, steps in calls)
+    assert times["skip"] is None
+    assert times["a"] == pytest.approx([4.0, 2.0, 3.0])
+    assert times["b"] == pytest.approx([3.0, 3.0, 1.0])
+    assert times["c"] == pytest.approx([2.0, 5.0, 4.0])
+
+
+def test_benchmark_rejects_an_unknown_peer(capsys):
     with pytest.raises(SystemExit):
         ch07_benchmark_convnet.main(["--peers", "tensorflow"])
+    assert "--peers: unknown tensorflow; choose from funcnet," in capsys.readouterr().err

@@ -134,6 +134,18 @@ def test_default_pooling_equals_the_books_exactly(ph, pw, stride, pad, x64):
         np.testing.assert_array_equal(gf, gb)
 
 
+@pytest.mark.parametrize("ph, pw, stride", [(5, 5, 5), (4, 5, 1)], ids=["tiled-5x5", "overlap-4x5"])
+def test_default_pooling_of_windows_over_16_elements_equals_the_books(ph, pw, stride, x64):
+    # Windows of more than 16 elements take the reduce path for the maximum, not the selects.
+    x = conv._distinct(np.random.default_rng(5), (2, 2, 10, 10), jnp.float64)
+    fast = conv.pooling_layer(ph, pw, stride)
+    book = conv.pooling_layer(ph, pw, stride, book=True)
+    np.testing.assert_array_equal(fast(x), book(x))
+    gf = jax.grad(scalarized(fast, (x,), (0,)))(x)
+    gb = jax.grad(scalarized(book, (x,), (0,)))(x)
+    np.testing.assert_array_equal(gf, gb)
+
+
 # --------------------------------------------------------------------------------------
 # Against XLA: lax.conv_general_dilated and lax.reduce_window with autodiff
 

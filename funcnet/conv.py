@@ -165,6 +165,18 @@ def _windows(xp: jax.Array, g: Geometry) -> list[jax.Array]:
     ]
 
 
+def _window_grid(x: jax.Array, g: Geometry) -> jax.Array:
+    """The FH·FW strided views of the padded x stacked as (N, C, FH, FW, OH, OW): element
+    ``[n, c, fy, fx, oy, ox] = x_padded[n, c, stride·oy + fy, stride·ox + fx]``.
+
+    Stacked one filter row at a time, then the rows: XLA's CPU backend copies every operand
+    of one big FH·FW-way stack before concatenating, which made im2col of the book's 5×5
+    filters 3–4× slower than this two-level stack (0.87 ms vs 0.24 ms for 100 MNIST images)."""
+    views = _windows(_pad_image(x, g.pad), g)
+    rows = [jnp.stack(views[fy * g.fw : (fy + 1) * g.fw], axis=2) for fy in range(g.fh)]
+    return jnp.stack(rows, axis=2)
+
+
 def _unwindow(views: list[jax.Array], g: Geometry) -> jax.Array:
     """The transpose of :func:`_windows`: each (N, C, OH, OW) view added back at its strided
     positions of the padded image (overlaps sum), then the padding cut off: (N, C, H, W)."""
@@ -214,8 +226,7 @@ def im2col(x: jax.Array, filter_h: int, filter_w: int, stride: int = 1, pad: int
 
 def _im2col(x: jax.Array, g: Geometry) -> jax.Array:
     # The book fills col[:, :, fy, fx, :, :] = img[:, :, fy:fy_max:stride, fx:fx_max:stride].
-    col = jnp.stack(_windows(_pad_image(x, g.pad), g), axis=2)  # (N, C, FH·FW, OH, OW)
-    col = col.reshape(g.n, g.c, g.fh, g.fw, g.out_h, g.out_w)
+    col = _window_grid(x, g)  # (N, C, FH, FW, OH, OW)
     return col.transpose(0, 4, 5, 1, 2, 3).reshape(g.n * g.out_h * g.out_w, -1)
 
 
@@ -334,8 +345,7 @@ def _pool_book_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
 def _col_nchw(x: jax.Array, g: Geometry) -> jax.Array:
     """The book's col, per image and transposed, built directly from FH·FW strided views:
     (N, C·FH·FW, OH·OW), rows in (c, fy, fx) order (``col_nchw[n] == im2col(x[n:n+1]).T``)."""
-    views = jnp.stack(_windows(_pad_image(x, g.pad), g), axis=2)  # (N, C, FH·FW, OH, OW)
-    return views.reshape(g.n, g.c * g.fh * g.fw, g.out_h * g.out_w)
+    return _window_grid(x, g).reshape(g.n, g.c * g.fh * g.fw, g.out_h * g.out_w)
 
 
 def _per_image(W_col: jax.Array, n: int) -> jax.Array:

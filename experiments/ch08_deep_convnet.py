@@ -7,7 +7,9 @@ ReLU, dropout 0.5, affine 10, dropout 0.5. ``--params`` names the weights (the b
 ``ch08/deep_convnet_params.pkl`` or a ``params.npz``); ``--train`` trains them first with
 the book's protocol (Adam lr 0.001, batch 100, ``--epochs`` epochs, dropout masks from the
 run's key, accuracy on 1,000 sampled images per epoch) and saves ``params.npz``: a long
-run on two CPU cores (see the README for the measured time).
+run on two CPU cores (see the README for the measured time); ``--checkpoint FILE`` saves
+the whole training state every epoch and resumes from it after an interruption (Ctrl-C
+exits with status 130 after the last epoch's checkpoint), ending with the same weights.
 
 Inference runs over the whole test set in batches of ``--batch`` and prints the
 accuracy and the images per second; ``misclassified.png`` shows the first 20
@@ -45,12 +47,21 @@ def parse_args(argv):
     p.add_argument("--test-size", type=_common.positive_int, default=None)
     p.add_argument("--batch", type=_common.positive_int, default=500, help="inference batch")
     p.add_argument("--seed", type=_common.seed, default=0)
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="with --train: save the training state here every epoch, resume from it if it exists",
+    )
     _common.add_dataset_flag(p)
     _common.add_out_flag(p, NAME, per_dataset=True)
     args = p.parse_args(argv)
-    if (args.params is None) == (not args.train):
-        if args.params is None:
-            p.error("pass --params PATH (the book's deep_convnet_params.pkl) or --train")
+    if args.params is None and not args.train:
+        p.error("pass --params PATH (the book's deep_convnet_params.pkl) or --train")
+    if args.params is not None and args.train:
+        p.error("argument --params: not with --train (training starts from He init)")
+    if args.checkpoint is not None and not args.train:
+        p.error("argument --checkpoint: only with --train")
     return args
 
 
@@ -87,6 +98,7 @@ def train(args, x_train, t_train, x_test, t_test) -> tuple[dict, dict]:
         epochs=args.epochs,
         eval_sample=1000,
         eval_batch_size=500,
+        checkpoint_path=args.checkpoint,
     )
     seconds = time.perf_counter() - start
     for it, a, b in zip(history.eval_iteration, history.train_acc, history.test_acc, strict=True):

@@ -116,9 +116,33 @@ def test_deep_convnet_trains_reduced_and_saves_params(tmp_path):
     assert set(fio.load_params(tmp_path / "params.npz")) == set(convnet.DEEP_CONVNET_KEYS)
 
 
-def test_deep_convnet_asks_for_params_or_train():
-    with pytest.raises(SystemExit):
-        ch08_deep_convnet.main(["--dataset", "mnist-5k"])
+def test_deep_convnet_checkpoint_resumes_to_the_same_weights(tmp_path):
+    args = ["--train", "--epochs", "2", "--train-size", "200", "--test-size", "50",
+            "--dataset", "mnist-5k", "--checkpoint", str(tmp_path / "ck.npz")]  # fmt: skip
+    first = ch08_deep_convnet.main([*args, "--out", str(tmp_path / "a")])
+    assert (tmp_path / "ck.npz").exists()
+    # Another seed would start from other weights: equal weights show the run resumed (here
+    # at its end, so nothing is rerun).
+    again = ch08_deep_convnet.main([*args, "--seed", "1", "--out", str(tmp_path / "b")])
+    a, b = (fio.load_params(tmp_path / d / "params.npz") for d in "ab")
+    for k in convnet.DEEP_CONVNET_KEYS:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert again["training"]["train_iterations"] == first["training"]["train_iterations"] == 4
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "mnist-5k"], "pass --params PATH"),
+        (["--train", "--params", "w.pkl"], "--params: not with --train"),
+        (["--params", "w.pkl", "--checkpoint", "ck.npz"], "--checkpoint: only with --train"),
+    ],
+)
+def test_deep_convnet_rejects_inconsistent_flags(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        ch08_deep_convnet.main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_half_float_network_reports_each_precision(deep_pickle, tmp_path, capsys):

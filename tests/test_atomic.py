@@ -52,6 +52,7 @@ def test_an_error_in_the_block_keeps_the_old_file_and_no_temporary(tmp_path):
 
 SELF_TERMINATE = """
 import os, signal, sys
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh shell: SIG_IGN is inherited
 from funcnet._atomic import atomic_file
 with atomic_file(sys.argv[1]) as f:
     f.write(b"half")
@@ -88,14 +89,22 @@ def test_a_programs_own_sigterm_handler_is_left_alone(tmp_path):
     assert target.read_bytes() == b"written"
 
 
-def test_the_default_sigterm_action_is_restored_after_the_block(tmp_path):
+@pytest.fixture
+def default_sigterm():
+    """SIGTERM's default action for the test (the runner may have passed SIG_IGN down)."""
+    old = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, old)
+
+
+def test_the_default_sigterm_action_is_restored_after_the_block(tmp_path, default_sigterm):
     with atomic_file(tmp_path / "x") as f:
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
         f.write(b"x")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_blocks_nest(tmp_path):
+def test_blocks_nest(tmp_path, default_sigterm):
     with _atomic.terminate_cleanly():
         with atomic_file(tmp_path / "x") as f:
             f.write(b"x")

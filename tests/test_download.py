@@ -324,12 +324,22 @@ def test_a_timeout_that_is_not_a_number_is_a_type_error(payloads, isolated, time
 # --------------------------------------------------------------------------------------
 # signals during a download; partial files of killed runs are swept
 
-DOWNLOAD_SCRIPT = """
+# The child starts with Python's own Ctrl-C and SIGTERM behaviour, as in a fresh terminal:
+# an ignored signal (SIG_IGN) is inherited from the test process, and an xdist worker that
+# had run tests/test_notebooks.py (Jupyter kernels) was seen with SIGINT ignored.
+RESET_SIGNALS = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+)
+DOWNLOAD_SCRIPT = (
+    RESET_SIGNALS
+    + """
 import sys
 from funcnet.datasets.download import download_file
 from funcnet.datasets.specs import IdxFile
 download_file([sys.argv[1]], sys.argv[2], IdxFile(sys.argv[3], "0" * 32, (1,)), timeout=120)
 """
+)
 
 
 def parts(directory: Path) -> list[Path]:

@@ -301,6 +301,18 @@ def load_dataset(name: str, **options: Any) -> datasets.Dataset:
     return data
 
 
+def first_examples(
+    data: datasets.Dataset, train_size: int | None, test_size: int | None
+) -> datasets.Dataset:
+    """``data`` with only the first ``train_size`` training and ``test_size`` test examples
+    (``None``: all of that set), for the experiments' ``--train-size``/``--test-size``."""
+    (x_train, t_train), (x_test, t_test) = data.train, data.test
+    return data._replace(
+        train=(x_train[:train_size], t_train[:train_size]),
+        test=(x_test[:test_size], t_test[:test_size]),
+    )
+
+
 def progress_enabled() -> bool:
     """Show progress bars only on an interactive terminal, never in CI logs."""
     return not os.environ.get("CI") and sys.stdout.isatty() and sys.stderr.isatty()

@@ -119,12 +119,8 @@ def plot_loss(history: History, path: Path, title: str) -> Path:
 
 def train(args, data) -> tuple[dict, dict, History]:
     """Initial params, trained params and the history of one run."""
-    x_train, t_train = data.train
-    x_test, t_test = data.test
-    if args.train_size:
-        x_train, t_train = x_train[: args.train_size], t_train[: args.train_size]
-    if args.test_size:
-        x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
+    data = _common.first_examples(data, args.train_size, args.test_size)
+    (x_train, t_train), (x_test, t_test) = data.train, data.test
     init_key, run_key = jax.random.split(jax.random.key(args.seed))
     params0 = convnet.init_simple_convnet(init_key, input_dim=x_train.shape[1:])
     params, history = fit(

@@ -143,12 +143,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     data = _common.load_dataset(args.dataset, flatten=False)
     out = _common.run_dir(args.out, NAME, data.name)
-    x_train, t_train = data.train
-    x_test, t_test = data.test
-    if args.train_size:
-        x_train, t_train = x_train[: args.train_size], t_train[: args.train_size]
-    if args.test_size:
-        x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
+    data = _common.first_examples(data, args.train_size, args.test_size)
+    (x_train, t_train), (x_test, t_test) = data.train, data.test
     metrics: dict = {"dataset": data.name}
     if args.train:
         params, metrics["training"] = train(args, x_train, t_train, x_test, t_test)

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from funcnet import datasets
+
+if typing.TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, so that the
+    # experiments that draw none (the benchmarks) run where it is not installed
+    from matplotlib.figure import Figure
 
 DPI = 110
 
@@ -320,6 +323,8 @@ def progress_enabled() -> bool:
 
 def figure(width: float = 6.4, height: float = 4.8) -> Figure:
     """A new Agg-rendered figure (``Figure(figsize=(width, height))``)."""
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from funcnet._checks import check_float, check_int, describe
 
@@ -28,7 +29,7 @@ PyTree = Any
 DEFAULT_MAX_CHUNK_ELEMENTS = 160_000
 
 
-def numerical_diff(f: Callable[[jax.Array], jax.Array], x, h: float = 1e-4) -> jax.Array:
+def numerical_diff(f: Callable[[jax.Array], jax.Array], x: ArrayLike, h: float = 1e-4) -> jax.Array:
     """Central difference (f(x + h) - f(x - h)) / 2h of a scalar function (book eq. 4.5).
 
     Args:

@@ -5,8 +5,21 @@ Each rule is a pure ``init(params) -> state`` / ``update(grads, state, params=No
 ``params`` and its own ``self.v``/``self.h`` in place, becomes ``updates`` to add with
 ``optax.apply_updates`` and a new state (a NamedTuple of pytrees shaped like the params).
 They work anywhere optax does: ``optax.chain``, ``funcnet.train.fit(optimizer=...)``,
-under ``jit`` and ``vmap`` (a hyperparameter may be a traced scalar), in float32 or
-float64 (updates and state follow each gradient's dtype).
+under ``jit`` and ``vmap`` (a hyperparameter may be a traced scalar).
+
+Dtypes and hyperparameters:
+
+- Params and gradients must be floating; an integer or bool leaf raises ``TypeError``
+  (an integer weight cannot take a fractional step: it would silently stay put).
+- Every rule computes in float32 or wider (the gradient's dtype promoted with float32) and
+  casts the update to the gradient's dtype at the end; the state (v, h, m) is kept in that
+  wider dtype. In bfloat16, 0.999 is 1.0 and 1 − β2 would be 0 (Adam would not move); in
+  float16, 1e-7 is 0 and 0.9999 is 1.0. So float16/bfloat16 params get the book's update
+  rounded once to half precision. float32 and float64 params are unchanged by this.
+- A concrete hyperparameter out of range (a negative lr, β = 1, NaN) raises ``ValueError``
+  when the optimizer is built. A traced one (``vmap``/``fit_many`` over lr, β, ...) cannot
+  be checked: where it is out of range or NaN, that run's updates are NaN, so its params
+  turn NaN and ``fit_many`` flags the run as diverged.
 
 For every parameter array p with gradient g (defaults are the book's)::
 
@@ -52,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from funcnet import _checks
 from funcnet._checks import is_concrete
 
 PyTree = Any
@@ -97,13 +111,59 @@ def _check_unit(fn: str, name: str, value: Scalar) -> None:
             raise ValueError(f"{fn}: {name} must lie in [0, 1), got {v}")
 
 
+def _wide(dtype: Any) -> Any:
+    """The computing dtype of a leaf: its dtype promoted with float32 (float32 for float16
+    and bfloat16, float64 for float64), wide enough for 1 − 0.999 and for 1e-7."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def _as(value: Scalar, like: jax.Array) -> jax.Array:
-    """``value`` in ``like``'s dtype, so that float32 params get float32 updates."""
-    return jnp.asarray(value, dtype=like.dtype)
+    """``value`` in ``like``'s computing dtype (:func:`_wide`)."""
+    return jnp.asarray(value, dtype=_wide(like.dtype))
+
+
+def _w(x: jax.Array) -> jax.Array:
+    """x in its computing dtype."""
+    return x.astype(_wide(x.dtype))
 
 
 def _zeros(params: PyTree) -> PyTree:
-    return jax.tree.map(jnp.zeros_like, params)
+    """The state's accumulators: zeros shaped like the params, in the computing dtype."""
+    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _wide(jnp.result_type(p))), params)
+
+
+def _check_leaves(fn: str, name: str, tree: PyTree) -> None:
+    _checks.check_floating_tree(
+        fn,
+        tree,
+        name,
+        "an integer or bool parameter cannot take a fractional step (it would stay put); "
+        "convert it with .astype(jnp.float32)",
+    )
+
+
+def _init(fn: str, make_state: Callable[[PyTree], Any]) -> Callable[[PyTree], Any]:
+    def init(params):
+        _check_leaves(fn, "params", params)
+        return make_state(params)
+
+    return init
+
+
+def _finish(fn: str, grads: PyTree, updates: PyTree, checks: tuple) -> PyTree:
+    """Updates cast to each gradient's dtype; NaN where a traced hyperparameter is out of
+    range (``checks``: pairs (value, interval))."""
+    updates = jax.tree.map(lambda u, g: u.astype(g.dtype), updates, grads)
+    ok = True
+    for value, interval in checks:
+        here = _checks.hyperparameter_ok(value, interval)
+        if here is not True:
+            ok = here if ok is True else ok & here
+    return _checks.nan_unless_ok(updates, ok)
+
+
+_LR = _checks.NONNEGATIVE
+_UNIT = _checks.UNIT
 
 
 # --------------------------------------------------------------------------------------
@@ -122,15 +182,13 @@ def sgd(lr: Scalar = 0.01) -> optax.GradientTransformation:
     """
     _check_nonnegative("sgd", "lr", lr)
 
-    def init(params):
-        del params
-        return optax.EmptyState()
-
     def update(grads, state, params=None):
         del params
-        return jax.tree.map(lambda g: -_as(lr, g) * g, grads), state
+        _check_leaves("sgd", "grads", grads)
+        updates = jax.tree.map(lambda g: -_as(lr, g) * _w(g), grads)
+        return _finish("sgd", grads, updates, ((lr, _LR),)), state
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformation(_init("sgd", lambda p: optax.EmptyState()), update)
 
 
 # --------------------------------------------------------------------------------------
@@ -166,14 +224,14 @@ def momentum(lr: Scalar = 0.01, momentum: Scalar = 0.9) -> optax.GradientTransfo
     _check_nonnegative("momentum", "lr", lr)
     _check_unit("momentum", "momentum", momentum)
 
-    def init(params):
-        return MomentumState(v=_zeros(params))
-
     def update(grads, state, params=None):
         del params
-        v = jax.tree.map(lambda v, g: _as(momentum, g) * v - _as(lr, g) * g, state.v, grads)
-        return v, MomentumState(v=v)
+        _check_leaves("momentum", "grads", grads)
+        v = jax.tree.map(lambda v, g: _as(momentum, g) * v - _as(lr, g) * _w(g), state.v, grads)
+        checks = ((lr, _LR), (momentum, _UNIT))
+        return _finish("momentum", grads, v, checks), MomentumState(v=v)
 
+    init = _init("momentum", lambda p: MomentumState(v=_zeros(p)))
     return optax.GradientTransformation(init, update)
 
 
@@ -198,20 +256,20 @@ def nesterov(lr: Scalar = 0.01, momentum: Scalar = 0.9) -> optax.GradientTransfo
     _check_nonnegative("nesterov", "lr", lr)
     _check_unit("nesterov", "momentum", momentum)
 
-    def init(params):
-        return NesterovState(v=_zeros(params))
-
     def update(grads, state, params=None):
         del params
+        _check_leaves("nesterov", "grads", grads)
 
         def step(v, g):
             mu, eta = _as(momentum, g), _as(lr, g)
-            return mu * mu * v - (1 + mu) * eta * g
+            return mu * mu * v - (1 + mu) * eta * _w(g)
 
         updates = jax.tree.map(step, state.v, grads)
-        v = jax.tree.map(lambda v, g: _as(momentum, g) * v - _as(lr, g) * g, state.v, grads)
-        return updates, NesterovState(v=v)
+        v = jax.tree.map(lambda v, g: _as(momentum, g) * v - _as(lr, g) * _w(g), state.v, grads)
+        checks = ((lr, _LR), (momentum, _UNIT))
+        return _finish("nesterov", grads, updates, checks), NesterovState(v=v)
 
+    init = _init("nesterov", lambda p: NesterovState(v=_zeros(p)))
     return optax.GradientTransformation(init, update)
 
 
@@ -248,15 +306,17 @@ def adagrad(lr: Scalar = 0.01, *, eps: Scalar = EPS) -> optax.GradientTransforma
     _check_nonnegative("adagrad", "lr", lr)
     _check_nonnegative("adagrad", "eps", eps)
 
-    def init(params):
-        return AdaGradState(h=_zeros(params))
-
     def update(grads, state, params=None):
         del params
-        h = jax.tree.map(lambda h, g: h + g * g, state.h, grads)
-        updates = jax.tree.map(lambda g, h: -_as(lr, g) * g / (jnp.sqrt(h) + _as(eps, g)), grads, h)
-        return updates, AdaGradState(h=h)
+        _check_leaves("adagrad", "grads", grads)
+        h = jax.tree.map(lambda h, g: h + _w(g) * _w(g), state.h, grads)
+        updates = jax.tree.map(
+            lambda g, h: -_as(lr, g) * _w(g) / (jnp.sqrt(h) + _as(eps, g)), grads, h
+        )
+        checks = ((lr, _LR), (eps, _LR))
+        return _finish("adagrad", grads, updates, checks), AdaGradState(h=h)
 
+    init = _init("adagrad", lambda p: AdaGradState(h=_zeros(p)))
     return optax.GradientTransformation(init, update)
 
 
@@ -280,20 +340,22 @@ def rmsprop(
     _check_unit("rmsprop", "decay_rate", decay_rate)
     _check_nonnegative("rmsprop", "eps", eps)
 
-    def init(params):
-        return RMSpropState(h=_zeros(params))
-
     def update(grads, state, params=None):
         del params
+        _check_leaves("rmsprop", "grads", grads)
 
         def accumulate(h, g):
             decay = _as(decay_rate, g)
-            return decay * h + (1 - decay) * g * g
+            return decay * h + (1 - decay) * _w(g) * _w(g)
 
         h = jax.tree.map(accumulate, state.h, grads)
-        updates = jax.tree.map(lambda g, h: -_as(lr, g) * g / (jnp.sqrt(h) + _as(eps, g)), grads, h)
-        return updates, RMSpropState(h=h)
+        updates = jax.tree.map(
+            lambda g, h: -_as(lr, g) * _w(g) / (jnp.sqrt(h) + _as(eps, g)), grads, h
+        )
+        checks = ((lr, _LR), (decay_rate, _UNIT), (eps, _LR))
+        return _finish("rmsprop", grads, updates, checks), RMSpropState(h=h)
 
+    init = _init("rmsprop", lambda p: RMSpropState(h=_zeros(p)))
     return optax.GradientTransformation(init, update)
 
 
@@ -326,7 +388,8 @@ def adam(
 
     Args:
         lr: learning rate, a finite number >= 0.
-        beta1, beta2: in [0, 1).
+        beta1: in [0, 1).
+        beta2: in [0, 1).
         eps: the book's 1e-7 (finite, >= 0).
 
     Returns:
@@ -337,22 +400,26 @@ def adam(
     _check_unit("adam", "beta2", beta2)
     _check_nonnegative("adam", "eps", eps)
 
-    def init(params):
-        return AdamState(iter=jnp.zeros((), jnp.int32), m=_zeros(params), v=_zeros(params))
-
     def update(grads, state, params=None):
         del params
+        _check_leaves("adam", "grads", grads)
         t = state.iter + 1
-        m = jax.tree.map(lambda m, g: m + (1 - _as(beta1, g)) * (g - m), state.m, grads)
-        v = jax.tree.map(lambda v, g: v + (1 - _as(beta2, g)) * (g * g - v), state.v, grads)
+        m = jax.tree.map(lambda m, g: m + (1 - _as(beta1, g)) * (_w(g) - m), state.m, grads)
+        v = jax.tree.map(lambda v, g: v + (1 - _as(beta2, g)) * (_w(g) * _w(g) - v), state.v, grads)
 
         def step(m, v):
             tt = t.astype(m.dtype)
             lr_t = _as(lr, m) * jnp.sqrt(1 - _as(beta2, m) ** tt) / (1 - _as(beta1, m) ** tt)
             return -lr_t * m / (jnp.sqrt(v) + _as(eps, m))
 
-        return jax.tree.map(step, m, v), AdamState(iter=t, m=m, v=v)
+        checks = ((lr, _LR), (beta1, _UNIT), (beta2, _UNIT), (eps, _LR))
+        updates = _finish("adam", grads, jax.tree.map(step, m, v), checks)
+        return updates, AdamState(iter=t, m=m, v=v)
 
+    init = _init(
+        "adam",
+        lambda p: AdamState(iter=jnp.zeros((), jnp.int32), m=_zeros(p), v=_zeros(p)),
+    )
     return optax.GradientTransformation(init, update)
 
 

@@ -279,14 +279,17 @@ def load_mnist(
     """MNIST like the book's ``load_mnist``: ``((x_train, t_train), (x_test, t_test))``.
 
     Args:
-        normalize, flatten, one_hot_label: as in the book (see :func:`load`).
+        normalize: as in the book (see :func:`load`).
+        flatten: as in the book (see :func:`load`).
+        one_hot_label: as in the book (see :func:`load`).
         source: ``"auto"`` (full MNIST when its four files are present, else the
             embedded subset with a :class:`SubsetWarning` naming it, its size and how
             to get the full set), ``"mnist"`` (full, 60,000 / 10,000, downloaded when
             missing) or ``"mnist-5k"`` (the embedded 4,000 / 1,000 subset, silently).
         data_dir: directory of the four IDX files (default ``$FUNCNET_DATA_DIR/mnist``,
             else ``~/.cache/funcnet/mnist``).
-        download, progress: see :func:`load`.
+        download: see :func:`load`.
+        progress: see :func:`load`.
 
     Returns:
         ``x_train`` (N, 784) float32 (or uint8, or (N, 1, 28, 28)), ``t_train`` (N,)

@@ -108,7 +108,8 @@ def init_multi_layer_net(
     Args:
         key: a ``jax.random`` key; layer i draws from ``jax.random.split(key, L)[i-1]``
             (so one hidden layer gives :func:`~funcnet.nets.init_two_layer_net`'s weights).
-        input_size, output_size: D and C, >= 1.
+        input_size: D, >= 1.
+        output_size: C, >= 1.
         hidden_size_list: sizes of the hidden layers, each >= 1; ``[]`` gives softmax
             regression (W1 ``(D, C)``).
         activation: ``"relu"`` or ``"sigmoid"``: checked here, like the book's
@@ -244,7 +245,8 @@ def multi_layer_net_loss(
     without the book's 1e-7.
 
     Args:
-        params, x: as for :func:`multi_layer_net_predict`.
+        params: as for :func:`multi_layer_net_predict`.
+        x: as for :func:`multi_layer_net_predict`.
         t: integer labels ``(N,)`` or one-hot ``(N, C)``.
         activation: ``"relu"`` or ``"sigmoid"``.
         weight_decay_lambda: λ >= 0 (0: no decay); may be a traced scalar.

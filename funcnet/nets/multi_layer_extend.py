@@ -167,8 +167,11 @@ def multi_layer_net_extend_loss(
     rules of every layer (affine, activation, batch_norm, dropout, softmax_with_loss).
 
     Args:
-        params, model_state: from :func:`init_multi_layer_net_extend`.
-        x: ``(N, D)``; t: labels ``(N,)`` or one-hot ``(N, C)``; key: a ``jax.random`` key.
+        params: from :func:`init_multi_layer_net_extend`.
+        model_state: from :func:`init_multi_layer_net_extend`.
+        x: ``(N, D)``.
+        t: labels ``(N,)`` or one-hot ``(N, C)``.
+        key: a ``jax.random`` key.
     """
     L = _check("multi_layer_net_extend_loss", params, model_state, dropout_ratio)
     _check_lambda("multi_layer_net_extend_loss", weight_decay_lambda)

@@ -91,16 +91,21 @@ def fit_many(
 
     Args:
         params: every leaf with a leading axis of R runs (e.g. ``jax.vmap(init)(keys)``).
-        train, test: ``(x, t)`` shared by every run, as for ``fit``.
+        train: ``(x, t)`` shared by every run, as for ``fit``.
+        test: ``(x, t)`` shared by every run, as for ``fit``.
         keys: ``(R,)`` jax.random keys.
-        loss_fn, predict_fn: as for ``fit`` (the book's form, or the stateful one with
+        loss_fn: as for ``fit`` (the book's form, or the stateful one with
             ``model_state``). With ``hparams``, ``loss_fn(hp)`` must *return* the loss
             function of a run whose hyperparameters are ``hp`` (a dict of scalars).
+        predict_fn: as for ``fit``.
         optimizer: an optax transformation, or with ``hparams`` a function ``hp ->``
             transformation (e.g. ``lambda hp: optax.sgd(hp["lr"])``).
         hparams: a dict of ``(R,)`` arrays, one value per run.
         model_state: a stacked model state (R rows), for stateful nets.
-        iters, batch_size, eval_every, eval_batch_size: as for ``fit``.
+        iters: as for ``fit``.
+        batch_size: as for ``fit``.
+        eval_every: as for ``fit``.
+        eval_batch_size: as for ``fit``.
         mesh: a 1-D device mesh over which to split the runs (R a multiple of its size).
 
     Returns:

@@ -92,8 +92,101 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     with pytest.raises(CheckpointMismatch):
         other = nets.init_two_layer_net(jax.random.key(1), 5, 7, 2)
         train.fit(other, (x, t), (x, t), **common)
+    # an explicit optimizer hides its learning rate: fit cannot tell it equals the default's
+    with pytest.raises(CheckpointMismatch, match=r"lr \(only in the checkpoint\)"):
+        train.fit(params, (x, t), (x, t), **{**common, "optimizer": optax.sgd(0.1)})
     # a finished run's checkpoint resumes to its end at once: same params, nothing rerun
-    p1, h1 = train.fit(params, (x, t), (x, t), **{**common, "optimizer": optax.sgd(0.1)})
+    p1, h1 = train.fit(params, (x, t), (x, t), **common)
     assert h1.iterations == 12 and h1.final_iteration == 12
     for k in p0:
         np.testing.assert_array_equal(p0[k], p1[k])
+
+
+# --------------------------------------------------------------------------------------
+# The fingerprint covers the key, the initial params, the data and the caller's settings
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A finished 12-iteration run's checkpoint, and the arguments that wrote it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 5)).astype(np.float32)
+    t = (x[:, 0] > 0).astype(np.int32)
+    net = nets.two_layer_net("relu")
+    path = tmp_path_factory.mktemp("ckpt") / "c.npz"
+    args = dict(
+        params=nets.init_two_layer_net(jax.random.key(1), 5, 4, 2),
+        train=(x, t),
+        test=(x[:20], t[:20]),
+        key=jax.random.key(99),
+        loss_fn=net.loss,
+        predict_fn=net.predict,
+        iters=12,
+        batch_size=10,
+        optimizer=optax.adam(0.01),
+        checkpoint_settings={"lr": 0.01, "seed": 0},
+    )
+    p, _ = train.fit(**args, checkpoint_path=path)
+    return path, args, p
+
+
+def _change(args, what):
+    x, t = args["train"]
+    if what == "key":
+        return {"key": jax.random.key(1)}
+    if what == "initial params":
+        return {"params": {**args["params"], "b1": args["params"]["b1"] + 1.0}}
+    if what == "train data":  # same shapes and dtypes, one value changed
+        x = x.copy()
+        x[3, 2] = 7.0
+        return {"train": (x, t)}
+    if what == "test data":
+        return {"test": (args["test"][0], 1 - args["test"][1])}
+    if what == "lr":
+        return {"checkpoint_settings": {"lr": 0.001, "seed": 0}}
+    if what == "seed":
+        return {"checkpoint_settings": {"lr": 0.01, "seed": 1}}
+    raise AssertionError(what)
+
+
+@pytest.mark.parametrize(
+    "what, named",
+    [
+        ("key", "key"),
+        ("initial params", "initial params"),
+        ("train data", "train data"),
+        ("test data", "test data"),
+        ("lr", "lr (checkpoint 0.01, this run 0.001)"),
+        ("seed", "seed (checkpoint 0, this run 1)"),
+    ],
+)
+def test_a_checkpoint_of_a_run_with_other_values_is_refused_naming_them(written, what, named):
+    path, args, _ = written
+    with pytest.raises(CheckpointMismatch, match="written by another run") as e:
+        train.fit(**{**args, **_change(args, what)}, checkpoint_path=path)
+    assert named in str(e.value) and "; " not in str(e.value).split("differs in ")[1]
+
+
+def test_the_same_run_resumes_its_own_checkpoint_to_the_same_params(written):
+    path, args, p = written
+    again, history = train.fit(**args, checkpoint_path=path)
+    assert history.final_iteration == 12
+    for k in p:
+        np.testing.assert_array_equal(p[k], again[k])
+
+
+def test_checkpoint_settings_are_checked(written, tmp_path):
+    _, args, _ = written
+    with pytest.raises(ValueError, match="checkpoint_settings given without checkpoint_path"):
+        train.fit(**args)
+    with pytest.raises(ValueError, match="fills in itself"):
+        train.fit(**{**args, "checkpoint_settings": {"key": 1}}, checkpoint_path=tmp_path / "c.npz")
+
+
+def test_a_checkpoint_without_a_recorded_fingerprint_is_refused(written, tmp_path):
+    path, args, _ = written
+    saved = io.load_params(path)
+    saved["fingerprint"] = np.frombuffer(b"0123456789abcdef", np.uint8)  # the old format
+    io.save_params(tmp_path / "old.npz", saved)
+    with pytest.raises(CheckpointMismatch, match="records no settings"):
+        train.fit(**args, checkpoint_path=tmp_path / "old.npz")

@@ -214,6 +214,7 @@ def fit(
     fused: bool = True,
     callback: Callable[[Progress], None] | None = None,
     checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_settings: dict[str, Any] | None = None,
     mesh: Mesh | None = None,
 ) -> tuple[PyTree, History]:
     """Train with minibatches following the book's ch4/ch5 loop; returns the final params
@@ -258,7 +259,16 @@ def fit(
             model state, key, iteration, history) to after every epoch, atomically; if it
             exists when ``fit`` starts, the run resumes from it and ends with exactly the
             params an uninterrupted run would have. Interrupted (Ctrl-C, SIGKILL), the
-            same call resumes. A checkpoint of another run is refused.
+            same call resumes. A checkpoint of another run is refused
+            (:class:`~funcnet.train.checkpoint.CheckpointMismatch` naming what differs):
+            its fingerprint covers the key, the initial params, model and optimizer
+            state, the train and test data (SHA-256 of their bytes: about 0.25 s for
+            60,000 x 784 float32 images), the schedule, the batch size, ``lr`` when the
+            default SGD is used, and ``checkpoint_settings``.
+        checkpoint_settings: further settings the checkpoint must match, by name
+            (``{"lr": 0.001, "seed": 0}``: values compared by ``repr``), e.g. a learning
+            rate inside ``optimizer`` that ``fit`` cannot see. Only with
+            ``checkpoint_path``.
         mesh: a 1-D device mesh (:func:`funcnet.parallel.make_mesh`) to train
             data-parallel: data and params replicated, each minibatch split across the
             devices, gradients averaged by XLA. ``batch_size`` must be a multiple of the
@@ -279,6 +289,7 @@ def fit(
         if value is not None:
             _checks.check_int("fit", name, value)
     _check_callables(loss_fn=loss_fn, predict_fn=predict_fn)
+    sgd_lr = lr if optimizer is None else None  # recorded in a checkpoint's fingerprint
     if optimizer is None:
         optimizer = optax.sgd(lr)
     _check_optimizer(optimizer)
@@ -292,6 +303,13 @@ def fit(
 
     epoch = iters_per_epoch(int(np.shape(x_train)[0]), batch_size)
     plan = segments(iters if epochs is None else epochs * epoch, eval_every or epoch)
+    if checkpoint_path is not None or checkpoint_settings is not None:
+        run_settings = {"plan": plan, "batch_size": batch_size, "eval_sample": eval_sample}
+        if sgd_lr is not None:
+            run_settings["lr"] = sgd_lr
+        data_named = {"train data": (x_train, t_train), "test data": (x_test, t_test)}
+        tag = _fingerprint(state, run_settings, checkpoint_settings, checkpoint_path, data_named)
+        checkpoint.check_checkpoint(checkpoint_path, tag)  # before anything compiles
     state, data, batch_sharding = _place(
         state, (x_train, t_train, x_test, t_test), mesh, batch_size
     )
@@ -309,12 +327,30 @@ def fit(
     final_evaluate = full_evaluate if eval_sample is not None else None
     loop = _Loop(run, data, plan, callback, t_begin, compile_time, final_evaluate)
     if checkpoint_path is not None:
-        settings = {"plan": plan, "batch_size": batch_size, "eval_sample": eval_sample}
-        settings["data"] = [(np.shape(a), str(jnp.result_type(a))) for a in data]
-        state = loop.resume(checkpoint_path, checkpoint.fingerprint(state, settings), state)
+        state = loop.resume(checkpoint_path, tag, state)
     final, history = loop(state)
     result = final.params if model_state is None else (final.params, final.model_state)
     return result, history
+
+
+def _fingerprint(state, run_settings, extra, path, data) -> checkpoint.Fingerprint:
+    """The checkpoint fingerprint of this run (host data hashed before it is placed)."""
+    if path is None:
+        raise ValueError("fit: checkpoint_settings given without checkpoint_path")
+    if extra is not None:
+        if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+            raise TypeError(
+                "fit: checkpoint_settings must be a dict with str keys, got "
+                f"{type(extra).__name__} {extra!r}"
+            )
+        taken = set(checkpoint.fingerprint_entries()) & set(extra)
+        if taken:
+            raise ValueError(
+                f"fit: checkpoint_settings may not use the names {sorted(taken)}, which fit "
+                "fills in itself"
+            )
+        run_settings = {**run_settings, **extra}
+    return checkpoint.fingerprint(state, run_settings, data)
 
 
 def _check_train_test(train, test) -> tuple[Any, Any, Any, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +78,11 @@ def check_key(where: str, key, name: str = "key") -> None:
     )
 
 
+def _is_real_dtype(dtype) -> bool:
+    """An integer or floating dtype (not bool, complex or a key)."""
+    return bool(jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
+
+
 def check_int(where: str, name: str, value, minimum: int | None = 1) -> int:
     """A Python or NumPy integer (not bool, float or str), at least ``minimum``.
 
@@ -105,7 +111,7 @@ def check_float(where: str, name: str, value, *, positive: bool = False) -> floa
         TypeError: not a real number. ValueError: NaN or inf, or (``positive=True``) <= 0.
     """
     if isinstance(value, jax.core.Tracer):
-        if value.shape == () and jnp.issubdtype(value.dtype, jnp.floating | jnp.integer):
+        if value.shape == () and _is_real_dtype(value.dtype):
             return value
         raise TypeError(f"{where}: {name} must be a real scalar, got {describe(value)}")
     dtype = getattr(value, "dtype", None)
@@ -123,6 +129,158 @@ def check_float(where: str, name: str, value, *, positive: bool = False) -> floa
     if positive and number <= 0:
         raise ValueError(f"{where}: {name} must be > 0, got {number}")
     return number
+
+
+# --------------------------------------------------------------------------------------
+# Hyperparameters: checked when concrete, NaN when traced and out of range
+
+
+class Interval(NamedTuple):
+    """The values a hyperparameter may take, printed the mathematicians' way: ``[0, 1)``."""
+
+    low: float
+    high: float
+    low_closed: bool = True
+    high_closed: bool = False
+
+    def __str__(self) -> str:
+        def end(v: float) -> str:
+            return "inf" if math.isinf(v) else f"{v:g}"
+
+        return (
+            f"{'[' if self.low_closed else '('}{end(self.low)}, "
+            f"{end(self.high)}{']' if self.high_closed else ')'}"
+        )
+
+    def requirement(self) -> str:
+        """``must be > 0``, ``must be >= 0`` or ``must lie in [0, 1)``."""
+        if math.isinf(self.high) and self.low == 0:
+            return "must be >= 0" if self.low_closed else "must be > 0"
+        return f"must lie in {self}"
+
+    def holds(self, v):
+        """Whether v lies in the interval (False for NaN): a bool for a number, a traced
+        bool for a tracer."""
+        above = v >= self.low if self.low_closed else v > self.low
+        below = v <= self.high if self.high_closed else v < self.high
+        return above & below if isinstance(v, jax.core.Tracer) else bool(above and below)
+
+
+UNIT = Interval(0.0, 1.0)
+"""[0, 1): a dropout ratio, a momentum or decay rate of an optimizer, Adam's β's."""
+UNIT_CLOSED = Interval(0.0, 1.0, high_closed=True)
+"""[0, 1]: batch norm's running-average momentum (1 keeps the state as it is)."""
+NONNEGATIVE = Interval(0.0, math.inf)
+"""[0, inf): a learning rate of an optimizer, ε, a weight-decay λ, an init std."""
+POSITIVE = Interval(0.0, math.inf, low_closed=False)
+"""(0, inf): a finite-difference step h, gradient_descent's lr."""
+
+
+def hyperparameter(where: str, name: str, value, interval: Interval):
+    """A real scalar hyperparameter (lr, ratio, momentum, β, ε, λ, h, ...) in ``interval``.
+
+    - Concrete (a Python or NumPy number, a 0-d real array): checked now, returned as a
+      Python ``float`` (weakly typed: it takes the dtype of the array it meets).
+    - Traced (inside ``jit``/``vmap``/``grad``, e.g. a ``fit_many`` search over it): its
+      value cannot be seen, so it is returned as a floating tracer that is **NaN where the
+      value lies outside** ``interval`` (or is NaN): every result computed from it turns NaN,
+      so a bad value shows (``fit_many`` flags that run as diverged) instead of giving a
+      finite, wrong number. Where a result does not depend on the value arithmetically
+      (a dropout mask), multiply it by :func:`nan_unless` ``(interval.holds(value))``.
+
+    Raises:
+        TypeError: not a real scalar (bool, str, complex, an array with elements).
+        ValueError: a concrete value that is NaN, inf or outside ``interval``, e.g.
+            ``dropout: ratio must lie in [0, 1), got 1.0``.
+    """
+    if isinstance(value, jax.core.Tracer):
+        if value.shape != () or not _is_real_dtype(value.dtype):
+            raise TypeError(f"{where}: {name} must be a real scalar, got {describe(value)}")
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            value = value.astype(jnp.result_type(float))
+        return jnp.where(interval.holds(value), value, jnp.nan)
+    number = check_float(where, name, value)
+    if not interval.holds(number):
+        raise ValueError(f"{where}: {name} {interval.requirement()}, got {number}")
+    return number
+
+
+def hyperparameter_ok(value, interval: Interval):
+    """``True`` for a concrete value (already checked by :func:`hyperparameter`), else the
+    traced bool ``value in interval`` (False for NaN), for :func:`nan_unless`."""
+    if not isinstance(value, jax.core.Tracer):
+        return True
+    return interval.holds(value)
+
+
+def nan_unless_ok(x, ok):
+    """``x`` unchanged where ``ok`` is the Python ``True``; else every floating leaf of the
+    pytree x replaced by NaN where ``ok`` is False.
+
+    A select, not a product with :func:`nan_unless`: XLA rewrites ``(x·mask)·c`` as
+    ``select(mask, x·c, 0)``, which would turn a dropped unit's NaN back into 0.
+    """
+    if ok is True:
+        return x
+
+    def poison(leaf):
+        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            return leaf
+        return jnp.where(ok, leaf, jnp.full((), jnp.nan, leaf.dtype))
+
+    return jax.tree_util.tree_map(poison, x)
+
+
+def floating(x, dtype=None) -> jax.Array:
+    """x as a floating array: float x (any precision) unchanged, integer or bool x promoted
+    to ``dtype`` (default: JAX's default float, float32 or float64 with x64), as NumPy does
+    when an integer array meets a float hyperparameter (``np.array([2, 4]) * 0.5`` is
+    ``[1., 2.]``). Complex x is refused by the callers' own dtype checks."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    return x.astype(dtype or jnp.result_type(float))
+
+
+# --------------------------------------------------------------------------------------
+# State and optimizer leaves
+
+
+def check_floating_tree(where: str, tree, name: str, hint: str) -> None:
+    """Every leaf of ``tree`` is an array of a floating dtype (float16 ... float64).
+
+    For model state (batch norm's running statistics) and an optimizer's params and
+    gradients: integer or bool leaves would truncate every update (0.9·0 + 0.1·2.3 → 0).
+
+    Raises:
+        TypeError: naming the leaf, the expected and the actual dtype, e.g.
+            ``running_update: state['running_mean'] must be floating (e.g. float32) ...,
+            got int32 (2,)``.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            dtype = np.asarray(leaf).dtype
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"{where}: {name}{jax.tree_util.keystr(path)} must be floating (e.g. "
+                f"float32), got {describe(leaf)}; {hint}"
+            )
+
+
+def check_model_state(where: str, state, name: str = "model_state") -> None:
+    """Model state (running statistics) holds floating arrays only.
+
+    Raises:
+        TypeError: an integer, bool or complex leaf (see :func:`check_floating_tree`).
+    """
+    check_floating_tree(
+        where,
+        state,
+        name,
+        "running statistics are averages and must be floating: create the state with a "
+        "floating dtype or convert it with .astype(jnp.float32)",
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def _batch_norm_plain(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Ar
 
     Forward: mu = mean(x); xc = x − mu; var = mean(xc²); std = √(var + 1e-6);
     xn = xc/std; out = gamma·xn + beta (means over the batch axis N, per feature).
-    Residuals: xc, xn, std, gamma. Backward (the book's, from its graph):
+    Residuals: xc, xn, std, gamma (and a zero-size token of beta's dtype). Backward (the
+    book's, from its graph):
     dbeta = Σ dout; dgamma = Σ xn·dout; dxn = gamma·dout; dxc = dxn/std;
     dstd = −Σ(dxn·xc)/std²; dvar = ½·dstd/std; dxc += (2/N)·xc·dvar; dmu = Σ dxc;
     dx = dxc − dmu/N.
@@ -66,11 +67,13 @@ def _batch_norm_plain(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Ar
 
 def _batch_norm_fwd(x, gamma, beta):
     out, xc, xn, std = _normalize(x, gamma, beta)
-    return out, (xc, xn, std, gamma)
+    # beta's dtype travels in a zero-size token (xc has x's dtype, gamma its own): every
+    # cotangent takes its primal's dtype, as autodiff of the plain forward gives.
+    return out, (xc, xn, std, gamma, jnp.zeros((0,), beta.dtype))
 
 
 def _batch_norm_bwd(res, dout):
-    xc, xn, std, gamma = res
+    xc, xn, std, gamma, beta_token = res
     n = xc.shape[0]
     dout2 = dout.reshape(xc.shape)
     # The book's BatchNormalization.__backward, line by line.
@@ -83,21 +86,31 @@ def _batch_norm_bwd(res, dout):
     dxc = dxc + (2.0 / n) * xc * dvar
     dmu = jnp.sum(dxc, axis=0)
     dx = dxc - dmu / n
-    return dx.reshape(dout.shape), dgamma, dbeta
+    return (
+        dx.reshape(dout.shape).astype(xc.dtype),
+        dgamma.astype(gamma.dtype),
+        dbeta.astype(beta_token.dtype),
+    )
 
 
-def _check_batch_norm(x, gamma, beta) -> None:
+def _check_batch_norm(x, gamma, beta, where: str = "batch_norm") -> None:
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(
-            f"batch_norm: x must be a non-empty batch (N, D) or (N, C, H, W), got x {x.shape}"
+            f"{where}: x must be a non-empty batch (N, D) or (N, C, H, W), got x {x.shape}"
         )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"batch_norm: x must be floating point, got {x.dtype}")
+    if where == "batch_norm" and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"{where}: x must be floating point (the rule's dx is floating; convert with "
+            f".astype(jnp.float32)), got {x.dtype}"
+        )
     d = math.prod(x.shape[1:])
     for name, v in (("gamma", gamma), ("beta", beta)):
+        v = _checks.host_view(v)
+        if not jnp.issubdtype(v.dtype, jnp.floating):
+            raise TypeError(f"{where}: {name} must be floating point, got {_checks.describe(v)}")
         if v.shape != (d,):
             raise ValueError(
-                f"batch_norm: {name} must have shape ({d},), one value per feature of x "
+                f"{where}: {name} must have shape ({d},), one value per feature of x "
                 f"{x.shape} (the book normalises each of the C·H·W features); got {name} {v.shape}"
             )
 
@@ -113,9 +126,26 @@ batch_norm = make_layer(
 
 def init_batch_norm_state(num_features: int, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
     """``{"running_mean": zeros (D,), "running_var": zeros (D,)}``: the book starts both
-    at zero (so early inference-mode outputs are scaled by 1/√1e-6 until they fill in)."""
+    at zero (so early inference-mode outputs are scaled by 1/√1e-6 until they fill in).
+
+    ``dtype`` must be floating (float16 ... float64): an integer state would truncate every
+    running average (``0.9·0 + 0.1·2.3`` is 0 in int32) and is refused with ``TypeError``.
+    """
     d = _checks.check_int("init_batch_norm_state", "num_features", num_features)
+    _check_state_dtype("init_batch_norm_state", dtype)
     return {"running_mean": jnp.zeros((d,), dtype), "running_var": jnp.zeros((d,), dtype)}
+
+
+def _check_state_dtype(where: str, dtype: Any) -> None:
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{where}: dtype must be a floating dtype, got {dtype!r}") from None
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise TypeError(
+            f"{where}: dtype must be floating (e.g. float32): running statistics are averages "
+            f"and an integer or bool state truncates them; got {resolved}"
+        )
 
 
 def _check_state(name: str, state: Any, d: int) -> None:
@@ -129,6 +159,7 @@ def _check_state(name: str, state: Any, d: int) -> None:
             raise ValueError(
                 f"{name}: state['{key}'] must have shape ({d},), got {jnp.shape(value)}"
             )
+    _checks.check_model_state(name, state, "state")
 
 
 def running_update(
@@ -136,16 +167,31 @@ def running_update(
 ) -> dict[str, jax.Array]:
     """The book's update ``running ← momentum·running + (1 − momentum)·batch statistic``
     of the mean and variance of ``x``'s batch, taken under ``stop_gradient`` (the state
-    never receives a gradient). Returns the new state, in the state's dtypes."""
-    x2 = jax.lax.stop_gradient(_features(jnp.asarray(x)))
-    _check_state("batch_norm_train", state, x2.shape[1])
+    never receives a gradient). Returns the new state, in the state's dtypes.
+
+    The state must be floating (integer or bool state raises ``TypeError``); integer x is
+    promoted to the default float. The average is computed in float32 or wider (in float16,
+    1 − 0.9999 is not 1e-4) and cast to the state's dtype at the end. ``momentum`` must lie
+    in [0, 1]; a concrete value outside (or NaN) raises ``ValueError``, a traced one (under
+    ``jit``/``vmap``) makes the new state NaN.
+    """
+    where = "running_update"
+    momentum = _checks.hyperparameter(where, "momentum", momentum, _checks.UNIT_CLOSED)
+    x2 = jax.lax.stop_gradient(_features(_checks.floating(x)))
+    _check_state(where, state, x2.shape[1])
     mu = jnp.mean(x2, axis=0)
     var = jnp.mean((x2 - mu) ** 2, axis=0)
-    new = {
-        "running_mean": momentum * state["running_mean"] + (1 - momentum) * mu,
-        "running_var": momentum * state["running_var"] + (1 - momentum) * var,
+
+    def average(running, stat):
+        wide = jnp.promote_types(jnp.promote_types(running.dtype, stat.dtype), jnp.float32)
+        m = jnp.asarray(momentum, wide)
+        new = m * running.astype(wide) + (1 - m) * stat.astype(wide)
+        return new.astype(running.dtype)
+
+    return {
+        "running_mean": average(state["running_mean"], mu),
+        "running_var": average(state["running_var"], var),
     }
-    return {k: v.astype(state[k].dtype) for k, v in new.items()}
 
 
 def batch_norm_train(
@@ -164,10 +210,14 @@ def batch_norm_inference(
     x: jax.Array, gamma: jax.Array, beta: jax.Array, state: dict[str, jax.Array]
 ) -> jax.Array:
     """Inference mode: ``gamma · (x − running_mean)/√(running_var + 1e-6) + beta`` (plain
-    autodiff; no custom rule is needed). Shapes as for :data:`batch_norm`."""
-    x = jnp.asarray(x)
+    autodiff; no custom rule is needed). Shapes as for :data:`batch_norm`; integer x is
+    promoted to the default float (NumPy's rule), gamma, beta and the state must be
+    floating."""
+    where = "batch_norm_inference"
+    x = _checks.floating(x)
+    _check_batch_norm(x, gamma, beta, where)
     x2 = _features(x)
-    _check_state("batch_norm_inference", state, x2.shape[1])
+    _check_state(where, state, x2.shape[1])
     xn = (x2 - state["running_mean"]) / jnp.sqrt(state["running_var"] + EPS)
     return (gamma * xn + beta).reshape(x.shape)
 

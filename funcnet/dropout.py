@@ -53,42 +53,53 @@ apply_mask = make_layer(
 )
 
 
-def _check_ratio(ratio) -> None:
-    if not _checks.is_concrete(ratio):
-        return
-    _checks.check_float("dropout", "ratio", ratio)
-    if not 0 <= float(ratio) < 1:
-        raise ValueError(f"dropout: ratio must lie in [0, 1), got {float(ratio)}")
+def _ratio(ratio):
+    """The ratio checked (concrete: in [0, 1); traced: NaN unless in [0, 1))."""
+    return _checks.hyperparameter("dropout", "ratio", ratio, _checks.UNIT)
 
 
 def dropout_mask(key: jax.Array, shape: tuple[int, ...], ratio: float) -> jax.Array:
     """The book's mask ``rand(*shape) > ratio``: bool, True where a unit is kept
     (probability ``1 − ratio``). Drawn in float32 whatever the data's dtype, so the mask
-    does not depend on the precision of x."""
+    does not depend on the precision of x.
+
+    A bool mask cannot hold NaN: with a traced ratio outside [0, 1) (or NaN) it is all
+    False, and :func:`dropout` (which uses it) returns NaN.
+    """
     _checks.check_key("dropout", key)
-    _check_ratio(ratio)
-    return jax.random.uniform(key, shape, jnp.float32) > ratio
+    return jax.random.uniform(key, shape, jnp.float32) > _ratio(ratio)
 
 
 def dropout(x: jax.Array, key: jax.Array, ratio: float = 0.5) -> jax.Array:
     """Training-mode dropout: ``x · mask`` with ``mask = uniform(key, x.shape) > ratio``.
 
     Args:
-        x: activations, any shape. key: a ``jax.random`` key (one per iteration, e.g.
-            ``fold_in(run_key, step)``). ratio: the fraction dropped, in [0, 1).
+        x: activations, any shape, floating (integer x is refused: the rule's cotangent
+            is floating). key: a ``jax.random`` key (one per iteration, e.g.
+            ``fold_in(run_key, step)``). ratio: the fraction dropped, in [0, 1); it may be
+            traced (``jit``, ``vmap``, a ``fit_many`` search), and then a value outside
+            [0, 1) or NaN makes the output NaN (a concrete one raises ``ValueError``).
 
     Returns:
         x's shape and dtype. NaN in x stays NaN (NaN · 0 is NaN, as in the book's NumPy).
     """
     x = jnp.asarray(x)
-    return apply_mask(x, dropout_mask(key, x.shape, ratio))
+    out = apply_mask(x, dropout_mask(key, x.shape, ratio))
+    return _checks.nan_unless_ok(out, _checks.hyperparameter_ok(ratio, _checks.UNIT))
 
 
 def dropout_inference(x: jax.Array, ratio: float = 0.5) -> jax.Array:
-    """Inference-mode dropout, the book's ``x · (1 − ratio)``. Shape (...,) -> (...,)."""
-    _check_ratio(ratio)
-    x = jnp.asarray(x)
-    return x * jnp.asarray(1.0 - ratio, x.dtype)
+    """Inference-mode dropout, the book's ``x · (1 − ratio)``. Shape (...,) -> (...,).
+
+    Floating x keeps its dtype (1 − ratio is computed in float32 or x's wider dtype, then
+    the product is cast back); integer or bool x is promoted to the default float, as the
+    book's NumPy does (``[2, 4, 6]`` with ratio 0.5 gives ``[1., 2., 3.]``). A traced ratio
+    outside [0, 1) or NaN gives NaN; a concrete one raises ``ValueError``.
+    """
+    keep = 1.0 - _ratio(ratio)
+    x = _checks.floating(x)
+    wide = jnp.promote_types(x.dtype, jnp.float32)
+    return (x.astype(wide) * jnp.asarray(keep, wide)).astype(x.dtype)
 
 
 def _mask_case(name: str, shape: tuple[int, ...]) -> LayerCase:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from funcnet._checks import check_float, check_int, describe
+from funcnet._checks import POSITIVE, check_int, describe, hyperparameter
 
 PyTree = Any
 
@@ -35,10 +35,10 @@ def numerical_diff(f: Callable[[jax.Array], jax.Array], x: ArrayLike, h: float =
     Args:
         f: scalar function of one scalar (or of an array, differentiated along all of it).
         x: the point (float32 or float64; float16/bfloat16 raise ``ValueError``);
-        h: the step (the book's 1e-4), a finite number > 0.
+        h: the step (the book's 1e-4), a finite number > 0 (a traced h <= 0 or NaN gives NaN).
     """
     _check_callable("numerical_diff", f)
-    h = check_float("numerical_diff", "h", h, positive=True)
+    h = hyperparameter("numerical_diff", "h", h, POSITIVE)
     if hasattr(x, "dtype"):
         _check_precision("numerical_diff", "x", x)
     return (f(x + h) - f(x - h)) / (2 * h)
@@ -102,7 +102,8 @@ def numerical_gradient(
             ``ValueError``).
         x: array or pytree of arrays (integer leaves are promoted to the default float);
             float32 or float64 (float16/bfloat16 raise ``ValueError``).
-        h: the finite-difference step, a finite number > 0.
+        h: the finite-difference step, a finite number > 0 (a traced h <= 0 or NaN gives
+            NaN).
         chunk_size: perturbations per vmapped batch, an int >= 1; by default as many as
             keep ``chunk_size · leaf.size`` under :data:`DEFAULT_MAX_CHUNK_ELEMENTS`.
 
@@ -111,7 +112,7 @@ def numerical_gradient(
         values gives NaN partial derivatives.
     """
     _check_callable("numerical_gradient", f)
-    h = check_float("numerical_gradient", "h", h, positive=True)
+    h = hyperparameter("numerical_gradient", "h", h, POSITIVE)
     if chunk_size is not None:
         chunk_size = check_int("numerical_gradient", "chunk_size", chunk_size)
     _check_point("numerical_gradient", x)
@@ -168,7 +169,8 @@ def gradient_descent(
         f: scalar function of a pytree.
         init_x: starting point (array or pytree; float32 or float64 with the default
             numerical gradient, which refuses half precision).
-        lr: learning rate, a finite number > 0; step_num: number of updates, an int >= 0.
+        lr: learning rate, a finite number > 0 (may be traced: ``vmap`` over lr; a traced
+            lr <= 0 or NaN makes the result NaN); step_num: number of updates, an int >= 0.
         grad_fn: the gradient to use; by default ``numerical_gradient(f, ·)`` as in the
             book. Pass ``jax.grad(f)`` for the exact gradient.
 
@@ -177,7 +179,7 @@ def gradient_descent(
         new leading axis (``history[0]`` is ``init_x``; shape ``(step_num, *x.shape)``).
     """
     _check_callable("gradient_descent", f)
-    lr = check_float("gradient_descent", "lr", lr, positive=True)
+    lr = hyperparameter("gradient_descent", "lr", lr, POSITIVE)
     step_num = check_int("gradient_descent", "step_num", step_num, minimum=0)
     if grad_fn is None:
         _check_point("gradient_descent", init_x, "init_x")
@@ -185,9 +187,14 @@ def gradient_descent(
         def grad_fn(x):
             return numerical_gradient(f, x)
 
+    def update(xi, gi):
+        # In float32 or wider, cast back: the point keeps its dtype (scan's carry must).
+        wide = jnp.promote_types(xi.dtype, jnp.float32)
+        return (xi.astype(wide) - jnp.asarray(lr, wide) * gi.astype(wide)).astype(xi.dtype)
+
     def step(x, _):
         g = grad_fn(x)
-        return jax.tree_util.tree_map(lambda xi, gi: xi - lr * gi, x, g), x
+        return jax.tree_util.tree_map(update, x, g), x
 
     init_x = jax.tree_util.tree_map(_as_float, init_x)
     return jax.lax.scan(step, init_x, length=step_num)

@@ -40,7 +40,7 @@ def test_a_wrong_batch_norm_rule_is_caught():
     """The book's rule without the variance path (dxc += 2/N·xc·dvar) must fail the check."""
 
     def bad_bwd(res, dout):
-        xc, xn, std, gamma = res
+        xc, xn, std, gamma, _ = res
         dout2 = dout.reshape(xc.shape)
         dxc = gamma * dout2 / std
         dx = dxc - jnp.mean(dxc, axis=0)

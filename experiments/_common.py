@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from funcnet import datasets
+from funcnet._atomic import atomic_file
 
 if typing.TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, so that the
     # experiments that draw none (the benchmarks) run where it is not installed
@@ -124,7 +125,12 @@ def seed(text: str) -> int:
 
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are one line on stderr (exit 2):
-    ``prog: error: argument --batch: must be ... (see --help)``, not the usage block."""
+    ``prog: error: argument --batch: must be ... (see --help)``, not the usage block; and
+    no abbreviated flags (``allow_abbrev=False``)."""
+
+    def __init__(self, *args: Any, allow_abbrev: bool = False, **kwargs: Any) -> None:
+        # no abbreviations: ``--iter 200`` must not silently mean ``--iters 200``
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -238,7 +244,8 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
 
 
 def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    """``--dataset {auto,mnist,mnist-5k,fashion-mnist}``."""
+    """``--dataset {auto,mnist,mnist-5k,fashion-mnist}`` and ``--data-dir DIR`` (read by
+    :func:`load_dataset` given the parsed ``args``)."""
     parser.add_argument(
         "--dataset",
         choices=datasets.DATASET_CHOICES,
@@ -246,12 +253,25 @@ def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> 
         help="data set: auto (full MNIST if downloaded, else the embedded 5k subset), "
         "mnist, mnist-5k or fashion-mnist (default: %(default)s)",
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding the data set's four IDX files, searched first (default: "
+        "$FUNCNET_DATA_DIR/NAME, then the cache)",
+    )
 
 
 def add_out_flag(parser: argparse.ArgumentParser, name: str, per_dataset: bool = False) -> None:
     """``--out DIR``, default ``runs/NAME``; with ``per_dataset``, ``runs/NAME/<data set>``
     (the data set actually used, see :func:`run_dir`), so runs on different data sets do
-    not overwrite each other."""
+    not overwrite each other. Also ``--overwrite`` (see :func:`claim`)."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results in the output folder even when they were written with "
+        "other settings (default: refuse, naming the settings that differ)",
+    )
     if per_dataset:
         parser.add_argument(
             "--out",
@@ -268,10 +288,13 @@ def add_out_flag(parser: argparse.ArgumentParser, name: str, per_dataset: bool =
         )
 
 
-def run_dir(out: str | Path | None, name: str, dataset: str) -> Path:
+def run_dir(
+    out: str | Path | None, name: str, dataset: str, args: argparse.Namespace | None = None
+) -> Path:
     """The output folder of a run: ``out`` if given, else ``runs/NAME/DATASET``; created
-    by :func:`out_dir`."""
-    return out_dir(Path("runs") / name / dataset if out is None else out)
+    by :func:`out_dir`, and with ``args`` checked by :func:`claim`."""
+    path = out_dir(Path("runs") / name / dataset if out is None else out)
+    return path if args is None else claim(path, name, args, dataset)
 
 
 def out_dir(path: str | Path) -> Path:
@@ -288,20 +311,163 @@ def out_dir(path: str | Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------------------
+# Output folders: a run never silently replaces results written with other settings
+
+SETTINGS_FILE = "settings.json"
+"""Written into each output folder: the experiment and the settings of the results there."""
+
+NOT_SETTINGS = frozenset({"out", "overwrite", "checkpoint", "data_dir"})
+"""Flags that do not change a run's results (where they go, where data is read from)."""
+
+_CLAIMED: dict[Path, dict[str, Any]] = {}  # folder -> its settings record, written lazily
+
+
+class OtherSettings(RuntimeError):
+    """The output folder holds results written with other settings."""
+
+
+def settings_of(
+    args: argparse.Namespace, dataset: str | None = None, ignore: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The flags of ``args`` that decide a run's results, as plain JSON values (not
+    :data:`NOT_SETTINGS` nor ``ignore``); ``dataset``, if given, replaces ``--dataset``
+    (``auto`` resolved to the set used)."""
+    settings = {
+        k: to_json_value(v)
+        for k, v in sorted(vars(args).items())
+        if k not in NOT_SETTINGS and k not in ignore
+    }
+    if dataset is not None:
+        settings["dataset"] = dataset
+    return settings
+
+
+def claim(
+    out: str | Path,
+    name: str,
+    args: argparse.Namespace,
+    dataset: str | None = None,
+    ignore: Sequence[str] = (),
+) -> Path:
+    """The output folder ``out`` (created), checked against the settings of the results
+    already in it.
+
+    The folder's ``settings.json`` records the experiment ``name`` and the settings
+    (:func:`settings_of`) of the run that wrote its results; it is written with this run's
+    first output (:func:`save`, :func:`write_json`, :func:`save_params`), so a run that
+    fails before writing anything changes nothing.
+
+    Raises:
+        OtherSettings: the folder holds results of another experiment or other settings
+            and ``args.overwrite`` is not set; the message names what differs.
+        NotADirectoryError: ``out`` (or a parent) exists and is not a folder.
+    """
+    out = out_dir(out)
+    record = {"experiment": name, "settings": settings_of(args, dataset, ignore)}
+    marker = out / SETTINGS_FILE
+    if marker.exists() and not getattr(args, "overwrite", False):
+        try:
+            old = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if not isinstance(old, dict):
+            old = {}
+        differences = _differences(old, record)
+        if differences:
+            raise OtherSettings(
+                f"{out} holds the results of a run with other settings ({differences}); "
+                "pass --out DIR to write this run elsewhere, or --overwrite to replace them"
+            )
+    _CLAIMED[out.resolve()] = record
+    return out
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    if old.get("experiment") != new["experiment"]:
+        return f"experiment {old.get('experiment')} there, {new['experiment']} here"
+    a, b = old.get("settings") or {}, new["settings"]
+    out = []
+    for k in list(a) + [k for k in b if k not in a]:
+        if a.get(k, "<absent>") != b.get(k, "<absent>"):
+            flag = "--" + k.replace("_", "-")
+            out.append(f"{flag} {a.get(k, '<absent>')} there, {b.get(k, '<absent>')} here")
+    return "; ".join(out)
+
+
+def _mark(path: Path) -> None:
+    """Write the settings record of ``path``'s folder, if it was claimed (once)."""
+    folder = Path(path).parent.resolve()
+    record = _CLAIMED.pop(folder, None)
+    if record is not None:
+        write_json(folder / SETTINGS_FILE, record)
+
+
+def save_params(path: str | Path, params: Any) -> Path:
+    """:func:`funcnet.io.save_params` (atomic) into a claimed folder (see :func:`claim`)."""
+    from funcnet import io as fio
+
+    _mark(Path(path))
+    fio.save_params(path, params)
+    return Path(path)
+
+
 def load_dataset(name: str, **options: Any) -> datasets.Dataset:
     """``funcnet.datasets.load(name)``, printing which set was used and any notice.
 
-    The notice of a fallback to the subset (``"auto"`` without full MNIST) is printed once
-    as ``note: ...`` on stdout, in place of the library's :class:`SubsetWarning` (the
-    same text), so the program's output says which data it used.
+    The notice of a fallback to the subset (``"auto"`` without full MNIST) is printed as
+    ``note: ...`` on stdout, in place of the library's :class:`SubsetWarning` (the same
+    text), so the program's output says which data it used: in full the first time for
+    this cache (:func:`funcnet.datasets.first_time`), afterwards in one line.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", datasets.SubsetWarning)
         data = datasets.load(name, **options)
     if data.notice:
-        print(f"note: {data.notice}")
+        if datasets.first_time(data.notice):
+            print(f"note: {data.notice}")
+        else:
+            print(
+                "note: full MNIST is not present, so the embedded subset mnist-5k is used "
+                "(`python -m funcnet.datasets download mnist` gets the full set; "
+                "--dataset mnist-5k asks for the subset without this note)"
+            )
     print(f"data set: {data.name} ({len(data.train[0]):,} train / {len(data.test[0]):,} test)")
     return data
+
+
+def params_or_latest(params: Path | None, producer: str, command: str) -> Path:
+    """``params`` if given, else the newest ``runs/PRODUCER/*/params.npz`` (printing which
+    file is used), for the experiments whose ``--params`` another experiment makes.
+
+    Raises:
+        FileNotFoundError: no ``--params`` and no such file; the message gives ``command``,
+            the exact command that makes one.
+    """
+    if params is not None:
+        return params
+    found = sorted((Path("runs") / producer).glob("*/params.npz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(
+            f"no --params given and no trained weights in runs/{producer}/*/params.npz; "
+            f"make them with `{command}` (or pass --params FILE)"
+        )
+    print(f"--params not given: using {found[-1]} (the latest {producer} run's)")
+    return found[-1]
+
+
+def accuracy_of_scores(scores: Any, t: Any) -> float:
+    """The accuracy of ``scores (N, C)`` against labels ``t (N,)`` through the library's
+    checked path (:func:`funcnet.nets.accuracy`): NaN when any row of scores is not
+    finite (NaN weights, an overflow), never a number made from NaN's argmax."""
+    import jax
+
+    from funcnet import nets
+
+    def of(s, labels):
+        return nets.accuracy(lambda _, x: x, {}, s, labels)
+
+    return float(jax.jit(of)(np.asarray(scores), np.asarray(t)))
 
 
 def first_examples(
@@ -329,9 +495,17 @@ def figure(width: float = 6.4, height: float = 4.8) -> Figure:
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    """Write the figure as PNG (or by extension) and return the path."""
-    fig.savefig(path, dpi=DPI)
-    return Path(path)
+    """Write the figure as PNG (or by extension) atomically and return the path.
+
+    Written through :func:`funcnet._atomic.atomic_file`: an error, Ctrl-C or SIGTERM
+    while it is written leaves the previous file whole and no temporary file behind.
+    """
+    path = Path(path)
+    fmt = path.suffix[1:].lower() or "png"
+    _mark(path)
+    with atomic_file(path) as f:
+        fig.savefig(f, dpi=DPI, format=fmt)
+    return path
 
 
 def to_json_value(obj: Any) -> Any:
@@ -359,9 +533,17 @@ def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as strict, indented JSON (see :func:`to_json_value`), atomically."""
     path = Path(path)
     text = json.dumps(to_json_value(obj), indent=2, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    if path.name != SETTINGS_FILE:
+        _mark(path)
+    write_text(path, text)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`funcnet._atomic.atomic_file`)."""
+    path = Path(path)
+    with atomic_file(path) as f:
+        f.write(text.encode())
     return path
 
 

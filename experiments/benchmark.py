@@ -103,7 +103,7 @@ def _flag(dest: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Time the book's ch5 training protocol: funcnet vs plain JAX, NumPy, "
         "PyTorch; and funcnet's numerical gradient vs the book's loop. About 2 minutes on "
@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(ch07_benchmark_convnet.PEERS),
     )
     p.add_argument(
-        "--seed", type=_common.nonnegative_int, default=0, help="random seed (default: %(default)s)"
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
     )
     p.add_argument(
         "--out",
@@ -558,7 +558,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     numgrad = None if args.no_numgrad else numgrad_section(args)
 
     print()
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name)
     n_train = len(data.train[0])
     every = _peers.epoch_length(n_train, protocol)
     print(

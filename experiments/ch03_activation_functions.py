@@ -17,7 +17,6 @@ Run: ``python -m experiments.ch03_activation_functions``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import jax
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     Returns ``"x"`` (the grid), the three curves on it, and ``"book_sigmoid"``,
     ``"book_step"`` (the functions at the book's [-1, 1, 2]).
     """
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="The step, sigmoid and ReLU functions drawn (ch3.2, Figs. 3-6 to 3-9).",
     )
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     args = p.parse_args(argv)
     if args.step > 5.0:
         p.error(f"argument --step: must be at most 5 (the grid spans [-5, 5)), got {args.step:g}")
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, NAME, args)
 
     x = book_grid(args.step)
     ys = curves(x)

@@ -36,12 +36,6 @@ def main(argv: list[str] | None = None) -> Path:
         help="training or test images (default: %(default)s)",
     )
     _common.add_dataset_flag(parser)
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="directory holding the IDX files, searched first (default: the usual places)",
-    )
     _common.add_out_flag(parser, NAME)
     args = parser.parse_args(argv)
     _common.out_dir(args.out)  # an --out that is a file fails before any work

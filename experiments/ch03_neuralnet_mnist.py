@@ -69,7 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     _common.add_out_flag(p, NAME, per_dataset=True)
     args = p.parse_args(argv)
     if not args.weights.is_file():
-        p.error(f"--weights: no such file: {args.weights}")
+        p.error(
+            f"--weights: no such file: {args.weights}. The book's weights are "
+            "ch03/sample_weight.pkl in the book's code repository "
+            "(https://github.com/oreilly-japan/deep-learning-from-scratch); "
+            "`python -m experiments.ch03_train_three_layer_net` makes equivalent weights "
+            "offline: then pass --weights runs/ch03_train_three_layer_net/DATASET/params.npz"
+        )
     return args
 
 
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     params = {k: np.asarray(v) for k, v in loaded.items()}
     check_keys(params, args.weights)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
     x, t = data.test
     check_shapes(params, args.weights, x.shape[1], len(data.class_names))
     params = {k: params[k] for k in KEYS}
@@ -142,22 +148,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else ""
         )
     )
-    out = _common.run_dir(args.out, NAME, data.name)
+    out = _common.run_dir(args.out, NAME, data.name, args)
 
     with jax.enable_x64(True) if wide else contextlib.nullcontext():
         with jax.default_matmul_precision("highest"):
             params = {k: jnp.asarray(v) for k, v in params.items()}
             xd, td = jax.device_put((x, t))
-            count = jax.jit(
-                functools.partial(
-                    nets.count_correct, nets.three_layer_net_predict, batch_size=batch
-                )
+            # the library's checked accuracy: NaN (never a number) if a score is not finite
+            fraction = jax.jit(
+                functools.partial(nets.accuracy, nets.three_layer_net_predict, batch_size=batch)
             )
-            jax.block_until_ready(count(params, xd, td))  # compile and warm up
+            jax.block_until_ready(fraction(params, xd, td))  # compile and warm up
             t0 = time.perf_counter()
-            correct = int(count(params, xd, td))
+            checked = float(fraction(params, xd, td))
             seconds = time.perf_counter() - t0
             first = jnp.argmax(nets.three_layer_net_predict(params, xd[:25]), axis=1)
+    if not np.isfinite(checked):
+        raise ValueError(
+            f"{args.weights}: the scores are not finite (NaN or inf): the weights are not "
+            "usable; no accuracy"
+        )
+    correct = round(checked * len(x))  # exact: accuracy * N is a float32 within 0.5 of it
     accuracy = correct / len(x)
     print(f"Accuracy:{accuracy}")
     print(

@@ -37,7 +37,6 @@ from typing import Any
 import jax
 
 from experiments import _common
-from funcnet import io as fio
 from funcnet import layers, nets
 from funcnet.train import History, Progress, TrainingDiverged, fit
 
@@ -110,7 +109,10 @@ def plot_accuracy(history: History, path: Path, title: str) -> Path:
 def _print_progress(p: Progress) -> None:
     """The book's line per epoch (the final params' line comes after ``fit``)."""
     if p.train_acc is not None and not p.final:
-        print(f"{p.iteration:6,d} iters: train acc {p.train_acc:.4f}, test acc {p.test_acc:.4f}")
+        print(  # the label ch05_train_neuralnet uses: the 0-based index of the last iteration
+            f"after iteration {p.iteration - 1:,}: train acc {p.train_acc:.4f}, "
+            f"test acc {p.test_acc:.4f}"
+        )
 
 
 def _metrics(args, data, history: History, status: str, seconds: float) -> dict[str, Any]:
@@ -158,14 +160,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.out is not None:
         _common.out_dir(args.out)  # an --out that is a file fails before any work
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
     (x_train, _), (x_test, _) = data.train, data.test
     if args.batch_size > len(x_train):
         raise ValueError(
             f"--batch-size {args.batch_size}: the {data.name} training set has only "
             f"{len(x_train):,} images"
         )
-    out = _common.run_dir(args.out, NAME, data.name)
+    out = _common.run_dir(args.out, NAME, data.name, args)
     sizes = (x_train.shape[1], *args.hidden, len(data.class_names))
     k_init, k_fit = jax.random.split(jax.random.key(args.seed))
     params = nets.init_three_layer_net(
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except TrainingDiverged as e:
         params, history, status, error = e.params, e.history, "diverged", e
 
-    fio.save_params(out / "params.npz", params)
+    _common.save_params(out / "params.npz", params)
     metrics = _metrics(args, data, history, status, time.perf_counter() - t_start)
     _common.write_json(out / "metrics.json", metrics)
     plot_accuracy(

@@ -20,7 +20,6 @@ Run: ``python -m experiments.ch04_gradient_1d [--at 5 10]``.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     Returns the derivative at each point, keyed ``"x=5"``, ``"x=10"``.
     """
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="The numerical derivative of 0.01x² + 0.1x and its tangents (ch4.3.2).",
     )
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         p.error(f"argument --at: points must lie in [0, 20) (the plotted range), got {outside}")
     if len(args.at) > 4:
         p.error(f"argument --at: at most 4 points (one panel each), got {len(args.at)}")
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, NAME, args)
 
     result = {}
     for at in args.at:

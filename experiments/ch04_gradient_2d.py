@@ -24,7 +24,6 @@ Run: ``python -m experiments.ch04_gradient_2d [--grid-step 0.25]``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import jax
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     Returns the gradient at each book point (keys ``"(3.0, 4.0)"``, ...), and the grid's
     ``"points"`` and ``"grads"`` (``(P, 2)`` each).
     """
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="The gradient of x0² + x1²: the book's values, surface and field (ch4.4).",
     )
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
             "argument --grid-step: must be at most 2 (the grid spans [-2, 2]), "
             f"got {args.grid_step:g}"
         )
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, NAME, args)
 
     result: dict[str, np.ndarray] = {}
     for point, grad in book_gradients().items():

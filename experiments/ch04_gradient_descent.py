@@ -24,7 +24,6 @@ Run: ``python -m experiments.ch04_gradient_descent``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import NamedTuple
 
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     (``"trajectory"``) and, for a run that stopped moving away from the minimum, the step
     where it stopped (``"stall lr=10"``).
     """
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}", description="Gradient descent on x0² + x1² (ch4)."
     )
     p.add_argument(
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, np.ndarray]:
     )
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, NAME, args)
     result: dict[str, np.ndarray] = {}
     with jax.enable_x64(True):
         init = jnp.array(INIT)

@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.out is not None:
         _common.out_dir(args.out)  # an --out that is a file fails before any work
-    data = _common.load_dataset(args.dataset)
-    out = _common.run_dir(args.out, NAME, data.name)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.run_dir(args.out, NAME, data.name, args)
     net = nets.two_layer_net("sigmoid")
     k_init, k_batches = jax.random.split(jax.random.key(args.seed))
     keys = [jax.random.fold_in(k_batches, i) for i in range(args.iters)]

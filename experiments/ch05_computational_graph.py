@@ -22,8 +22,6 @@ Run: ``python -m experiments.ch05_computational_graph [--out runs/ch05_computati
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,14 +94,12 @@ def _numbers(*values) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Graph]:
-    parser = argparse.ArgumentParser(
+    parser = _common.ArgumentParser(
         prog="python -m experiments.ch05_computational_graph",
         description=__doc__.splitlines()[0],
     )
     _common.add_out_flag(parser, "ch05_computational_graph")
-    parser.add_argument(
-        "--seed", type=_common.nonnegative_int, default=0, help="PRNG seed for the net's data"
-    )
+    parser.add_argument("--seed", type=_common.seed, default=0, help="PRNG seed for the net's data")
     parser.add_argument(
         "--batch",
         type=_common.positive_int,
@@ -111,12 +107,12 @@ def main(argv: list[str] | None = None) -> dict[str, Graph]:
         help="batch size of the net's graph (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, "ch05_computational_graph", args)
 
     graphs = build_graphs(jax.random.key(args.seed), args.batch)
     for name, graph in graphs.items():
         print(f"== {name}")
-        print(graph.table(digits=DIGITS if name in ("apples", "apples_oranges") else 6))
+        print(graph.table(digits=DIGITS))
         try:
             for suffix in (".svg", ".png"):
                 print("wrote", graph.render(out / f"{name}{suffix}", **DRAWING.get(name, {})))

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         ValueError: ``--batch`` asks for more images than the training set holds.
     """
     args = parse_args(argv)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
     available = len(data.train[0])
     if args.batch > available:
         raise ValueError(

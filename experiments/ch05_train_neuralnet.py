@@ -40,8 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import experiments
-from experiments import _common
-from funcnet import io as fio
+from experiments import _common, _distributed
 from funcnet import nets
 from funcnet.train import History, Progress, TrainingDiverged, fit
 
@@ -82,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
     )
     _common.add_out_flag(p, NAME, per_dataset=True)
+    _distributed.add_flag(p)
     return p.parse_args(argv)
 
 
@@ -286,7 +286,7 @@ def write_outputs(out: Path, data, net, params, history: History) -> None:
         out / "confusion.png",
         f"{data.name} test set, {len(t_test):,} images",
     )
-    fio.save_params(out / "params.npz", params)
+    _common.save_params(out / "params.npz", params)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -296,8 +296,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     written, from the last finite params, and say which iteration those are).
     """
     args = parse_args(argv)
-    data = _common.load_dataset(args.dataset)
-    out = _common.run_dir(args.out, NAME, data.name)
+    writer = _distributed.start(args)  # False in the processes other than process 0
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.run_dir(args.out, NAME, data.name, args) if writer else None
     (x_train, t_train), (x_test, t_test) = data.train, data.test
     classes = len(data.class_names)
     net = nets.two_layer_net(args.activation)
@@ -320,12 +321,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             iters=args.iters,
             batch_size=args.batch_size,
             lr=args.lr,
-            callback=on_progress,
+            callback=on_progress if writer else None,
         )
     except TrainingDiverged as e:
         params, history, status, error = e.params, e.history, "diverged", e
     finally:
         close_bar()
+    if not writer:  # the same params as process 0, which writes them
+        return {"status": status, "final_test_acc": history.final_test_acc}
 
     write_outputs(out, data, net, params, history)
     metrics = _metrics(args, data, history, status)

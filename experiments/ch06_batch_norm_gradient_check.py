@@ -306,7 +306,7 @@ def draw_graph(out: Path) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Batch-norm net: backprop vs numerical vs autodiff; the batch-norm graph.",
     )
@@ -342,7 +342,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep gamma 1 and beta 0 (the book's): with one image every ReLU then sits on "
         "its kink at 0 and the check of the last beta fails",
     )
-    p.add_argument("--seed", type=int, default=0, help="key for the weights (default: 0)")
+    p.add_argument("--seed", type=_common.seed, default=0, help="key for the weights (default: 0)")
     _common.add_dataset_flag(p)
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     args = parse_args(argv)
     out = _common.out_dir(args.out)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name)
     x_all, t_all = data.train
     if max(args.batch_sizes) > len(x_all):
         raise ValueError(

@@ -172,7 +172,7 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Batch norm vs the plain net over 16 weight scales (book Fig. 6-18).",
     )
@@ -195,7 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--lr", type=_common.positive_float, default=0.01, help="SGD learning rate (0.01)"
     )
     _common.add_dataset_flag(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
+    )
     _common.add_out_flag(p, NAME)
     return p.parse_args(argv)
 
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train both kinds over every scale; returns the metrics written to ``metrics.json``."""
     args = parse_args(argv)
     out = _common.out_dir(args.out)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name)
     x_all, t_all = data.train
     if args.train_size > len(x_all):
         raise ValueError(

@@ -37,7 +37,7 @@ import jax
 import numpy as np
 import optax
 
-from experiments import _common
+from experiments import _common, _distributed
 from funcnet import nets, parallel, train
 
 NAME = "ch06_hyperparameter_optimization"
@@ -45,11 +45,16 @@ HIDDEN = [100] * 6
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="The book's random search over lr and weight decay, all trials at once.",
     )
-    p.add_argument("--trials", type=_common.positive_int, default=100, help="trials (default: 100)")
+    p.add_argument(
+        "--trials",
+        type=_common.int_in_range(1, 10_000, "every trial's params are held in memory at once"),
+        default=100,
+        help="trials, at most 10,000 (default: 100)",
+    )
     p.add_argument(
         "--epochs", type=_common.positive_int, default=50, help="epochs per trial (default: 50)"
     )
@@ -71,7 +76,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
     )
     _common.add_out_flag(p, NAME)
-    return p.parse_args(argv)
+    _distributed.add_flag(p)
+    args = p.parse_args(argv)
+    if args.loop_trials > args.trials:
+        p.error(
+            f"argument --loop-trials: at most --trials ({args.trials}), the trials it "
+            f"reruns one by one; got {args.loop_trials}"
+        )
+    return args
 
 
 def split_validation(x: np.ndarray, t: np.ndarray, images: int, key: jax.Array):
@@ -109,7 +121,8 @@ def optimizer_for(hp: dict[str, jax.Array]) -> optax.GradientTransformation:
 
 def run_search(args, train_data, val_data, input_size: int, classes: int):
     """Every trial at once with fit_many. Returns ``(hparams, history)``."""
-    k_hp, k_init, k_fit = jax.random.split(jax.random.key(args.seed + 1), 3)
+    # seed + 1 (the search's own key), modulo 2**32: jax.random.key keeps 32 bits
+    k_hp, k_init, k_fit = jax.random.split(jax.random.key((args.seed + 1) % 2**32), 3)
     hparams = sample_hparams(k_hp, args.trials)
     init = functools.partial(
         nets.init_multi_layer_net,
@@ -211,8 +224,10 @@ def plot_scatter(history, hparams, path: Path) -> Path:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the search; returns what ``results.json`` holds."""
     args = parse_args(argv)
-    out = _common.out_dir(args.out)
-    data = _common.load_dataset(args.dataset)
+    writer = _distributed.start(args)  # False in the processes other than process 0
+    out = _common.out_dir(args.out) if writer else None
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name) if writer else None
     train_data, val_data = split_validation(*data.train, args.images, jax.random.key(args.seed))
     input_size, classes = int(np.prod(train_data[0].shape[1:])), len(data.class_names)
     print(
@@ -266,6 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"timed); vmapped is {per_trial * args.trials / history.wall_time:.1f}x faster; "
             f"same accuracies: {results['loop_matches_vmapped']}"
         )
+    if not writer:  # every trial's results are in every process; process 0 writes them
+        return results
     plot_best(history, order, hparams, out / "best_trials.png")
     plot_scatter(history, hparams, out / "search_scatter.png")
     _common.write_json(out / "results.json", results)

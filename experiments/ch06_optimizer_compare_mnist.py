@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         NAME, "Four optimizers on a 4-hidden-layer ReLU net (book Fig. 6-9).", argv
     )
     out = _common.out_dir(args.out)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name)
     classes = len(data.class_names)
     k_init, k_fit = jax.random.split(jax.random.key(args.seed))
     params = nets.init_multi_layer_net(k_init, data.train[0].shape[1], HIDDEN, classes)

@@ -22,7 +22,6 @@ Run: ``python -m experiments.ch06_optimizer_compare_naive [--steps 30]``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,7 @@ def plot(paths: dict[str, np.ndarray], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the four optimizers; returns ``{label: final point (x, y)}`` and the paths."""
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="SGD, Momentum, AdaGrad and Adam on x²/20 + y² (book Fig. 6-8).",
     )
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, NAME, args)
     paths: dict[str, np.ndarray] = {}
     with jax.enable_x64(True):
         for name, lr in SETTINGS:

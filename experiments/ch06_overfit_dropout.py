@@ -105,7 +105,7 @@ def train_run(params, state, net, data, *, key, epochs, batch_size, lr) -> _ch06
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Overfitting 300 images, without and with dropout (book Fig. 6-23).",
     )
@@ -126,7 +126,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fraction of hidden units dropped, in [0, 1) (default: 0.2)",
     )
     _common.add_dataset_flag(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
+    )
     _common.add_out_flag(p, NAME)
     return p.parse_args(argv)
 
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train without and with dropout; returns the metrics written to ``metrics.json``."""
     args = parse_args(argv)
     out = _common.out_dir(args.out)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name)
     x_all, t_all = data.train
     if args.train_size > len(x_all):
         raise ValueError(

@@ -21,7 +21,6 @@ Run: ``python -m experiments.ch06_overfit_weight_decay [--epochs 201]``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ def _summary(result: _ch06.Result) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train without and with weight decay; returns the metrics written to ``metrics.json``."""
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Overfitting 300 images, without and with weight decay (book Figs. 6-20/6-21).",
     )
@@ -101,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
     out = _common.out_dir(args.out)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name)
     x_all, t_all = data.train
     if args.train_size > len(x_all):
         raise ValueError(

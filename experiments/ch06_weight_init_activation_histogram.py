@@ -26,7 +26,6 @@ Run: ``python -m experiments.ch06_weight_init_activation_histogram``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,9 @@ SETTINGS = (
     ("relu", "xavier", "ReLU, Xavier"),
     ("relu", "he", "ReLU, He"),
 )
+
+
+MAX_ACTIVATIONS = 50_000_000  # float32 values of one setting held at once (200 MB)
 
 
 def layer_activations(
@@ -129,24 +131,43 @@ def plot(results: dict[str, np.ndarray], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the six settings; returns ``{label: [per-layer stats]}``."""
-    p = argparse.ArgumentParser(
+    p = _common.ArgumentParser(
         prog=f"python -m experiments.{NAME}",
         description="Histograms of each layer's activations for six initialisations "
         "(book Figs. 6-10 ... 6-14).",
     )
+    # bounded: every layer's (samples, nodes) activations are held at once (a huge
+    # --samples used to abort the process when memory ran out)
+    held = "every layer's activations are held in memory at once"
     p.add_argument(
-        "--samples", type=_common.positive_int, default=1000, help="inputs (default: 1000)"
+        "--samples",
+        type=_common.int_in_range(1, 100_000, held),
+        default=1000,
+        help="inputs, at most 100,000 (default: 1000)",
     )
     p.add_argument(
-        "--nodes", type=_common.positive_int, default=100, help="units per layer (default: 100)"
+        "--nodes",
+        type=_common.int_in_range(1, 4096, held),
+        default=100,
+        help="units per layer, at most 4,096 (default: 100)",
     )
-    p.add_argument("--layers", type=_common.positive_int, default=5, help="layers (default: 5)")
+    p.add_argument(
+        "--layers",
+        type=_common.int_in_range(1, 100, held),
+        default=5,
+        help="layers, at most 100 (default: 5)",
+    )
     p.add_argument(
         "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
     )
     _common.add_out_flag(p, NAME)
     args = p.parse_args(argv)
-    out = _common.out_dir(args.out)
+    if args.samples * args.nodes * args.layers > MAX_ACTIVATIONS:
+        p.error(
+            f"--samples x --nodes x --layers = {args.samples * args.nodes * args.layers:,} "
+            f"activations, more than {MAX_ACTIVATIONS:,} ({held})"
+        )
+    out = _common.claim(args.out, NAME, args)
     k_x, k_w = jax.random.split(jax.random.key(args.seed))
     x = jax.random.normal(k_x, (args.samples, args.nodes))
     results: dict[str, np.ndarray] = {}

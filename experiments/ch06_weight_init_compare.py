@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         NAME, "Three weight initialisations of a 4-hidden-layer ReLU net (book Fig. 6-15).", argv
     )
     out = _common.out_dir(args.out)
-    data = _common.load_dataset(args.dataset)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
+    out = _common.claim(out, NAME, args, data.name)
     classes = len(data.class_names)
     k_init, k_fit = jax.random.split(jax.random.key(args.seed))
     net = nets.multi_layer_net("relu")

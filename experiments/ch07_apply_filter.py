@@ -25,11 +25,18 @@ from funcnet import conv
 from funcnet import io as fio
 
 NAME = "ch07_apply_filter"
+SIMPLE_CONVNET_RUN = ("ch07_train_convnet", "python -m experiments.ch07_train_convnet")
 
 
 def parse_args(argv):
     p = _common.parser(NAME, __doc__)
-    p.add_argument("--params", type=Path, required=True, help="trained weights (.npz or .pkl)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="trained weights (.npz or .pkl; default: the latest "
+        "runs/ch07_train_convnet/*/params.npz)",
+    )
     p.add_argument("--index", type=_common.nonnegative_int, default=0, help="test image index")
     p.add_argument("--count", type=_common.positive_int, default=4, help="filters shown")
     p.add_argument("--filters", default=None, help="comma-separated filter indices")
@@ -52,9 +59,16 @@ def pick_filters(W1: np.ndarray, count: int) -> list[int]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    args.params = _common.params_or_latest(args.params, *SIMPLE_CONVNET_RUN)
     params = fio.load_weights(args.params)
+    if "W1" not in params or np.ndim(params["W1"]) != 4 or np.shape(params["W1"])[1] != 1:
+        got = np.shape(params["W1"]) if "W1" in params else f"no W1 but {sorted(params)}"
+        raise ValueError(
+            f"--params {args.params}: expected a SimpleConvNet's first-layer filters W1 "
+            f"(FN, 1, FH, FW) for 1-channel images, got {got}"
+        )
     W1 = np.asarray(params["W1"], np.float32)
-    data = _common.load_dataset(args.dataset, flatten=False)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir, flatten=False)
     x_test, t_test = data.test
     if args.index >= len(x_test):
         raise ValueError(f"--index {args.index}: the test set has {len(x_test):,} images")
@@ -65,7 +79,7 @@ def main(argv=None) -> dict:
     image = np.asarray(x_test[args.index : args.index + 1], np.float32)  # (1, 1, 28, 28)
     W = jnp.asarray(W1[chosen])
     outputs = np.asarray(conv.convolution(image, W, jnp.zeros(len(chosen))))[0]
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, NAME, args, data.name)
     fig = _common.figure(width=2.2 * (len(chosen) + 1), height=4.6)
     axes = fig.subplots(2, len(chosen) + 1)
     label = data.class_names[int(t_test[args.index])]

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace, experiment: str = NAME) -> dict[str, Any]:
     """The measurement of ``args`` (steps, numpy_steps, rounds, images, peers, seed,
     out): prints the table, writes ``results.json`` to ``args.out`` and returns its
     record (``experiment`` names the command that ran it)."""
-    out = _common.out_dir(args.out)
+    out = _common.claim(args.out, experiment, args)
     rng = np.random.default_rng(args.seed)
     x = rng.random((args.images, 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, args.images).astype(np.int32)

@@ -36,8 +36,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments import _common
-from funcnet import io as fio
+from experiments import _common, _distributed
 from funcnet import optimizers
 from funcnet.nets import convnet
 from funcnet.train import History, fit
@@ -74,6 +73,7 @@ def parse_args(argv):
     )
     _common.add_dataset_flag(p)
     _common.add_out_flag(p, NAME, per_dataset=True)
+    _distributed.add_flag(p)
     return p.parse_args(argv)
 
 
@@ -136,17 +136,22 @@ def train(args, data) -> tuple[dict, dict, History]:
         eval_sample=args.eval_sample,
         eval_batch_size=1000,
         checkpoint_path=args.checkpoint,
+        # a checkpoint of a run with another seed, lr, data set, ... is refused, naming them
+        checkpoint_settings=_common.settings_of(args, data.name) if args.checkpoint else None,
     )
     return params0, params, history
 
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
-    data = _common.load_dataset(args.dataset, flatten=False)
-    out = _common.run_dir(args.out, NAME, data.name)
+    writer = _distributed.start(args)  # False in the processes other than process 0
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir, flatten=False)
+    out = _common.run_dir(args.out, NAME, data.name, args) if writer else None
     start = time.perf_counter()
     params0, params, history = train(args, data)
     seconds = time.perf_counter() - start
+    if not writer:  # the same params as process 0, which writes them
+        return {"final_test_acc": history.final_test_acc}
     sample = min(args.eval_sample, len(data.test[0]))
     per_epoch = history.final_iteration / args.epochs
     for it, train_acc, test_acc in zip(
@@ -167,8 +172,8 @@ def main(argv=None) -> dict[str, Any]:
         f"{1e3 * (seconds - history.compile_time) / max(iterations, 1):.1f} ms/iteration "
         "(training and evaluations, compilation excluded)"
     )
-    fio.save_params(out / "params.npz", params)
-    fio.save_params(out / "params_init.npz", params0)
+    _common.save_params(out / "params.npz", params)
+    _common.save_params(out / "params_init.npz", params0)
     title = f"SimpleConvNet on {data.name}, Adam lr {args.lr}"
     plot_accuracy(history, args.epochs, out / "accuracy.png", title)
     plot_loss(history, out / "loss.png", title)
@@ -188,6 +193,7 @@ def main(argv=None) -> dict[str, Any]:
         / max(iterations, 1),
     }
     _common.write_json(out / "metrics.json", metrics)
+    print(f"wrote params.npz, params_init.npz, accuracy.png, loss.png, metrics.json to {out}")
     return metrics
 
 

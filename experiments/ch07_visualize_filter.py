@@ -25,11 +25,18 @@ from funcnet import io as fio
 from funcnet.nets import convnet
 
 NAME = "ch07_visualize_filter"
+SIMPLE_CONVNET_RUN = ("ch07_train_convnet", "python -m experiments.ch07_train_convnet")
 
 
 def parse_args(argv):
     p = _common.parser(NAME, __doc__)
-    p.add_argument("--params", type=Path, required=True, help="trained weights (.npz or .pkl)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="trained weights (.npz or .pkl; default: the latest "
+        "runs/ch07_train_convnet/*/params.npz)",
+    )
     p.add_argument("--init", type=Path, default=None, help="initial weights (.npz or .pkl)")
     p.add_argument("--seed", type=_common.seed, default=0, help="seed of drawn initial weights")
     _common.add_out_flag(p, NAME)
@@ -62,13 +69,21 @@ def draw_filters(fig, filters: np.ndarray, title: str, cols: int = 10) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    out = _common.out_dir(args.out or Path("runs") / NAME)
+    args.params = _common.params_or_latest(args.params, *SIMPLE_CONVNET_RUN)
+    out = _common.claim(args.out or Path("runs") / NAME, NAME, args)
     after = first_layer_filters(args.params)
     init = args.init
     if init is None and (args.params.parent / "params_init.npz").exists():
         init = args.params.parent / "params_init.npz"
     if init is not None:
         before, source = first_layer_filters(init), str(init)
+        if before.shape != after.shape:  # weights of another net: not "before" of these
+            raise ValueError(
+                f"--init {init}: W1 holds {before.shape[0]} filters of "
+                f"{before.shape[1]}x{before.shape[2]}, but --params {args.params} holds "
+                f"{after.shape[0]} of {after.shape[1]}x{after.shape[2]}: the initial weights "
+                "of another net"
+            )
     else:
         c, fh = 1, after.shape[1]
         params0 = convnet.init_simple_convnet(

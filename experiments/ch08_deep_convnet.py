@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import _common
+from experiments import _common, _distributed
 from funcnet import io as fio
 from funcnet import optimizers
 from funcnet.nets import convnet
@@ -55,7 +55,10 @@ def parse_args(argv):
     )
     _common.add_dataset_flag(p)
     _common.add_out_flag(p, NAME, per_dataset=True)
+    _distributed.add_flag(p)
     args = p.parse_args(argv)
+    if args.distributed and not args.train:
+        p.error("argument --distributed: only with --train (inference runs in one process)")
     if args.params is None and not args.train:
         p.error("pass --params PATH (the book's deep_convnet_params.pkl) or --train")
     if args.params is not None and args.train:
@@ -70,6 +73,16 @@ def load_params(path: Path) -> dict:
     missing = sorted(set(convnet.DEEP_CONVNET_KEYS) - set(params))
     if missing:
         raise ValueError(f"{path}: not DeepConvNet weights, missing {missing}")
+    expected = jax.eval_shape(convnet.init_deep_convnet, jax.random.key(0))
+    wrong = [
+        f"{k} {np.shape(params[k])} (expected {expected[k].shape})"
+        for k in convnet.DEEP_CONVNET_KEYS
+        if np.shape(params[k]) != expected[k].shape
+    ]
+    if wrong:
+        raise ValueError(
+            f"{path}: not the book's DeepConvNet for 1x28x28 images: {', '.join(wrong)}"
+        )
     return {k: jnp.asarray(params[k], jnp.float32) for k in convnet.DEEP_CONVNET_KEYS}
 
 
@@ -99,10 +112,16 @@ def train(args, x_train, t_train, x_test, t_test) -> tuple[dict, dict]:
         eval_sample=1000,
         eval_batch_size=500,
         checkpoint_path=args.checkpoint,
+        # a checkpoint of a run with another seed, data set, ... is refused, naming them
+        checkpoint_settings=(
+            _common.settings_of(args, ignore=("batch",)) if args.checkpoint else None
+        ),
     )
     seconds = time.perf_counter() - start
     for it, a, b in zip(history.eval_iteration, history.train_acc, history.test_acc, strict=True):
-        print(f"iteration {int(it):,} | train acc {a:.4f}, test acc {b:.4f} (1,000 images each)")
+        print(
+            f"after iteration {int(it):,}: train acc {a:.4f}, test acc {b:.4f} (1,000 images each)"
+        )
     print(f"trained {history.iterations:,} iterations in {seconds:.0f} s")
     return params, {
         "train_seconds": seconds,
@@ -113,12 +132,12 @@ def train(args, x_train, t_train, x_test, t_test) -> tuple[dict, dict]:
 
 
 def infer(params: dict, x: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
-    """Predicted labels of x and the images per second (compiled once, first batch warm)."""
-    predict = jax.jit(lambda p, xb: jnp.argmax(convnet.deep_convnet_predict(p, xb), axis=1))
+    """Scores of x (N, 10) and the images per second (compiled once, first batch warm)."""
+    predict = jax.jit(convnet.deep_convnet_predict)
     jax.block_until_ready(predict(params, x[: min(batch, len(x))]))
     start = time.perf_counter()
-    labels = [np.asarray(predict(params, x[i : i + batch])) for i in range(0, len(x), batch)]
-    return np.concatenate(labels), len(x) / (time.perf_counter() - start)
+    scores = [np.asarray(predict(params, x[i : i + batch])) for i in range(0, len(x), batch)]
+    return np.concatenate(scores), len(x) / (time.perf_counter() - start)
 
 
 def plot_misclassified(images, predicted, true, class_names, path: Path, title: str) -> Path:
@@ -141,20 +160,31 @@ def plot_misclassified(images, predicted, true, class_names, path: Path, title: 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    data = _common.load_dataset(args.dataset, flatten=False)
-    out = _common.run_dir(args.out, NAME, data.name)
+    writer = _distributed.start(args)  # False in the processes other than process 0
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir, flatten=False)
+    out = _common.run_dir(args.out, NAME, data.name, args) if writer else None
     data = _common.first_examples(data, args.train_size, args.test_size)
     (x_train, t_train), (x_test, t_test) = data.train, data.test
     metrics: dict = {"dataset": data.name}
     if args.train:
         params, metrics["training"] = train(args, x_train, t_train, x_test, t_test)
-        fio.save_params(out / "params.npz", params)
+        if not writer:  # the same params as process 0, which tests and writes them
+            return metrics
+        _common.save_params(out / "params.npz", params)
     else:
         params = load_params(args.params)
-    predicted, rate = infer(params, np.asarray(x_test, np.float32), args.batch)
+    scores, rate = infer(params, np.asarray(x_test, np.float32), args.batch)
     t_test = np.asarray(t_test)
+    accuracy = _common.accuracy_of_scores(scores, t_test)  # NaN if any score is not finite
+    if not np.isfinite(accuracy):
+        bad = int(np.sum(~np.all(np.isfinite(scores), axis=1)))
+        raise ValueError(
+            f"the scores of {bad:,} of {t_test.size:,} test images are not finite (NaN or "
+            f"inf): the weights {args.params or 'trained here'} are not usable; no accuracy"
+        )
+    predicted = scores.argmax(axis=1)
     wrong = np.flatnonzero(predicted != t_test)
-    accuracy = 1.0 - wrong.size / t_test.size
+    accuracy = 1.0 - wrong.size / t_test.size  # exactly; equal to the checked one when finite
     print(
         f"test accuracy {accuracy:.4f} ({t_test.size - wrong.size:,}/{t_test.size:,}), "
         f"{rate:,.0f} images/s"
@@ -183,6 +213,9 @@ def main(argv=None) -> dict:
         }
     )
     _common.write_json(out / "metrics.json", metrics)
+    written = ["params.npz"] * args.train + ["misclassified.png"] * bool(wrong.size)
+    written.append("metrics.json")
+    print(f"wrote {', '.join(written)} to {out}")
     return metrics
 
 

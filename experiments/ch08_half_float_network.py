@@ -27,6 +27,10 @@ from funcnet.nets import convnet
 
 NAME = "ch08_half_float_network"
 DTYPES = ("float32", "float16", "bfloat16")
+MAKERS = {  # the experiment whose params.npz each net uses by default, and its command
+    "deep": ("ch08_deep_convnet", "python -m experiments.ch08_deep_convnet --train"),
+    "simple": ("ch07_train_convnet", "python -m experiments.ch07_train_convnet"),
+}
 NETS = {
     "deep": (convnet.DEEP_CONVNET_KEYS, convnet.deep_convnet_predict),
     "simple": (convnet.SIMPLE_CONVNET_KEYS, convnet.simple_convnet_predict),
@@ -35,7 +39,13 @@ NETS = {
 
 def parse_args(argv):
     p = _common.parser(NAME, __doc__)
-    p.add_argument("--params", type=Path, required=True, help="weights (.pkl or .npz)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="weights (.pkl or .npz; default: the latest params.npz of ch08_deep_convnet "
+        "--train, or with --net simple of ch07_train_convnet)",
+    )
     p.add_argument("--net", choices=sorted(NETS), default="deep", help="default: deep")
     p.add_argument("--test-size", type=_common.positive_int, default=None)
     p.add_argument("--batch", type=_common.positive_int, default=500)
@@ -57,17 +67,21 @@ def scores_in(dtype, params: dict, x: np.ndarray, predict, batch: int) -> np.nda
 def main(argv=None) -> dict:
     args = parse_args(argv)
     keys, predict = NETS[args.net]
+    args.params = _common.params_or_latest(args.params, *MAKERS[args.net])
     raw = fio.load_weights(args.params)
     missing = sorted(set(keys) - set(raw))
     if missing:
         raise ValueError(f"{args.params}: not {args.net} convnet weights, missing {missing}")
     params = {k: np.asarray(raw[k], np.float32) for k in keys}
-    data = _common.load_dataset(args.dataset, flatten=False)
+    data = _common.load_dataset(args.dataset, data_dir=args.data_dir, flatten=False)
     x, t = data.test
     if args.test_size:
         x, t = x[: args.test_size], t[: args.test_size]
     x, t = np.asarray(x, np.float32), np.asarray(t)
-    out = _common.run_dir(args.out, NAME, data.name)
+    # one folder per net: the deep and simple runs never share a metrics.json
+    out = _common.claim(
+        args.out or Path("runs") / NAME / data.name / args.net, NAME, args, data.name
+    )
     results = {}
     reference = None
     for name in DTYPES:
@@ -76,8 +90,8 @@ def main(argv=None) -> dict:
         if reference is None:
             reference = (scores, labels)
         finite = bool(np.all(np.isfinite(scores)))
-        results[name] = {
-            "accuracy": float(np.mean(labels == t)),
+        results[name] = {  # NaN when a score is not finite (never NaN's argmax counted)
+            "accuracy": _common.accuracy_of_scores(scores, t),
             "predictions_changed": int(np.sum(labels != reference[1])),
             "max_abs_score_diff": float(np.max(np.abs(scores - reference[0]))),
             "finite": finite,

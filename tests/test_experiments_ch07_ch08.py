@@ -20,6 +20,7 @@ from experiments import (
 )
 from funcnet import io as fio
 from funcnet.nets import convnet
+from funcnet.train.checkpoint import CheckpointMismatch
 
 
 def png(path):
@@ -121,13 +122,15 @@ def test_deep_convnet_checkpoint_resumes_to_the_same_weights(tmp_path):
             "--dataset", "mnist-5k", "--checkpoint", str(tmp_path / "ck.npz")]  # fmt: skip
     first = ch08_deep_convnet.main([*args, "--out", str(tmp_path / "a")])
     assert (tmp_path / "ck.npz").exists()
-    # Another seed would start from other weights: equal weights show the run resumed (here
-    # at its end, so nothing is rerun).
-    again = ch08_deep_convnet.main([*args, "--seed", "1", "--out", str(tmp_path / "b")])
+    # the same run resumes (here at its end, so nothing is rerun) to the same weights
+    again = ch08_deep_convnet.main([*args, "--out", str(tmp_path / "b")])
     a, b = (fio.load_params(tmp_path / d / "params.npz") for d in "ab")
     for k in convnet.DEEP_CONVNET_KEYS:
         np.testing.assert_array_equal(a[k], b[k])
     assert again["training"]["train_iterations"] == first["training"]["train_iterations"] == 4
+    # another seed's run is refused (it used to resume and save seed 0's weights as seed 1's)
+    with pytest.raises(CheckpointMismatch, match=r"seed \(checkpoint 0, this run 1\)"):
+        ch08_deep_convnet.main([*args, "--seed", "1", "--out", str(tmp_path / "c")])
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from funcnet.datasets import _args, files, mnist5k, specs
-from funcnet.datasets._cache import cache_dir
+from funcnet.datasets._cache import cache_dir, first_time
 from funcnet.datasets.download import (
     DEFAULT_TIMEOUT,
     DownloadError,
@@ -346,6 +346,7 @@ __all__ = [
     "cache_dir",
     "download_file",
     "fetch",
+    "first_time",
     "load",
     "load_fashion_mnist",
     "load_idx_uint8",

@@ -46,6 +46,18 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "funcnet"
 
 
+def first_time(notice: str) -> bool:
+    """True the first time this exact ``notice`` is asked about for this cache
+    (:func:`cache_dir`), False afterwards: programs print a long notice once per cache,
+    then a short line. A mark file under ``notices/`` records it; where the cache cannot
+    be written, every time is the first."""
+    mark = cache_dir() / "notices" / hashlib.sha256(notice.encode()).hexdigest()[:16]
+    if mark.exists():
+        return False
+    try_atomic_write(mark, [notice.encode()])
+    return True
+
+
 def offline() -> bool:
     """True when ``$FUNCNET_OFFLINE`` is set to a non-empty value other than ``0``."""
     return os.environ.get(OFFLINE_ENV, "") not in ("", "0")

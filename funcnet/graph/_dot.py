@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from funcnet._atomic import atomic_file
 from funcnet.graph._text import value_lines, value_text
 
 if TYPE_CHECKING:
@@ -208,7 +209,9 @@ def _pipe(source: str, fmt: str) -> bytes:
 
 
 def render(graph: Graph, path: str | os.PathLike, **dot_options) -> Path:
-    """Write ``graph`` to ``path`` as SVG, PNG or PDF (chosen by the suffix)."""
+    """Write ``graph`` to ``path`` as SVG, PNG or PDF (chosen by the suffix), atomically
+    (:func:`funcnet._atomic.atomic_file`: the previous file stays whole on an error,
+    Ctrl-C or SIGTERM)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"Graph.render: path must be a str or a Path, got {type(path).__name__} {path!r}"
@@ -226,7 +229,9 @@ def render(graph: Graph, path: str | os.PathLike, **dot_options) -> Path:
     source = graph.to_dot(**dot_options)
     if fmt == "png":  # 150 dpi: sharp enough to read the numbers
         source = source.replace("graph [", "graph [dpi=150, ", 1)
-    path.write_bytes(_pipe(source, fmt))
+    data = _pipe(source, fmt)
+    with atomic_file(path) as f:  # never half a picture, even on Ctrl-C or SIGTERM
+        f.write(data)
     return path
 
 

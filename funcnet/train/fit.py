@@ -343,11 +343,12 @@ def _fingerprint(state, run_settings, extra, path, data) -> checkpoint.Fingerpri
                 "fit: checkpoint_settings must be a dict with str keys, got "
                 f"{type(extra).__name__} {extra!r}"
             )
-        taken = set(checkpoint.fingerprint_entries()) & set(extra)
-        if taken:
+        own = set(checkpoint.fingerprint_entries()) | set(run_settings)
+        clash = sorted(k for k in own & set(extra) if repr(extra[k]) != repr(run_settings.get(k)))
+        if clash:
             raise ValueError(
-                f"fit: checkpoint_settings may not use the names {sorted(taken)}, which fit "
-                "fills in itself"
+                f"fit: checkpoint_settings may not set {clash}, which fit fills in itself "
+                "(a setting of the same name must have fit's own value)"
             )
         run_settings = {**run_settings, **extra}
     return checkpoint.fingerprint(state, run_settings, data)

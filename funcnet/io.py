@@ -489,6 +489,24 @@ def _read_params_file(path: Path) -> tuple[dict, dict[str, Any]]:
     return tree, values
 
 
+def _kind(dtype: Any) -> str:
+    """'f' for every floating dtype (bfloat16 and float8 too), else NumPy's kind letter."""
+    return "f" if jax.numpy.issubdtype(dtype, jax.numpy.floating) else np.dtype(dtype).kind
+
+
+def _check_leaf_kind(path: Path, name: str, value: Any, template: Any) -> None:
+    """A saved leaf must be of the template leaf's kind: floating for floating (any
+    precision: float64 into a float32 template is fine), and so on; a complex or bool array
+    would otherwise be cast (imaginary part dropped) or used as weights."""
+    want, got = jax.numpy.result_type(template), jax.numpy.result_type(value)
+    kinds = {"f": "floating", "i": "integer", "u": "integer", "b": "bool", "c": "complex"}
+    if kinds.get(_kind(want), "?") != kinds.get(_kind(got), "?"):
+        raise ParamsFileError(
+            f"load_params: leaf {name!r} of {path} has dtype {np.dtype(got).name}, but the "
+            f"template's is {np.dtype(want).name} ({kinds.get(_kind(want), 'other')} expected)"
+        )
+
+
 def load_params(path: str | os.PathLike, like: Params | None = None) -> Params:
     """Load a pytree saved by :func:`save_params`.
 
@@ -502,7 +520,9 @@ def load_params(path: str | os.PathLike, like: Params | None = None) -> Params:
         like: optional template pytree. Without it the saved structure is rebuilt (dicts,
             lists, tuples, None, leaves as NumPy arrays or Python numbers); with it, the
             result has ``like``'s structure and each leaf is the saved array of the same
-            name, checked to have the template leaf's shape.
+            name, checked to have the template leaf's shape and kind of dtype (a float
+            leaf for a float template leaf, of any precision; never complex or bool for
+            float).
 
     Returns:
         The params pytree, leaves as NumPy arrays.
@@ -511,7 +531,8 @@ def load_params(path: str | os.PathLike, like: Params | None = None) -> Params:
         ParamsFileError: (a ValueError) naming the file: it is empty, truncated, text, a
             ``.npy`` array, a pickle, a damaged archive, not a funcnet params file, has a
             malformed structure or a leaf whose data disagrees with it, holds a custom node
-            and ``like`` is missing, or ``like``'s leaves' names or shapes differ.
+            and ``like`` is missing, or ``like``'s leaves' names, shapes or kinds of dtype
+            differ.
         OSError: the file cannot be read (missing, a directory, no permission).
     """
     path = _as_path(path, "load_params")
@@ -538,6 +559,7 @@ def load_params(path: str | os.PathLike, like: Params | None = None) -> Params:
                 f"load_params: leaf {name!r} of {path} has shape {np.shape(values[name])}, "
                 f"but the template's has {np.shape(template)}"
             )
+        _check_leaf_kind(path, name, values[name], template)
         leaves.append(values[name])
     if len(leaves) != len(values):
         raise ParamsFileError(
@@ -615,9 +637,11 @@ def _check_weights(obj: Any, path: Path) -> dict[str, np.ndarray]:
                 f"load_pickled_params: {path}: entry {key!r} is a {type(value).__name__}; "
                 "expected string keys and NumPy arrays"
             )
-        if array.dtype.kind not in "biufc":
+        if array.dtype.kind not in "iuf":
+            what = "not real numbers" if array.dtype.kind in "bc" else "not numeric"
             raise ParamsFileError(
-                f"load_pickled_params: {path}: {key!r} has dtype {array.dtype}, not numeric"
+                f"load_pickled_params: {path}: {key!r} has dtype {array.dtype}, {what} "
+                "(weights must be float or integer arrays)"
             )
         out[key] = array
     return out
@@ -668,7 +692,8 @@ def load_pickled_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
             the file refers to a disallowed object (the message names it; nothing was
             run), or it is not a valid pickle: empty, truncated, text, an ``.npz`` or
             ``.npy`` file (the message says which).
-        ParamsFileError: it unpickles to something other than a dict of numeric arrays.
+        ParamsFileError: it unpickles to something other than a dict of real (float or
+            integer) arrays: bool and complex arrays are refused.
         OSError: the file cannot be read (missing, a directory, no permission).
     """
     path = _as_path(path, "load_pickled_params")

@@ -31,7 +31,7 @@ import numpy as np
 
 from funcnet import conv, dropout, layers
 from funcnet import io as fio
-from funcnet._checks import check_key
+from funcnet._checks import check_int, check_key
 from funcnet.gradient import numerical_gradient
 from funcnet.nets.accuracy import Params, check_t
 from funcnet.nets.two_layer import check_float_dtype, check_init_std
@@ -107,6 +107,31 @@ def as_images(where: str, x: Any, channels: int) -> jax.Array:
     )
 
 
+def _check_input_dim(where: str, input_dim: Any) -> tuple[int, int, int]:
+    """``(C, H, W)``: three integers >= 1."""
+    if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
+        raise TypeError(
+            f"{where}: input_dim must be (C, H, W), three integers, got {input_dim!r:.60}"
+        )
+    c, h, w = (check_int(where, f"input_dim[{i}]", v) for i, v in enumerate(input_dim))
+    return c, h, w
+
+
+def _check_image_size(where: str, x: jax.Array, rows: int, features: Callable, what: str) -> None:
+    """The first affine layer's rows (``rows``) must equal the features the convolutions
+    leave of x's images (``features(h, w)``, None when a window does not fit): else say
+    which image size the params were made for, not the affine layer's shapes."""
+    _, c, h, w = x.shape
+    if features(h, w) == rows:
+        return
+    sizes = [side for side in range(1, 1025) if features(side, side) == rows]
+    expected = f"{c}×{sizes[0]}×{sizes[0]} images" if sizes else "another image size"
+    raise ValueError(
+        f"{where}: these params expect {expected} ({what} has {rows} rows, one per feature "
+        f"the convolutions leave); got x {tuple(x.shape)} ({c}×{h}×{w} images)"
+    )
+
+
 # --------------------------------------------------------------------------------------
 # SimpleConvNet (ch7.5)
 
@@ -132,9 +157,15 @@ def init_simple_convnet(
     """
     fn = "init_simple_convnet"
     check_key(fn, key)
+    c, h, w = _check_input_dim(fn, input_dim)
+    filter_num = check_int(fn, "filter_num", filter_num)
+    filter_size = check_int(fn, "filter_size", filter_size)
+    pad = check_int(fn, "pad", pad, 0)
+    stride = check_int(fn, "stride", stride)
+    hidden_size = check_int(fn, "hidden_size", hidden_size)
+    output_size = check_int(fn, "output_size", output_size)
     std = check_init_std(fn, weight_init_std)
     dtype = check_float_dtype(fn, dtype)
-    c, h, w = input_dim
     conv.check_geometry(fn, (1, c, h, w), filter_size, filter_size, stride, pad, "filter")
     out_h = (h + 2 * pad - filter_size) // stride + 1
     out_w = (w + 2 * pad - filter_size) // stride + 1
@@ -158,9 +189,18 @@ def _simple_scores(ops: _Ops, params: Params, x: jax.Array, stride: int, pad: in
     return ops.affine(h, params["W3"], params["b3"])
 
 
-def _simple_inputs(where: str, params: Params, x: Any) -> jax.Array:
+def _simple_inputs(where: str, params: Params, x: Any, stride: Any, pad: Any) -> jax.Array:
     _check_params(where, params, SIMPLE_CONVNET_KEYS)
-    return as_images(where, x, np.shape(params["W1"])[1])
+    x = as_images(where, x, np.shape(params["W1"])[1])
+    stride, pad = check_int(where, "stride", stride), check_int(where, "pad", pad, 0)
+    fn, _, fh, fw = np.shape(params["W1"])
+
+    def features(h: int, w: int) -> int | None:
+        oh, ow = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1
+        return fn * (oh // 2) * (ow // 2) if oh >= 2 and ow >= 2 else None
+
+    _check_image_size(where, x, np.shape(params["W2"])[0], features, "W2")
+    return x
 
 
 def simple_convnet_predict(
@@ -170,7 +210,7 @@ def simple_convnet_predict(
 
     ``stride`` and ``pad`` are the first convolution's (the book's ``conv_param``).
     """
-    x = _simple_inputs("simple_convnet_predict", params, x)
+    x = _simple_inputs("simple_convnet_predict", params, x, stride, pad)
     return _simple_scores(_ops(book=book), params, x, stride, pad)
 
 
@@ -178,7 +218,7 @@ def simple_convnet_loss(
     params: Params, x: Any, t: Any, *, stride: int = 1, pad: int = 0, book: bool = False
 ) -> jax.Array:
     """Mean cross-entropy of softmax(scores) against t (labels (N,) or one-hot (N, C))."""
-    x = _simple_inputs("simple_convnet_loss", params, x)
+    x = _simple_inputs("simple_convnet_loss", params, x, stride, pad)
     ops = _ops(book=book)
     # t as the caller gave it: the layer checks label values before any dtype narrowing.
     return ops.softmax_with_loss(_simple_scores(ops, params, x, stride, pad), t)
@@ -208,7 +248,7 @@ def simple_convnet_autodiff_gradient(
 ) -> Params:
     """``jax.grad`` of the same forward built from the layers' plain functions (no
     hand-written rule involved): the reference for :func:`simple_convnet_gradient`."""
-    x = _simple_inputs("simple_convnet_autodiff_gradient", params, x)
+    x = _simple_inputs("simple_convnet_autodiff_gradient", params, x, stride, pad)
     t = _checked_labels("simple_convnet_autodiff_gradient", params, x, t)
     return jax.grad(_simple_plain_loss)(params, x, t, stride, pad, book)
 
@@ -217,7 +257,7 @@ def simple_convnet_numerical_gradient(
     params: Params, x: Any, t: Any, *, stride: int = 1, pad: int = 0, h: float = 1e-4
 ) -> Params:
     """Central differences of the loss (the book's ``numerical_gradient``); use float64."""
-    x = _simple_inputs("simple_convnet_numerical_gradient", params, x)
+    x = _simple_inputs("simple_convnet_numerical_gradient", params, x, stride, pad)
     t = _checked_labels("simple_convnet_numerical_gradient", params, x, t)
     return numerical_gradient(lambda p: _simple_plain_loss(p, x, t, stride, pad, True), params, h)
 
@@ -257,6 +297,9 @@ def init_deep_convnet(
     """
     fn = "init_deep_convnet"
     check_key(fn, key)
+    input_dim = _check_input_dim(fn, input_dim)
+    hidden_size = check_int(fn, "hidden_size", hidden_size)
+    output_size = check_int(fn, "output_size", output_size)
     dtype = check_float_dtype(fn, dtype)
     fan_ins = deep_convnet_fan_ins(input_dim, hidden_size)
     channels = [input_dim[0]] + [f for f, _ in DEEP_CONVNET_CONVS]
@@ -291,7 +334,19 @@ def _deep_inputs(where: str, params: Params, x: Any, key: Any, train: bool) -> j
     _check_params(where, params, DEEP_CONVNET_KEYS)
     if train:
         check_key(where, key)
-    return as_images(where, x, np.shape(params["W1"])[1])
+    x = as_images(where, x, np.shape(params["W1"])[1])
+
+    def features(h: int, w: int) -> int | None:
+        for i, (_, pad) in enumerate(DEEP_CONVNET_CONVS):
+            h, w = h + 2 * pad - 2, w + 2 * pad - 2
+            if h < 1 or w < 1 or (i % 2 == 1 and (h < 2 or w < 2)):
+                return None
+            if i % 2 == 1:
+                h, w = h // 2, w // 2
+        return DEEP_CONVNET_CONVS[-1][0] * h * w
+
+    _check_image_size(where, x, np.shape(params["W7"])[0], features, "W7")
+    return x
 
 
 def deep_convnet_predict(
@@ -350,6 +405,13 @@ def load_convnet_params(
         raise fio.ParamsFileError(
             f"load_convnet_params: {path} holds {sorted(raw)}, expected {list(keys)}"
         )
+    for k in keys:
+        if raw[k].dtype.kind not in "iuf":
+            raise fio.ParamsFileError(
+                f"load_convnet_params: {path}: {k!r} must hold real numbers (weights are "
+                f"converted to {jnp.dtype(dtype or jnp.float32).name}), got {raw[k].dtype} "
+                f"{raw[k].shape}"
+            )
     if dtype is None:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     return {k: jnp.asarray(raw[k], dtype) for k in keys}

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnet import gradient as _gradient
-from funcnet._checks import check_key, is_concrete
+from funcnet._checks import NONNEGATIVE, check_key, hyperparameter, is_concrete
 from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, accuracy, check_t
 from funcnet.nets.two_layer import ACTIVATIONS, _Ops, _ops
 
@@ -213,12 +213,16 @@ def _check_lambda(fn: str, weight_decay_lambda: Any) -> None:
 def weight_decay(params: Params, weight_decay_lambda: Any) -> jax.Array:
     """½·λ·Σᵢ‖Wᵢ‖² over the weights ``W1 … W{L}`` (not the biases): the book's
     ``weight_decay`` term of ``MultiLayerNet.loss``. Its gradient is λ·Wᵢ for each weight
-    and 0 for each bias. ``weight_decay_lambda`` may be traced (a vmapped search)."""
+    and 0 for each bias. ``weight_decay_lambda`` may be traced (a vmapped search); a
+    traced λ < 0 or NaN makes the term NaN (a concrete one raises ``ValueError``)."""
     _check_lambda("weight_decay", weight_decay_lambda)
+    lam = hyperparameter("weight_decay", "weight_decay_lambda", weight_decay_lambda, NONNEGATIVE)
     weights = [v for k, v in params.items() if k.startswith("W")]
+    # In float32 or wider (a float16 λ of 1e-4 loses digits, Σ W² may overflow), cast back.
     dtype = jnp.result_type(*weights)
-    total = sum(jnp.sum(W * W) for W in weights)
-    return 0.5 * jnp.asarray(weight_decay_lambda, dtype) * total
+    wide = jnp.promote_types(dtype, jnp.float32)
+    total = sum(jnp.sum(jnp.square(W.astype(wide))) for W in weights)
+    return (0.5 * jnp.asarray(lam, wide) * total).astype(dtype)
 
 
 def _loss(

@@ -85,8 +85,9 @@ def _ops(activation: str, rules: bool) -> _Ops:
     return _Ops(*parts) if rules else _Ops(*(p.fun for p in parts))
 
 
-def _check(fn: str, params: Params, state: State, dropout_ratio: Any) -> int:
-    """Validates params and state against each other; returns L."""
+def _check(fn: str, params: Params, state: State, dropout_ratio: Any) -> tuple[int, Any]:
+    """Validates params and state against each other; returns L and the dropout ratio
+    (a float, or a tracer that is NaN where the traced value lies outside [0, 1))."""
     _checks.check_params(fn, params)
     L = num_layers(params)
     uses_bn = "gamma1" in params
@@ -102,10 +103,23 @@ def _check(fn: str, params: Params, state: State, dropout_ratio: Any) -> int:
             f"{fn}: model_state must hold {sorted(want) or 'nothing ({})'} for these params "
             f"(init_multi_layer_net_extend returns both), got {got}"
         )
-    _checks.check_float(fn, "dropout_ratio", dropout_ratio)
-    if not 0 <= float(dropout_ratio) < 1:
-        raise ValueError(f"{fn}: dropout_ratio must lie in [0, 1), got {dropout_ratio}")
-    return L
+    _checks.check_model_state(fn, state)
+    ratio = _checks.hyperparameter(fn, "dropout_ratio", dropout_ratio, _checks.UNIT)
+    return L, ratio
+
+
+def _check_train_key(fn: str, key: Any, use_dropout: bool) -> None:
+    """Training-mode dropout draws its masks from ``key``: it must be a jax.random key."""
+    if not use_dropout:
+        return
+    try:
+        _checks.check_key(fn, key)
+    except TypeError as e:
+        raise TypeError(
+            f"{e} (use_dropout=True draws the training-mode masks from it; pass one key per "
+            "step, e.g. jax.random.fold_in(run_key, step), or use multi_layer_net_extend_predict "
+            "for inference)"
+        ) from None
 
 
 def _forward(ops, params, state, x, key, L, *, train, use_dropout, dropout_ratio):
@@ -128,7 +142,11 @@ def _forward(ops, params, state, x, key, L, *, train, use_dropout, dropout_ratio
                 h = ops.apply_mask(h, mask)
             else:
                 h = do.dropout_inference(h, dropout_ratio)
-    return ops.affine(h, params[f"W{L}"], params[f"b{L}"]), new_state
+    scores = ops.affine(h, params[f"W{L}"], params[f"b{L}"])
+    if use_dropout and train:  # a bool mask cannot hold NaN: a traced ratio outside [0, 1)
+        ok = _checks.hyperparameter_ok(dropout_ratio, _checks.UNIT)
+        scores = _checks.nan_unless_ok(scores, ok)
+    return scores, new_state
 
 
 def _loss(ops, params, state, x, t, key, L, weight_decay_lambda, use_dropout, dropout_ratio):
@@ -173,8 +191,10 @@ def multi_layer_net_extend_loss(
         t: labels ``(N,)`` or one-hot ``(N, C)``.
         key: a ``jax.random`` key.
     """
-    L = _check("multi_layer_net_extend_loss", params, model_state, dropout_ratio)
-    _check_lambda("multi_layer_net_extend_loss", weight_decay_lambda)
+    fn = "multi_layer_net_extend_loss"
+    L, dropout_ratio = _check(fn, params, model_state, dropout_ratio)
+    _check_train_key(fn, key, use_dropout)
+    _check_lambda(fn, weight_decay_lambda)
     ops = _ops(activation, rules=True)
     # t as the caller gave it: the layer checks label values before any dtype narrowing.
     return _loss(
@@ -192,7 +212,7 @@ def multi_layer_net_extend_predict(
     dropout_ratio: float = 0.5,
 ) -> jax.Array:
     """Inference-mode scores ``(N, C)``: running statistics, dropout as ``x·(1 − ratio)``."""
-    L = _check("multi_layer_net_extend_predict", params, model_state, dropout_ratio)
+    L, dropout_ratio = _check("multi_layer_net_extend_predict", params, model_state, dropout_ratio)
     scores, _ = _forward(
         _ops(activation, rules=True),
         params,
@@ -231,6 +251,7 @@ def multi_layer_net_extend(
     """The functions of a ``MultiLayerNetExtend``; batch norm follows from the params."""
     _ops(activation, rules=True)
     _check_lambda("multi_layer_net_extend", weight_decay_lambda)
+    _checks.hyperparameter("multi_layer_net_extend", "dropout_ratio", dropout_ratio, _checks.UNIT)
     options = {"use_dropout": use_dropout, "dropout_ratio": dropout_ratio}
     loss = functools.partial(
         multi_layer_net_extend_loss,
@@ -240,14 +261,14 @@ def multi_layer_net_extend(
     )
 
     def plain_loss(params, state, x, t, key):
-        L = _check("multi_layer_net_extend", params, state, dropout_ratio)
+        L, ratio = _check("multi_layer_net_extend", params, state, dropout_ratio)
+        _check_train_key("multi_layer_net_extend", key, use_dropout)
         ops = _ops(activation, rules=False)
         x = jnp.asarray(x)
         if x.ndim == 2:  # on the caller's t, before any dtype narrowing
             check_t("multi_layer_net_extend", x.shape[0], params[f"W{L}"].shape[1], t)
-        return _loss(ops, params, state, x, jnp.asarray(t), key, L, weight_decay_lambda, **options)[
-            0
-        ]
+        args = (ops, params, state, x, jnp.asarray(t), key, L, weight_decay_lambda)
+        return _loss(*args, use_dropout, ratio)[0]
 
     def gradient(params, state, x, t, key):
         return jax.grad(lambda p: loss(p, state, x, t, key)[0])(params)

@@ -12,12 +12,13 @@ import jax.numpy as jnp
 from funcnet import functions, layers
 from funcnet import gradient as _gradient
 from funcnet._checks import (
-    check_float,
+    NONNEGATIVE,
     check_int,
     check_key,
     check_params,
     describe,
     host_view,
+    hyperparameter,
     nan_unless,
 )
 from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, _labels, accuracy, check_t
@@ -80,11 +81,9 @@ def init_two_layer_net(
 
 
 def check_init_std(where: str, weight_init_std) -> float:
-    """A finite standard deviation >= 0 (a float, or a tracer left as it is)."""
-    std = check_float(where, "weight_init_std", weight_init_std)
-    if isinstance(std, float) and std < 0:
-        raise ValueError(f"{where}: weight_init_std must be >= 0, got {std}")
-    return std
+    """A finite standard deviation >= 0: a float, or (traced, e.g. a vmapped init) a tracer
+    that is NaN where the value is negative or NaN, so the weights come out NaN."""
+    return hyperparameter(where, "weight_init_std", weight_init_std, NONNEGATIVE)
 
 
 def check_float_dtype(where: str, dtype) -> Any:

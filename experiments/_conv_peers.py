@@ -86,12 +86,21 @@ def plain_jax_runner(params, x, t, key) -> Runner:
     return _fused(_plain_loss, params, x, t, key)
 
 
+def torch_device(torch: Any) -> Any:
+    """Where the PyTorch peers run: the CUDA device when JAX's own default backend is a
+    GPU and PyTorch sees one (the peers then share the device), else the CPU."""
+    use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
 def torch_runner(params, x, t, seed: int = 0) -> tuple[Runner | None, str]:
-    """PyTorch eager; ``(None, reason)`` when torch cannot be imported."""
+    """PyTorch eager, on the GPU where JAX runs on one (:func:`torch_device`); ``(None,
+    reason)`` when torch cannot be imported."""
     try:
         torch = importlib.import_module("torch")
     except ImportError as e:
         return None, f"torch not importable ({e}); pip install torch to measure it"
+    device = torch_device(torch)
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)
@@ -104,7 +113,7 @@ def torch_runner(params, x, t, seed: int = 0) -> tuple[Runner | None, str]:
         nn.Linear(4320, 100),
         nn.ReLU(),
         nn.Linear(100, 10),
-    )
+    ).to(device)
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor(np.asarray(params["W1"])))
         net[0].bias.copy_(torch.tensor(np.asarray(params["b1"])))
@@ -114,16 +123,20 @@ def torch_runner(params, x, t, seed: int = 0) -> tuple[Runner | None, str]:
         net[6].bias.copy_(torch.tensor(np.asarray(params["b3"])))
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     loss_fn = nn.CrossEntropyLoss()
-    xt = torch.tensor(x)
-    tt = torch.tensor(np.asarray(t, np.int64))
+    xt = torch.tensor(x, device=device)
+    tt = torch.tensor(np.asarray(t, np.int64), device=device)
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            idx = torch.randint(0, xt.shape[0], (BATCH,))
+            idx = torch.randint(0, xt.shape[0], (BATCH,), device=device)
             opt.zero_grad()
             loss_fn(net(xt[idx]), tt[idx]).backward()
             opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the timing covers the queued kernels
 
+    if device.type == "cuda":
+        return run, f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}"
     return run, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 

@@ -420,7 +420,7 @@ def run_torch(
     flush_denormal: bool = True,
 ) -> PeerResult:
     """PyTorch eager: ``nn.Sequential(Linear, ReLU, Linear)``, ``CrossEntropyLoss``,
-    ``optim.SGD``; float32, ``set_num_threads(cores)``, and ``set_flush_denormal(True)``
+    ``optim.SGD``, on the GPU where JAX runs on one; float32, ``set_num_threads(cores)``, and ``set_flush_denormal(True)``
     during the run like XLA on CPU (``flush_denormal=False`` keeps denormals). The flag is
     process-wide state: it is switched off again afterwards, so it cannot change the
     NumPy peer."""
@@ -443,15 +443,19 @@ def _writable(a: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def _run_torch(torch, train_data, test_data, params, protocol, flushing: bool) -> PeerResult:
+    # on the GPU where JAX runs on one, as the JAX peers do
+    from experiments._conv_peers import torch_device
+
     nn = torch.nn
+    device = torch_device(torch)
     t0 = time.perf_counter()
     x_train, x_test = (_writable(x[0], np.float32) for x in (train_data, test_data))
-    x_train, x_test = torch.from_numpy(x_train), torch.from_numpy(x_test)
-    t_train = torch.from_numpy(_writable(train_data[1], np.int64))
-    t_test = torch.from_numpy(_writable(test_data[1], np.int64))
+    x_train, x_test = torch.from_numpy(x_train).to(device), torch.from_numpy(x_test).to(device)
+    t_train = torch.from_numpy(_writable(train_data[1], np.int64)).to(device)
+    t_test = torch.from_numpy(_writable(test_data[1], np.int64)).to(device)
     d, h = params["W1"].shape
     c = params["W2"].shape[1]
-    model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, c))
+    model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, c)).to(device)
     with torch.no_grad():
         model[0].weight.copy_(torch.from_numpy(np.array(params["W1"]).T))
         model[0].bias.copy_(torch.from_numpy(np.array(params["b1"])))
@@ -459,7 +463,7 @@ def _run_torch(torch, train_data, test_data, params, protocol, flushing: bool) -
         model[2].bias.copy_(torch.from_numpy(np.array(params["b2"])))
     optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr)
     loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(protocol.seed)
+    generator = torch.Generator(device=device).manual_seed(protocol.seed)
     n = x_train.shape[0]
     evals = set(evaluation_points(protocol.iters, epoch_length(n, protocol)))
 
@@ -467,10 +471,10 @@ def _run_torch(torch, train_data, test_data, params, protocol, flushing: bool) -
         with torch.no_grad():
             return (model(x).argmax(dim=1) == t).float().mean().item()
 
-    losses = torch.empty(protocol.iters)
+    losses = torch.empty(protocol.iters, device=device)
     accs = None
     for i in range(protocol.iters):
-        batch = torch.randint(n, (protocol.batch_size,), generator=generator)
+        batch = torch.randint(n, (protocol.batch_size,), generator=generator, device=device)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x_train[batch]), t_train[batch])
         loss.backward()
@@ -478,12 +482,13 @@ def _run_torch(torch, train_data, test_data, params, protocol, flushing: bool) -
         losses[i] = loss.detach()
         if i in evals:
             accs = (accuracy(x_train, t_train), accuracy(x_test, t_test))
+    losses = losses.cpu()  # waits for the queued work (on a GPU)
     seconds = time.perf_counter() - t0
     final = {
-        "W1": model[0].weight.detach().numpy().T.copy(),
-        "b1": model[0].bias.detach().numpy().copy(),
-        "W2": model[2].weight.detach().numpy().T.copy(),
-        "b2": model[2].bias.detach().numpy().copy(),
+        "W1": model[0].weight.detach().cpu().numpy().T.copy(),
+        "b1": model[0].bias.detach().cpu().numpy().copy(),
+        "W2": model[2].weight.detach().cpu().numpy().T.copy(),
+        "b2": model[2].bias.detach().cpu().numpy().copy(),
     }
     return PeerResult(
         name="PyTorch eager",

@@ -1,4 +1,9 @@
-"""funcnet.check.verify: one call verifies anyone's custom_vjp rule, and catches wrong ones."""
+"""funcnet.check.verify: anyone's custom rule, right or wrong, judged right in float32
+and float64 (and half precision), on the shapes real rules come in.
+
+The real-world-shaped rules (solvers, a Pallas kernel, a custom_jvp, ...) are in
+``_verify_rules.py``; ``_bench_verify.py`` times verify against check_grads on them.
+"""
 
 import functools
 
@@ -6,20 +11,133 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _verify_rules import CASES as RULES
+from _verify_rules import clip_values, ode_solve
 
 from funcnet.check import assert_rule_correct, verify
 
 RNG = np.random.default_rng(0)
 
 
-def _sigmoid(wrong: bool):
+def _statuses(report) -> dict[str, set[str]]:
+    by_dtype: dict[str, set[str]] = {}
+    for r in report.rows:
+        by_dtype.setdefault(r.dtype, set()).add(r.status)
+    return by_dtype
+
+
+# --------------------------------------------------------------------------------------
+# Real-world-shaped rules: every right one passes, every wrong one fails, in both dtypes
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_a_right_rule_passes_in_float32_and_float64(name):
+    case = RULES[name]
+    report = assert_rule_correct(case.make(False), *case.args, **case.options)
+    assert _statuses(report) == {"float64": {"PASS"}, "float32": {"PASS"}}, str(report)
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_a_wrong_rule_fails_in_float32_and_float64(name):
+    case = RULES[name]
+    report = verify(case.make(True), *case.args, **case.options)
+    statuses = _statuses(report)
+    assert set(statuses) == {"float64", "float32"}
+    assert all(s == {"PASS", "FAIL"} or s == {"FAIL"} for s in statuses.values()), str(report)
+
+
+def test_solver_and_kernel_references_use_forward_mode_where_reverse_mode_cannot_go():
+    # lax.while_loop (the solver) and pallas_call: reverse mode raises, jax.jvp works.
+    for name in ("fixed point (while_loop)", "Pallas kernel (interpret)"):
+        case = RULES[name]
+        report = verify(case.make(False), *case.args, dtypes=(jnp.float64,))
+        assert {r.reference for r in report.rows} == {"forward"}, str(report)
+        assert "reverse mode fails" in report.rows[0].note
+
+
+def test_a_custom_jvp_is_checked_in_forward_mode():
+    case = RULES["custom_jvp norm"]
+    report = verify(case.make(False), *case.args, dtypes=(jnp.float64,))
+    assert [r.reference for r in report.rows] == ["forward"]
+
+
+def test_the_float32_row_runs_with_x64_off_so_a_float32_scan_carry_works():
+    # The Newton–Schulz carry starts from jnp.eye(n): float64 under x64, so a float32 row
+    # run with x64 on would fail with "carry input and carry output must have equal types".
+    case = RULES["Newton-Schulz sqrtm (scan)"]
+    report = verify(case.make(False), *case.args, dtypes=(jnp.float32,))
+    assert report.passed, str(report)
+
+
+def test_a_rule_nonlinear_in_its_cotangent_fails_for_every_seed():
+    # clip(g) equals g for small cotangents: one random cotangent can miss it, the
+    # linearity check (pullback(β·c) = β·pullback(c)) cannot.
+    case = RULES["clip (cotangent clipped)"]
+    x = np.asarray([0.3, -0.2, 0.1])
+    for seed in range(5):
+        report = verify(clip_values(True), x, seed=seed, cotangents=1, dtypes=(jnp.float64,))
+        assert not report.passed, str(report)
+        assert not report.rows[0].linearity.passed
+    assert verify(clip_values(False), *case.args, cotangents=1, dtypes=(jnp.float64,)).passed
+
+
+def test_nan_in_one_leaf_fails_naming_the_leaf():
+    case = RULES["NaN in one leaf"]
+    report = verify(case.make(True), *case.args, dtypes=(jnp.float64,))
+    failed = report.failures()
+    assert [(r.argument, r.leaf) for r in failed] == [("params", "['b']")], str(report)
+    assert "NaN/inf in the rule" in failed[0].note
+    with pytest.raises(AssertionError) as info:
+        assert_rule_correct(case.make(True), *case.args, dtypes=(jnp.float64,))
+    message = str(info.value)
+    for part in ("float64", "argument params", "leaf ['b']", "reverse autodiff", "NaN"):
+        assert part in message, message
+
+
+def test_an_exactly_zero_gradient_passes_on_the_absolute_floor():
+    case = RULES["exactly zero gradient"]
+    report = verify(case.make(False), *case.args)
+    shift = [r for r in report.rows if r.argument == "shift"]
+    # The reference is rounding noise: relative error ~1, yet within the floor.
+    assert all(r.status == "PASS" for r in shift), str(report)
+    assert any(r.autodiff.rel > 0.5 for r in shift)
+
+
+def test_a_sign_slip_in_a_small_leaf_is_judged_on_that_leafs_scale():
+    case = RULES["sign slip in a small leaf"]
+    report = verify(case.make(True), *case.args)
+    assert {(r.argument + r.leaf) for r in report.failures()} == {"params['t']"}, str(report)
+
+
+def test_outputs_selects_the_outputs_a_rule_is_meant_for():
+    case = RULES["diagnostic output ignored"]
+    # Without outputs=, the deliberately ignored diagnostic makes the right rule fail.
+    assert not verify(case.make(False), *case.args, dtypes=(jnp.float64,)).passed
+    assert verify(case.make(False), *case.args, dtypes=(jnp.float64,), outputs=0).passed
+    assert verify(
+        case.make(False), *case.args, dtypes=(jnp.float64,), outputs=lambda out: out[0]
+    ).passed
+
+
+def test_rtol_per_dtype():
+    # The continuous adjoint is accurate to the solver's O(h⁴) ~ 3e-8 only.
+    args = RULES["ODE adjoint (RK4)"].args
+    assert not verify(ode_solve(False), *args, dtypes=(jnp.float64,)).passed
+    assert verify(ode_solve(False), *args, dtypes=(jnp.float64,), rtol={jnp.float64: 1e-6}).passed
+
+
+# --------------------------------------------------------------------------------------
+# Small rules: pytrees, several outputs, integer and non-array arguments
+
+
+def _sigmoid(wrong: bool, detach: bool = False):
     @jax.custom_vjp
     def sigmoid(x):
         return 1 / (1 + jnp.exp(-x))
 
     def fwd(x):
         y = sigmoid(x)
-        return y, y
+        return y, jax.lax.stop_gradient(y) if detach else y
 
     def bwd(y, g):
         return (g * y,) if wrong else (g * y * (1 - y),)  # wrong: forgot (1 - y)
@@ -110,49 +228,162 @@ def _power(wrong: bool):
     return power
 
 
+def _layer_with_everything(wrong: bool):
+    """A pytree with float, int and bool leaves, a callable, a string, a Python int and
+    None among the arguments, and a keyword argument."""
+
+    def plain(params, x, activation, mode, repeat, unused, *, scale):
+        h = activation(x @ params["W"]) * params["mask"] * scale
+        for _ in range(repeat):
+            h = h + params["offset"].astype(h.dtype)
+        return jnp.sum(h, axis=0) if mode == "sum" else h
+
+    f = jax.custom_vjp(plain, nondiff_argnums=(2, 3, 4, 5))
+
+    def fwd(params, x, activation, mode, repeat, unused, *, scale):
+        return plain(params, x, activation, mode, repeat, unused, scale=scale), (params, x, scale)
+
+    def bwd(activation, mode, repeat, unused, res, g):
+        params, x, scale = res
+        g = jnp.broadcast_to(g, (x.shape[0], *g.shape)) if mode == "sum" else g
+        z = x @ params["W"]
+        dz = g * params["mask"] * scale * jax.vmap(jax.vmap(jax.grad(activation)))(z)
+        dW = x.T @ dz * (-1 if wrong else 1)
+        zero_int = np.zeros(params["offset"].shape, jax.dtypes.float0)
+        zero_bool = np.zeros(params["mask"].shape, jax.dtypes.float0)
+        dscale = jnp.sum(g * activation(z) * params["mask"])
+        return {"W": dW, "mask": zero_bool, "offset": zero_int}, dz @ params["W"].T, dscale
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
 X = RNG.standard_normal((3, 4))
 W = RNG.standard_normal((4, 4))
-CASES = {
-    "elementwise": (_sigmoid, (X,)),
-    "matmul": (_matmul, (X[:, :4], W)),
-    "several outputs": (_two_outputs, (X,)),
-    "pytree in and out": (_pytree, ({"W": W, "b": RNG.standard_normal(4)}, X)),
-    "integer argument": (_gather, (RNG.standard_normal(6), np.array([0, 2, 2, 5]))),
-    "nondiff_argnums": (_power, (3, RNG.standard_normal(5) + 2.0)),
+SMALL = {
+    "elementwise": (_sigmoid, (X,), {}),
+    "matmul": (_matmul, (X, W), {}),
+    "several outputs": (_two_outputs, (X,), {}),
+    "pytree in and out": (_pytree, ({"W": W, "b": RNG.standard_normal(4)}, X), {}),
+    "integer argument": (_gather, (RNG.standard_normal(6), np.array([0, 2, 2, 5])), {}),
+    "nondiff_argnums": (_power, (3, RNG.standard_normal(5) + 2.0), {}),
+    "int/bool leaves, callable, str, int, None, kwargs": (
+        _layer_with_everything,
+        (
+            {"W": W, "mask": np.array([True, False, True, True]), "offset": np.arange(4)},
+            X,
+            jnp.tanh,
+            "sum",
+            2,
+            None,
+        ),
+        {"kwargs": {"scale": np.asarray(1.5)}},
+    ),
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_a_correct_rule_passes(name):
-    make, args = CASES[name]
-    report = verify(make(False), *args)
-    assert report.passed, str(report)
-    assert "PASS" in str(report) and "FAIL" not in str(report)
-    assert {r.dtype for r in report.results} == {"float64", "float32"}
+@pytest.mark.parametrize("name", SMALL)
+def test_small_rules_right_pass_and_wrong_fail_in_both_dtypes(name):
+    make, args, options = SMALL[name]
+    report = verify(make(False), *args, **options)
+    assert _statuses(report) == {"float64": {"PASS"}, "float32": {"PASS"}}, str(report)
+    report = verify(make(True), *args, **options)
+    assert {r.dtype for r in report.failures()} == {"float64", "float32"}, str(report)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_a_wrong_rule_is_caught_in_both_dtypes(name):
-    make, args = CASES[name]
-    report = verify(make(True), *args)
+def test_only_float_leaves_are_differentiated():
+    make, args, options = SMALL["int/bool leaves, callable, str, int, None, kwargs"]
+    report = verify(make(False), *args, dtypes=(jnp.float64,), **options)
+    assert [r.argument + r.leaf for r in report.rows] == ["params['W']", "x", "scale"]
+    make, args, _ = SMALL["integer argument"]
+    assert [r.argument for r in verify(make(False), *args, dtypes=(jnp.float64,)).rows] == ["x"]
+    make, args, _ = SMALL["nondiff_argnums"]
+    assert [r.argument for r in verify(make(False), *args, dtypes=(jnp.float64,)).rows] == ["x"]
+    with pytest.raises(ValueError, match="argnums must name arguments with float leaves"):
+        verify(_gather(False), *SMALL["integer argument"][1], argnums=[1])
+
+
+def test_argnums_by_position_and_keyword_name():
+    make, args, options = SMALL["int/bool leaves, callable, str, int, None, kwargs"]
+    report = verify(make(False), *args, argnums=["scale"], dtypes=(jnp.float64,), **options)
+    assert [r.argument for r in report.rows] == ["scale"] and report.passed
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_rows_against_a_float64_reference(dtype):
+    x = np.linspace(-3, 3, 7)
+    report = verify(_sigmoid(False), x, dtypes=(dtype,))
+    assert report.passed and report.rows[0].reference == "reverse f64", str(report)
+    assert not verify(_sigmoid(True), x, dtypes=(dtype,)).passed
+
+
+def test_transforms_jit_vmap_and_second_order():
+    x = np.linspace(-2, 2, 5)
+    report = verify(_sigmoid(False), x, transforms=("jit", "vmap", "grad"), dtypes=(jnp.float64,))
+    assert report.passed and [r.reference for r in report.rows] == [
+        "reverse",
+        "jit",
+        "vmap",
+        "grad",
+    ]
+    # Right to first order, wrong to second: the residual y is detached from x.
+    report = verify(_sigmoid(False, detach=True), x, transforms=("grad",), dtypes=(jnp.float64,))
+    assert [r.status for r in report.rows] == ["PASS", "FAIL"], str(report)
+
+
+def test_an_exception_in_one_row_is_that_rows_error():
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sin(x)
+
+    def bwd(x, g):
+        if x.dtype != jnp.float64:
+            raise RuntimeError("this rule only knows float64")
+        return (g * jnp.cos(x),)
+
+    f.defvjp(lambda x: (jnp.sin(x), x), bwd)
+    report = verify(f, np.linspace(0, 1, 3))
+    assert _statuses(report) == {"float64": {"PASS"}, "float32": {"ERROR"}}, str(report)
+    assert "this rule only knows float64" in str(report)
     assert not report.passed
-    failed = {r.dtype for r in report.results if not r.passed}
-    assert failed == {"float64", "float32"}, str(report)
-    with pytest.raises(AssertionError, match="is wrong"):
-        assert_rule_correct(make(True), *args)
 
 
-def test_integer_and_nondiff_arguments_are_not_differentiated():
-    make, args = CASES["integer argument"]
-    assert [r.case for r in verify(make(False), *args).results] == ["arg 0", "arg 0"]
-    make, args = CASES["nondiff_argnums"]
-    assert [r.case for r in verify(make(False), *args).results] == ["arg 1", "arg 1"]
-    with pytest.raises(ValueError, match="argnums must name float arguments"):
-        verify(_gather(False), *CASES["integer argument"][1], argnums=[1])
-
-
-def test_a_plain_function_needs_a_reference():
-    with pytest.raises(TypeError, match="not a jax.custom_vjp function"):
+def test_bad_inputs_raise_clear_errors():
+    f = _sigmoid(False)
+    with pytest.raises(ValueError, match="dtypes is empty"):
+        verify(f, X, dtypes=())
+    with pytest.raises(ValueError, match="dtypes must be among"):
+        verify(f, X, dtypes=(jnp.int32,))
+    with pytest.raises(ValueError, match="have no elements"):
+        verify(f, np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="nothing to differentiate"):
+        verify(f, np.arange(3))
+    with pytest.raises(TypeError, match="complex rules are not supported"):
+        verify(f, X + 1j)
+    with pytest.raises(ValueError, match="cotangents must be an int"):
+        verify(f, X, cotangents=0)
+    with pytest.raises(ValueError, match="transforms must be"):
+        verify(f, X, transforms=("pmap",))
+    with pytest.raises(ValueError, match="rtol must be a finite number"):
+        verify(f, X, rtol=float("nan"))
+    with pytest.raises(TypeError, match="not a jax.custom_vjp"):
         verify(jnp.sin, X)
     # with a reference, any function can be compared with it (here: itself, trivially)
     assert verify(jnp.sin, X, reference=jnp.sin).passed
+
+
+def test_a_report_without_rows_does_not_pass():
+    from funcnet.check import VerifyReport
+
+    assert not VerifyReport("f", ()).passed
+
+
+# The way to verify all of a project's rules: one parametrized test over a dict of
+# (rule, example inputs, options), as tests/test_layers.py does over funcnet's REGISTRY.
+PROJECT_RULES = {"sigmoid": (_sigmoid(False), (X,), {}), "matmul": (_matmul(False), (X, W), {})}
+
+
+@pytest.mark.parametrize("name", PROJECT_RULES)
+def test_every_rule_of_a_project(name):
+    rule, args, options = PROJECT_RULES[name]
+    assert_rule_correct(rule, *args, **options)

@@ -1,0 +1,110 @@
+"""Comparing a rule's cotangents with a reference: per leaf, each against its own scale.
+
+A rule's cotangent ``r`` for one leaf passes against a reference ``a`` when, for every
+cotangent ``k`` that was tried,
+
+    max |r_k − a_k|  ≤  atol + rtol · max |a_k|                       (NaN never passes)
+
+and wherever the reference is finite the rule is finite too. ``max |a_k|`` is the leaf's
+own scale, so a small leaf (a bias, a temperature) is not judged against a large one, and
+``atol`` is an absolute floor: an exactly zero gradient, whose reference is rounding
+noise, passes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+# Relative tolerances of a rule's cotangent in each dtype, against the two references:
+# autodiff of the plain forward (same dtype for float32/float64 rows, float64 for half
+# rows) and float64 central differences. float64: the rule and autodiff agree to rounding
+# (~1e-15 times the conditioning); central differences with h = 1e-4 to ~1e-8. float32:
+# rounding ~6e-8 times the conditioning of the computation. Half precision: eps is ~1e-3
+# (float16) and ~8e-3 (bfloat16), and a rule's own rounding is several eps.
+_RTOL = {
+    "float64": {"autodiff": 1e-9, "numerical": 1e-6},
+    "float32": {"autodiff": 1e-4, "numerical": 1e-4},
+    "float16": {"autodiff": 2e-2, "numerical": 2e-2},
+    "bfloat16": {"autodiff": 1e-1, "numerical": 1e-1},
+}
+# Finite differences in float64 are never more accurate than this, whatever rtol asks.
+NUMERICAL_RTOL_FLOOR = 1e-7
+# The absolute floor is FLOOR_EPS · eps(dtype) · (gradient scale of the whole call).
+FLOOR_EPS = 16.0
+SUPPORTED_DTYPES = tuple(_RTOL)
+
+
+def default_rtol(dtype: str, reference: str) -> float:
+    """The default relative tolerance of a rule in ``dtype`` against ``reference``
+    (``"autodiff"`` or ``"numerical"``)."""
+    return _RTOL[dtype][reference]
+
+
+def default_atol(dtype: str, grad_scale: float) -> float:
+    """The default absolute floor: a few eps of the row's dtype times ``grad_scale`` (the
+    largest reference cotangent of any leaf in the call)."""
+    return FLOOR_EPS * float(jnp.finfo(dtype).eps) * grad_scale
+
+
+class Comparison(NamedTuple):
+    """One leaf's rule cotangents against one reference, the worst over the cotangents.
+
+    ``abs``: the largest absolute difference; ``rel``: that difference over the leaf's
+    scale ``max |reference|`` (``inf`` when the scale is 0 and the difference is not);
+    ``allowed``: ``atol + rtol · scale`` for that cotangent; ``passed``; ``reason`` says
+    why it failed (``""`` when it passed).
+    """
+
+    abs: float
+    rel: float
+    allowed: float
+    passed: bool
+    reason: str
+
+
+def compare(rule: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> Comparison:
+    """Compare one leaf, shaped ``(K, *leaf.shape)``: K cotangents' rule results ``rule``
+    against the reference's ``ref``. Computed in float64 with NumPy; NaN propagates to a
+    failure, it never becomes a number."""
+    rule = np.asarray(rule, np.float64)
+    ref = np.asarray(ref, np.float64)
+    k = rule.shape[0] if rule.ndim else 1
+    rule = rule.reshape(k, -1)
+    ref = ref.reshape(k, -1)
+    if rule.shape != ref.shape:
+        return Comparison(np.nan, np.nan, np.nan, False, f"shape {rule.shape} != {ref.shape}")
+    if rule.shape[1] == 0:
+        return Comparison(0.0, 0.0, atol, True, "")
+    ref_finite = np.isfinite(ref)
+    if not ref_finite.all():
+        return Comparison(
+            np.nan, np.nan, np.nan, False, "the reference is NaN/inf here: pick other inputs"
+        )
+    rule_bad = ~np.isfinite(rule)
+    if rule_bad.any():
+        where = int(np.argmax(rule_bad.reshape(-1))) % rule.shape[1]
+        return Comparison(np.nan, np.nan, np.nan, False, f"NaN/inf in the rule (element {where})")
+    diff = np.max(np.abs(rule - ref), axis=1)
+    scale = np.max(np.abs(ref), axis=1)
+    allowed = atol + rtol * scale
+    ratio = diff / np.where(allowed > 0, allowed, np.inf)
+    ratio = np.where((diff == 0) & (allowed == 0), 0.0, ratio)
+    ratio = np.where((diff > 0) & (allowed == 0), np.inf, ratio)
+    worst = int(np.argmax(ratio))
+    d, s = float(diff[worst]), float(scale[worst])
+    rel = d / s if s > 0 else (0.0 if d == 0 else np.inf)
+    passed = bool(np.all(ratio <= 1.0))
+    return Comparison(d, rel, float(allowed[worst]), passed, "" if passed else "too far")
+
+
+def worst(comparisons: list[Comparison]) -> Comparison | None:
+    """The comparison that decides: the first failure, else the largest relative error."""
+    if not comparisons:
+        return None
+    failed = [c for c in comparisons if not c.passed]
+    if failed:
+        return failed[0]
+    return max(comparisons, key=lambda c: c.rel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -14,7 +15,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from funcnet import _checks, parallel
+from funcnet import _checks, distributed, parallel
 from funcnet.train import checkpoint
 from funcnet.train.loop import (
     all_finite,
@@ -216,6 +217,7 @@ def fit(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_settings: dict[str, Any] | None = None,
     mesh: Mesh | None = None,
+    process_data: str = "whole",
 ) -> tuple[PyTree, History]:
     """Train with minibatches following the book's ch4/ch5 loop; returns the final params
     and a :class:`History`.
@@ -272,10 +274,21 @@ def fit(
         mesh: a 1-D device mesh (:func:`funcnet.parallel.make_mesh`) to train
             data-parallel: data and params replicated, each minibatch split across the
             devices, gradients averaged by XLA. ``batch_size`` must be a multiple of the
-            device count. Same params as one device, up to rounding.
+            device count. Same params as one device, up to rounding. In a run of several
+            processes (:func:`funcnet.distributed.initialize`) the default is
+            :func:`funcnet.distributed.global_mesh`: every device of every process.
+        process_data: with several processes (every process makes the same call),
+            ``"whole"`` (default): every process passes the whole train and test sets;
+            ``"shard"``: every process passes only its own rows (as many in each), the
+            data set being the processes' rows one after another in process order; each
+            device then holds its part only. Both train exactly like one process given
+            the whole data. Only process 0 writes ``checkpoint_path``; a resumed run
+            reads process 0's file in every process.
 
     Returns:
-        ``(params, history)`` (``((params, model_state), history)`` with ``model_state``).
+        ``(params, history)`` (``((params, model_state), history)`` with ``model_state``);
+        in a run of several processes every process gets the same params, as ordinary
+        arrays on its own default device.
 
     Raises:
         TypeError, ValueError: bad settings or data (checked before anything compiles).
@@ -289,6 +302,8 @@ def fit(
         if value is not None:
             _checks.check_int("fit", name, value)
     _check_callables(loss_fn=loss_fn, predict_fn=predict_fn)
+    if model_state is not None:  # running statistics: integer state would truncate them
+        _checks.check_model_state("fit", model_state)
     sgd_lr = lr if optimizer is None else None  # recorded in a checkpoint's fingerprint
     if optimizer is None:
         optimizer = optax.sgd(lr)
@@ -301,17 +316,27 @@ def fit(
     _check_labels("test labels", t_test, classes)
     loss_dtype = _check_loss(model, state, x_train, t_train, batch_size)
 
-    epoch = iters_per_epoch(int(np.shape(x_train)[0]), batch_size)
+    mesh = distributed.default_mesh(mesh)
+    spans = _check_process_data(process_data, mesh)
+    shard = spans and process_data == "shard"
+    n_train = distributed.process_rows(len(x_train), "train") if shard else len(x_train)
+    epoch = iters_per_epoch(n_train, batch_size)
     plan = segments(iters if epochs is None else epochs * epoch, eval_every or epoch)
+    if spans:  # processes that made different calls would wait for each other forever
+        call = (plan, batch_size, eval_sample, process_data, checkpoint_path is not None)
+        distributed.check_same_call("fit", repr(call), state)
     if checkpoint_path is not None or checkpoint_settings is not None:
         run_settings = {"plan": plan, "batch_size": batch_size, "eval_sample": eval_sample}
         if sgd_lr is not None:
             run_settings["lr"] = sgd_lr
         data_named = {"train data": (x_train, t_train), "test data": (x_test, t_test)}
+        if shard:  # the processes' rows, each hashed where it is
+            data_named = distributed.process_hashes(data_named, checkpoint.content_hash)
         tag = _fingerprint(state, run_settings, checkpoint_settings, checkpoint_path, data_named)
-        checkpoint.check_checkpoint(checkpoint_path, tag)  # before anything compiles
+        read_path = distributed.main_file(checkpoint_path) if spans else checkpoint_path
+        checkpoint.check_checkpoint(read_path, tag)  # before anything compiles
     state, data, batch_sharding = _place(
-        state, (x_train, t_train, x_test, t_test), mesh, batch_size
+        state, (x_train, t_train, x_test, t_test), mesh, batch_size, shard
     )
 
     t_compile = time.perf_counter()
@@ -327,10 +352,21 @@ def fit(
     final_evaluate = full_evaluate if eval_sample is not None else None
     loop = _Loop(run, data, plan, callback, t_begin, compile_time, final_evaluate)
     if checkpoint_path is not None:
-        state = loop.resume(checkpoint_path, tag, state)
-    final, history = loop(state)
+        place = partial(distributed.put, sharding=parallel.replicated(mesh)) if spans else None
+        state = loop.resume(checkpoint_path, tag, state, read_path, place)
+    with distributed.naming_lost_processes("fit"), distributed.localizing_diverged():
+        final, history = loop(state)
     result = final.params if model_state is None else (final.params, final.model_state)
-    return result, history
+    return distributed.localize(result), history
+
+
+def _check_process_data(process_data: Any, mesh: Mesh | None) -> bool:
+    """Check ``process_data``; True when ``mesh`` spans several processes."""
+    if process_data not in distributed.PROCESS_DATA:
+        raise ValueError(
+            f"fit: process_data must be one of {distributed.PROCESS_DATA}, got {process_data!r}"
+        )
+    return distributed.spans_processes(mesh)
 
 
 def _fingerprint(state, run_settings, extra, path, data) -> checkpoint.Fingerprint:
@@ -365,13 +401,21 @@ def _check_train_test(train, test) -> tuple[Any, Any, Any, Any]:
     return x_train, t_train, x_test, t_test
 
 
-def _place(state: TrainState, data: tuple, mesh: Mesh | None, batch_size: int):
+def _place(state: TrainState, data: tuple, mesh: Mesh | None, batch_size: int, shard: bool):
     """Put the state and the data on the device(s) once: ``(state, data, batch_sharding)``;
-    with a mesh both are replicated and each minibatch will be split across it."""
+    with a mesh both are replicated (with ``shard``, the data split along the mesh, each
+    process giving its rows) and each minibatch will be split across it."""
     if mesh is None:
         state, data = jax.device_put((state, data))
         return state, data, None
     parallel.check_mesh(mesh, batch_size)
+    if distributed.spans_processes(mesh):
+        state = distributed.put(state, parallel.replicated(mesh))
+        if shard:
+            data = distributed.put_process_rows(data, mesh)
+        else:
+            data = distributed.put(data, parallel.replicated(mesh))
+        return state, data, parallel.batch_sharded(mesh)
     state, data = jax.device_put((state, data), parallel.replicated(mesh))
     return state, data, parallel.batch_sharded(mesh)
 
@@ -459,11 +503,11 @@ class _Loop:
 
     def _accuracies_of(self, state: TrainState) -> np.ndarray:
         if self.final_evaluate is not None:
-            return np.asarray(jax.device_get(self.final_evaluate(state, self.data)))
-        return np.asarray(jax.device_get(self.run(state, self.data, jnp.int32(0))[4]))
+            return np.asarray(distributed.to_host(self.final_evaluate(state, self.data)))
+        return np.asarray(distributed.to_host(self.run(state, self.data, jnp.int32(0))[4]))
 
     def finish(self, start, num, per_epoch, seg_state, outputs) -> None:
-        seg_losses, first_bad, finite, acc = jax.device_get(outputs)
+        seg_losses, first_bad, finite, acc = distributed.to_host(outputs)
         r = self.record
         r.losses.append(np.asarray(seg_losses[:num]))
         if per_epoch:
@@ -481,8 +525,9 @@ class _Loop:
             acc = self._accuracies_of(seg_state)
         self.record = r._replace(last_acc=np.asarray(acc))
         self.good = (seg_state, start + num)
-        if self.saving is not None:
-            checkpoint.save_checkpoint(self.saving[0], seg_state, self.record, self.saving[1])
+        if self.saving is not None and distributed.is_main():  # one process writes
+            host_state = distributed.localize(seg_state)
+            checkpoint.save_checkpoint(self.saving[0], host_state, self.record, self.saving[1])
         if self.callback is not None:
             self.callback(
                 Progress(
@@ -496,12 +541,19 @@ class _Loop:
                 )
             )
 
-    def resume(self, path, tag: str, state0: TrainState) -> TrainState:
-        """Continue from the checkpoint at ``path`` if there is one; save there from now on."""
+    def resume(self, path, tag, state0: TrainState, read_path=None, place=None) -> TrainState:
+        """Continue from the checkpoint at ``path`` if there is one; save there from now on.
+
+        ``read_path``: where to read it instead (process 0's file copied to another
+        process); ``place``: puts the loaded state where ``state0`` is (a global mesh).
+        """
         self.saving = (str(path), tag)
-        if not Path(path).exists():
+        read_path = path if read_path is None else read_path
+        if not Path(read_path).exists():
             return state0
-        state, self.record = checkpoint.load_checkpoint(path, state0, tag)
+        state, self.record = checkpoint.load_checkpoint(read_path, state0, tag)
+        if place is not None:
+            state = place(state)
         self.good = (state, int(state.step))
         return state
 

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from funcnet import _checks, parallel
+from funcnet import _checks, distributed, parallel
 from funcnet.train.fit import _check_data, _check_labels, _check_loss, _num_classes
 from funcnet.train.loop import iters_per_epoch, make_model_evaluate, make_segment, segments
 from funcnet.train.step import Model, PyTree, init_state, make_train_step, stateful
@@ -67,6 +67,25 @@ def _num_runs(keys: Any, params: PyTree, model_state: PyTree, hparams: Hparams |
     return runs
 
 
+def _check_hparams(hparams: Hparams | None) -> None:
+    """A dict of real (R,) arrays. Their values are checked by the functions that use them,
+    where they are traced: an out-of-range or NaN value makes that run NaN (flagged in
+    ``diverged``), never an error that stops the other runs."""
+    if hparams is None:
+        return
+    if not isinstance(hparams, Mapping):
+        raise TypeError(
+            f"fit_many: hparams must be a dict of (R,) arrays, got {_checks.describe(hparams)}"
+        )
+    for name, value in hparams.items():
+        dtype = _checks.host_view(value).dtype
+        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+            raise TypeError(
+                f"fit_many: hparams[{name!r}] must hold real numbers (one per run), got "
+                f"{_checks.describe(value)}"
+            )
+
+
 def fit_many(
     params: PyTree,
     train: tuple[Any, Any],
@@ -100,13 +119,21 @@ def fit_many(
         predict_fn: as for ``fit``.
         optimizer: an optax transformation, or with ``hparams`` a function ``hp ->``
             transformation (e.g. ``lambda hp: optax.sgd(hp["lr"])``).
-        hparams: a dict of ``(R,)`` arrays, one value per run.
+        hparams: a dict of ``(R,)`` arrays, one value per run. Inside the runs they are
+            traced, so they cannot be checked up front: with funcnet's optimizers, dropout,
+            batch norm and weight decay, a value out of range or NaN (a negative lr, a
+            dropout ratio of 1) turns that run's loss and params NaN and the run is flagged
+            in ``history.diverged``; the other runs are unaffected.
         model_state: a stacked model state (R rows), for stateful nets.
         iters: as for ``fit``.
         batch_size: as for ``fit``.
         eval_every: as for ``fit``.
         eval_batch_size: as for ``fit``.
         mesh: a 1-D device mesh over which to split the runs (R a multiple of its size).
+            In a run of several processes (:func:`funcnet.distributed.initialize`) the
+            default is every device of every process
+            (:func:`funcnet.distributed.global_mesh`): each process trains its devices'
+            share of the runs, and every process gets all R results.
 
     Returns:
         ``(params, history)``: the final params stacked like the input (``(params,
@@ -116,6 +143,9 @@ def fit_many(
     _checks.check_params("fit_many", params)
     _checks.check_finite("fit_many", "params", params, hint="the initial params must be finite")
     runs = _num_runs(keys, params, model_state, hparams)
+    if model_state is not None:  # running statistics: integer state would truncate them
+        _checks.check_model_state("fit_many", model_state)
+    _check_hparams(hparams)
     iters = _checks.check_int("fit_many", "iters", iters)
     batch_size = _checks.check_int("fit_many", "batch_size", batch_size)
     x_train, t_train = _check_data("train", train)
@@ -151,7 +181,13 @@ def fit_many(
         return make_segment(step, evaluate, max_steps, loss_dtype)(state, data, num_steps)
 
     data = (x_train, t_train, x_test, t_test)
-    if mesh is not None:
+    mesh = distributed.default_mesh(mesh)
+    if distributed.spans_processes(mesh):  # each process computes its devices' runs
+        parallel.check_mesh(mesh, runs, "the number of runs")
+        distributed.check_same_call("fit_many", repr((plan, batch_size)), (states, hp_all))
+        data = distributed.put(data, parallel.replicated(mesh))
+        states, hp_all = distributed.put((states, hp_all), parallel.batch_sharded(mesh))
+    elif mesh is not None:
         parallel.check_mesh(mesh, runs, "the number of runs")
         data = jax.device_put(data, parallel.replicated(mesh))
         states, hp_all = jax.device_put(
@@ -167,9 +203,10 @@ def fit_many(
     )
     compile_time = time.perf_counter() - t_compile
 
-    states, history = _run_many(run, states, data, hp_all, plan, t_begin, compile_time)
-    result = states.params if model_state is None else (states.params, states.model_state)
-    return result, history
+    with distributed.naming_lost_processes("fit_many"):
+        states, history = _run_many(run, states, data, hp_all, plan, t_begin, compile_time)
+        result = states.params if model_state is None else (states.params, states.model_state)
+        return distributed.localize(result), history
 
 
 def _run_many(run, states, data, hp_all, plan, t_begin: float, compile_time: float):
@@ -180,7 +217,9 @@ def _run_many(run, states, data, hp_all, plan, t_begin: float, compile_time: flo
     diverged = np.zeros(runs, bool)
     for _, num, per_epoch in plan:
         states, seg_losses, first_bad, finite, acc = run(states, data, jnp.int32(num), hp_all)
-        seg_losses, first_bad, finite, acc = jax.device_get((seg_losses, first_bad, finite, acc))
+        # every run's figures in every process (gathered when the runs are split over them)
+        outputs = distributed.to_host((seg_losses, first_bad, finite, acc))
+        seg_losses, first_bad, finite, acc = outputs
         losses.append(np.asarray(seg_losses)[:, :num])
         diverged |= (np.asarray(first_bad) >= 0) | ~np.asarray(finite)
         if per_epoch:

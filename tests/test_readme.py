@@ -1,4 +1,10 @@
-"""The README's quoted figures come from the current code."""
+"""The README's quoted figures come from the current code.
+
+The README is short (the documentation site under ``docs/`` holds the rest); every number
+it quotes about the main job is checked here: the final accuracies (by running the main
+job), the number of per-epoch lines, the subset's size and the iterations per epoch.
+Its Python code blocks run in ``tests/test_docs.py`` with the site's pages.
+"""
 
 import re
 from pathlib import Path
@@ -6,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from experiments import ch05_train_neuralnet
+from funcnet import datasets, train
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -22,3 +29,22 @@ def test_the_main_jobs_quoted_result_is_what_the_main_job_prints(tmp_path, capsy
     assert metrics["final_train_acc"] == pytest.approx(float(quoted[1]), abs=5e-4)
     assert metrics["final_test_acc"] == pytest.approx(float(quoted[2]), abs=5e-4)
     assert "250 per-epoch accuracy lines" in README.read_text()
+
+
+def test_the_readmes_subset_size_and_epoch_length_are_the_codes():
+    text = " ".join(README.read_text().split())
+    m = re.search(r"embedded ([0-9,]+)-image subset an epoch is ([0-9,]+) iterations", text)
+    assert m, "README: the sentence quoting the subset's size and epoch length changed"
+    size, per_epoch = (int(g.replace(",", "")) for g in m.groups())
+    n_train = len(datasets.load("mnist-5k").train[1])
+    assert size == n_train
+    assert per_epoch == train.iters_per_epoch(n_train, 100)
+    assert "10,000 SGD steps" in text  # the main job's default --iters
+    assert ch05_train_neuralnet.parse_args([]).iters == 10_000
+
+
+def test_the_readme_is_short_and_keeps_the_commands_ci_reads():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    for marker in ("<!-- main-command -->", "<!-- test-command -->"):
+        assert re.search(rf"{marker}\n```bash\n.+\n```", text), marker

@@ -18,8 +18,9 @@ processes that stopped (:func:`naming_lost_processes`).
 Timeouts (seconds) are explicit, from the arguments of :func:`initialize` or the
 environment: ``FUNCNET_INIT_TIMEOUT`` (default 60: how long to wait for every process to
 connect), ``FUNCNET_HEARTBEAT_TIMEOUT`` (10: a process silent this long is dead and the
-others stop) and ``FUNCNET_SHUTDOWN_TIMEOUT`` (10: how long a finished process waits for
-the others at exit).
+others stop) and ``FUNCNET_SHUTDOWN_TIMEOUT`` (600: how long a finished process waits at
+exit for the others to finish, e.g. for process 0 to write its outputs; a process that
+died is found by the heartbeats instead, so a long wait here never hides one).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +50,7 @@ HEARTBEAT_TIMEOUT_ENV = "FUNCNET_HEARTBEAT_TIMEOUT"
 SHUTDOWN_TIMEOUT_ENV = "FUNCNET_SHUTDOWN_TIMEOUT"
 DEFAULT_INIT_TIMEOUT = 60
 DEFAULT_HEARTBEAT_TIMEOUT = 10
-DEFAULT_SHUTDOWN_TIMEOUT = 10
+DEFAULT_SHUTDOWN_TIMEOUT = 600
 
 PROCESS_DATA = ("whole", "shard")
 """What each process passes to ``fit``: the whole data set, or only its own rows."""
@@ -115,8 +118,9 @@ def initialize(
             coordinator is an error after that long.
         heartbeat_timeout: seconds after which a silent process counts as dead and every
             other process stops (default ``$FUNCNET_HEARTBEAT_TIMEOUT`` or 10).
-        shutdown_timeout: seconds a finished process waits for the others at exit
-            (default ``$FUNCNET_SHUTDOWN_TIMEOUT`` or 10).
+        shutdown_timeout: seconds a finished process waits at exit for the others to
+            finish (default ``$FUNCNET_SHUTDOWN_TIMEOUT`` or 600); past it JAX ends the
+            process with an error.
 
     Raises:
         DistributedError: called twice, called after JAX already ran something, or the
@@ -135,6 +139,18 @@ def initialize(
         f"coordinator {address or '(detected)'}, {count or '(detected)'} processes, "
         f"this process {pid if pid is not None else '(detected)'}"
     )
+    if count is not None and pid is not None and not 0 <= pid < count:
+        raise DistributedError(
+            f"could not start the distributed run ({where}): the process id must be in "
+            f"0 .. {count - 1}; check JAX_NUM_PROCESSES and JAX_PROCESS_ID"
+        )
+    if address and pid not in (None, 0):
+        _wait_for_coordinator(address, init, where)
+    # JAX ends the process itself (no Python exception) when the others do not all
+    # connect in time: say why just before.
+    watchdog = threading.Timer(max(init - 0.5, 0.5), _explain_timeout, (where, init))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
@@ -153,7 +169,43 @@ def initialize(
             "process count, that the process ids are 0 .. count-1, and that process 0 "
             "is running and reachable on that port"
         ) from e
+    finally:
+        watchdog.cancel()
     _settings.update(init=init, heartbeat=heartbeat, shutdown=shutdown)
+
+
+def _wait_for_coordinator(address: str, timeout: int, where: str) -> None:
+    """Wait until something listens at ``address`` (``host:port``), at most ``timeout`` s."""
+    host, _, port = address.rpartition(":")
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise DistributedError(
+            f"the coordinator address must be host:port, got {address!r}"
+        ) from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), port_number), timeout=1.0):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"could not start the distributed run ({where}): nothing answers at "
+                    f"{address} after {timeout} s ({e.strerror or e}). Is process 0 running, "
+                    "with this address and port, and reachable from here?"
+                ) from None
+            time.sleep(0.2)
+
+
+def _explain_timeout(where: str, timeout: int) -> None:
+    print(
+        f"funcnet.distributed: error: the processes did not all connect within {timeout} s "
+        f"({where}); JAX stops this process now. Check JAX_NUM_PROCESSES (every process "
+        "must be started, with ids 0 .. count-1) and the coordinator address.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _env_int(name: str) -> int | None:

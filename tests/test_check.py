@@ -53,11 +53,10 @@ def test_checker_passes_the_real_sigmoid():
     assert result.passed
 
 
-def test_cli_prints_one_row_per_layer_case_and_dtype_and_exits_zero(monkeypatch, capsys):
+def test_cli_prints_one_row_per_layer_case_and_dtype_and_exits_zero(capsys):
     # Two layers keep the test fast; test_layers.py checks every registered case.
     subset = {name: REGISTRY[name] for name in ("mul", "softmax_with_loss")}
-    monkeypatch.setattr(check, "REGISTRY", subset)
-    assert check.main([]) == 0
+    assert check.main([], registry=subset) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.endswith(("PASS", "FAIL"))]
     assert len(rows) == 2 * sum(len(e.cases) for e in subset.values())
@@ -66,7 +65,7 @@ def test_cli_prints_one_row_per_layer_case_and_dtype_and_exits_zero(monkeypatch,
     assert "0 failed" in out
 
 
-def test_cli_exits_one_when_a_rule_is_wrong(monkeypatch, capsys):
+def test_cli_exits_one_when_a_rule_is_wrong(capsys):
     from funcnet.layers import RegisteredLayer
 
     broken = {
@@ -75,6 +74,40 @@ def test_cli_exits_one_when_a_rule_is_wrong(monkeypatch, capsys):
             "sigmoid", _sigmoid_without_one_minus_y(), REGISTRY["sigmoid"].cases
         ),
     }
-    monkeypatch.setattr(check, "REGISTRY", broken)
-    assert check.main(["--dtype", "float64"]) == 1
+    assert check.main(["--dtype", "float64"], registry=broken) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_cli_columns_stay_aligned_for_long_layer_names(capsys):
+    from funcnet.layers import RegisteredLayer
+
+    long_name = "a_layer_with_a_name_much_longer_than_eighteen_characters"
+    registry = {long_name: RegisteredLayer(long_name, REGISTRY["mul"].layer, REGISTRY["mul"].cases)}
+    assert check.main(["--dtype", "float64"], registry=registry) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header, rows = lines[0], [line for line in lines if line.startswith(long_name)]
+    assert rows
+    for column in ("case", "dtype", "autodiff abs", "numeric rel", "result"):
+        start = header.index(column)
+        # Every row has its entry under the header's column (right-aligned numbers end
+        # where the header ends, left-aligned text starts where it starts).
+        for row in rows:
+            if column in ("autodiff abs", "numeric rel"):
+                end = start + len(column)
+                assert row[end - 1] != " " and row[end] == " ", (header, row)
+            else:
+                assert row[start] != " " and row[start - 1] == " ", (header, row)
+
+
+def test_a_nan_gradient_in_one_argument_fails_the_registry_check():
+    """NaN in one argument's gradient is NaN in the row (never max(0.0, nan) == 0.0)."""
+    affine = REGISTRY["affine"].layer
+
+    def bwd(res, g):
+        dx, dW, db = affine.bwd(res, g)
+        return dx, dW, db * jnp.nan
+
+    wrong = make_layer("nan_db", lambda x, W, b: affine.fun(x, W, b), affine.fwd, bwd)
+    result = check.check_layer("nan_db", wrong, REGISTRY["affine"].cases[0])
+    assert not result.passed
+    assert result.autodiff_rel != result.autodiff_rel  # NaN

@@ -230,9 +230,10 @@ def _power(wrong: bool):
 
 def _layer_with_everything(wrong: bool):
     """A pytree with float, int and bool leaves, a callable, a string, a Python int and
-    None among the arguments, and a keyword argument."""
+    None among the arguments, and ``scale`` passed by keyword (custom_vjp binds keywords
+    to positions, so it cannot be keyword-only)."""
 
-    def plain(params, x, activation, mode, repeat, unused, *, scale):
+    def plain(params, x, activation, mode, repeat, unused, scale):
         h = activation(x @ params["W"]) * params["mask"] * scale
         for _ in range(repeat):
             h = h + params["offset"].astype(h.dtype)
@@ -240,7 +241,7 @@ def _layer_with_everything(wrong: bool):
 
     f = jax.custom_vjp(plain, nondiff_argnums=(2, 3, 4, 5))
 
-    def fwd(params, x, activation, mode, repeat, unused, *, scale):
+    def fwd(params, x, activation, mode, repeat, unused, scale):
         return plain(params, x, activation, mode, repeat, unused, scale=scale), (params, x, scale)
 
     def bwd(activation, mode, repeat, unused, res, g):

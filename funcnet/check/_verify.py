@@ -731,9 +731,11 @@ def verify(
             x64 on, the others with x64 off (as the user's program would).
         outputs: check only some outputs: an index or key of the output (or a list of
             them), or a function of the output returning the part to check.
-        rtol, atol: relative tolerance and absolute floor of every comparison, one number
-            for every row or a mapping from dtype to number (the other rows keep their
-            defaults, see ``docs/verify.md``); finite differences never below 1e-7.
+        rtol: relative tolerance of every comparison: one number for every row, or a
+            mapping from dtype to number (the other rows keep their defaults, see
+            ``docs/verify.md``); finite differences are never held below 1e-7.
+        atol: absolute floor of every comparison, given like ``rtol`` (default: 16 eps of
+            the row's dtype times the largest reference cotangent of the call).
         cotangents: random cotangents per row (>= 1; default 3).
         transforms: also check the rule under ``"jit"`` (equals eager), ``"vmap"``
             (equals per example) and ``"grad"`` (second order through the rule equals that

@@ -458,9 +458,9 @@ def naming_lost_processes(where: str) -> Iterator[None]:
         return
     try:
         yield
-    except (ProcessLost, KeyboardInterrupt):
-        raise
     except Exception as e:
+        if not _from_the_runtime(e):  # the caller's own error (a divergence, a callback)
+            raise
         me = jax.process_index()
         print(
             f"funcnet.distributed: process {me}: {where} failed ({_first_line(e)}); asking "
@@ -483,6 +483,17 @@ def naming_lost_processes(where: str) -> Iterator[None]:
             f"The collective reported: {_first_line(e)}",
             lost,
         ) from e
+
+
+def _from_the_runtime(e: BaseException) -> bool:
+    """True for an error of XLA's runtime or its collectives (not a Python-level error of
+    the training loop or of the caller's callback)."""
+    if isinstance(e, ProcessLost):
+        return False
+    text = str(e)
+    return isinstance(e, jax.errors.JaxRuntimeError) or any(
+        word in text for word in ("Gloo", "gloo", "coordination service", "UNAVAILABLE")
+    )
 
 
 def _first_line(e: BaseException) -> str:

@@ -215,10 +215,11 @@ def hyperparameter_ok(value, interval: Interval):
 
 def nan_unless_ok(x, ok):
     """``x`` unchanged where ``ok`` is the Python ``True``; else every floating leaf of the
-    pytree x replaced by NaN where ``ok`` is False.
+    pytree x replaced by NaN where ``ok`` is False, and its gradient NaN too.
 
-    A select, not a product with :func:`nan_unless`: XLA rewrites ``(x·mask)·c`` as
-    ``select(mask, x·c, 0)``, which would turn a dropped unit's NaN back into 0.
+    The value goes through a select as well as the product with :func:`nan_unless`: XLA
+    rewrites ``(x·mask)·c`` as ``select(mask, x·c, 0)``, which would turn a dropped unit's
+    NaN back into 0; the product keeps the gradient NaN (the select alone passes 0 back).
     """
     if ok is True:
         return x
@@ -226,7 +227,7 @@ def nan_unless_ok(x, ok):
     def poison(leaf):
         if not jnp.issubdtype(leaf.dtype, jnp.inexact):
             return leaf
-        return jnp.where(ok, leaf, jnp.full((), jnp.nan, leaf.dtype))
+        return jnp.where(ok, leaf * nan_unless(ok, leaf.dtype), jnp.full((), jnp.nan, leaf.dtype))
 
     return jax.tree_util.tree_map(poison, x)
 

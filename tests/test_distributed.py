@@ -229,3 +229,17 @@ def test_a_wrong_process_count_fails_with_a_clear_error():
     assert proc.returncode != 0
     assert "did not all connect within 3 s" in out, out[-3000:]
     assert "Check JAX_NUM_PROCESSES" in out
+
+
+def test_process_data_must_be_whole_or_shard():
+    import jax
+
+    from funcnet import nets
+    from funcnet.train import fit
+
+    net = nets.two_layer_net("relu")
+    params = nets.init_two_layer_net(jax.random.key(0), 4, 3, 2)
+    x, t = np.ones((8, 4), np.float32), np.zeros(8, np.int32)
+    with pytest.raises(ValueError, match=r"process_data must be one of \('whole', 'shard'\)"):
+        fit(params, (x, t), (x, t), key=jax.random.key(1), loss_fn=net.loss,
+            predict_fn=net.predict, iters=1, batch_size=4, process_data="rows")  # fmt: skip

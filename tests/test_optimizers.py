@@ -478,3 +478,52 @@ def test_zero_learning_rate_and_zero_momentum_are_allowed():
     g = {"w": jnp.array([1.0, 2.0])}
     np.testing.assert_array_equal(_first_update(optimizers.sgd(0.0), g)["w"], [0.0, 0.0])
     np.testing.assert_allclose(_first_update(optimizers.momentum(0.5, 0.0), g)["w"], [-0.5, -1.0])
+
+
+# --------------------------------------------------------------------------------------
+# Half precision: 1 − β and ε computed in float32, the update rounded once at the end
+
+HALF_CASES = [
+    ("sgd", {"lr": 0.1}, NumpySGD),
+    ("momentum", {"lr": 0.1, "momentum": 0.9}, NumpyMomentum),
+    ("nesterov", {"lr": 0.1, "momentum": 0.9}, NumpyNesterov),
+    ("adagrad", {"lr": 0.1}, NumpyAdaGrad),
+    ("rmsprop", {"lr": 0.1, "decay_rate": 0.99}, NumpyRMSprop),
+    ("adam", {"lr": 0.1, "beta1": 0.9, "beta2": 0.999}, NumpyAdam),
+]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("case", HALF_CASES, ids=[c[0] for c in HALF_CASES])
+def test_half_precision_updates_are_the_float32_formula_rounded_once(case, dtype):
+    # adam on bfloat16 params with lr 0.1 and gradient 1 updated by -0 (0.999 is 1.0 in
+    # bfloat16, so 1 - β2 was 0); rmsprop's first bf16 step was -0.92 instead of -1.
+    name, kwargs, book_class = case
+    opt = optimizers.OPTIMIZERS[name](**kwargs)
+    rng = np.random.default_rng(7)
+    params = {"w": jnp.asarray(rng.normal(size=5), dtype)}
+    state = opt.init(params)
+    book, book_params = book_class(**kwargs), {"w": np.zeros(5, np.float32)}
+    update = jax.jit(opt.update)
+    for step in range(6):
+        g = jnp.asarray(rng.normal(size=5) if step else np.ones(5), dtype)
+        updates, state = update({"w": g}, state, params)
+        assert updates["w"].dtype == dtype
+        before = book_params["w"].copy()
+        book.update(book_params, {"w": np.asarray(g, np.float32)})  # the formula in float32
+        want = book_params["w"] - before
+        assert want.dtype == np.float32
+        eps = float(jnp.finfo(dtype).eps)
+        np.testing.assert_allclose(np.asarray(updates["w"], np.float32), want, rtol=eps, atol=0)
+        params = optax.apply_updates(params, updates)
+
+
+@pytest.mark.parametrize("name", list(optimizers.OPTIMIZERS))
+def test_integer_or_bool_leaves_are_refused_not_left_in_place(name):
+    opt = optimizers.OPTIMIZERS[name]()
+    pattern = rf"^{name}: params\['b'\] must be floating \(e.g. float32\), got int32 \(2,\);"
+    with pytest.raises(TypeError, match=pattern):
+        opt.init({"w": jnp.ones(2), "b": jnp.zeros(2, jnp.int32)})
+    state = opt.init({"w": jnp.ones(2)})
+    with pytest.raises(TypeError, match=rf"^{name}: grads\['w'\] must be floating.*got bool"):
+        opt.update({"w": jnp.ones(2, bool)}, state)

@@ -127,3 +127,124 @@ def test_dropout_ratio_outside_zero_one_is_refused(ratio):
 def test_dropout_refuses_a_plain_int_key():
     with pytest.raises(TypeError, match="dropout: key must be a jax.random key"):
         do.dropout(jnp.ones(3), 0, 0.5)
+
+
+# --------------------------------------------------------------------------------------
+# State is floating; momentum and gamma/beta are checked (issue 23)
+
+_INT_STATE = {"running_mean": jnp.zeros(2, jnp.int32), "running_var": jnp.zeros(2, jnp.int32)}
+_X2 = jnp.asarray(np.random.default_rng(0).normal([1.0, 2.3], 1.0, (5, 2)), jnp.float32)
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.uint8, jnp.bool_])
+def test_init_batch_norm_state_refuses_an_integer_or_bool_dtype(dtype):
+    # init_batch_norm_state(2, jnp.int32) was accepted and ten updates left [0 0].
+    with pytest.raises(TypeError, match=r"^init_batch_norm_state: dtype must be floating"):
+        bn.init_batch_norm_state(2, dtype)
+
+
+def test_integer_state_is_refused_by_every_entry_point():
+    msg = r"state\['running_mean'\] must be floating \(e.g. float32\), got int32 \(2,\)"
+    with pytest.raises(TypeError, match="^running_update: " + msg):
+        bn.running_update(_INT_STATE, _X2)
+    with pytest.raises(TypeError, match="^running_update: " + msg):
+        bn.batch_norm_train(_X2, jnp.ones(2), jnp.zeros(2), _INT_STATE)
+    with pytest.raises(TypeError, match="^batch_norm_inference: " + msg):
+        bn.batch_norm_inference(_X2, jnp.ones(2), jnp.zeros(2), _INT_STATE)
+
+
+def test_integer_model_state_is_refused_by_the_net_fit_and_fit_many():
+    from funcnet import nets, optimizers, train
+
+    params, state = nets.init_multi_layer_net_extend(
+        jax.random.key(0), 2, [3], 2, use_batchnorm=True
+    )
+    bad = jax.tree.map(lambda a: a.astype(jnp.int32), state)
+    msg = r"model_state\['BatchNorm1'\]\['running_mean'\] must be floating.*got int32 \(3,\)"
+    net = nets.multi_layer_net_extend()
+    t = jnp.asarray([0, 1, 0, 1, 1])
+    with pytest.raises(TypeError, match="^multi_layer_net_extend_loss: " + msg):
+        net.loss(params, bad, _X2, t, jax.random.key(1))
+    with pytest.raises(TypeError, match="^multi_layer_net_extend_predict: " + msg):
+        net.predict(params, bad, _X2)
+    data = (np.asarray(_X2), np.asarray(t))
+    with pytest.raises(TypeError, match="^fit: " + msg):
+        train.fit(
+            params,
+            data,
+            data,
+            key=jax.random.key(1),
+            loss_fn=net.loss,
+            predict_fn=net.predict,
+            model_state=bad,
+            iters=1,
+            batch_size=5,
+        )
+    stack = jax.tree.map(lambda a: jnp.stack([a, a]), (params, bad))
+    with pytest.raises(TypeError, match="^fit_many: " + msg.replace(r"\(3,\)", r"\(2, 3\)")):
+        train.fit_many(
+            stack[0],
+            data,
+            data,
+            keys=jax.random.split(jax.random.key(1), 2),
+            loss_fn=net.loss,
+            predict_fn=net.predict,
+            optimizer=optimizers.sgd(0.1),
+            model_state=stack[1],
+            iters=1,
+            batch_size=5,
+        )
+
+
+def test_ten_float16_running_updates_follow_the_books_average():
+    # The book's running average in float64 against a float16 state (computed in float32).
+    state = bn.init_batch_norm_state(2, jnp.float16)
+    mean, var = np.zeros(2), np.zeros(2)
+    x = np.asarray(_X2, np.float64)
+    for _ in range(10):
+        state = bn.running_update(state, _X2)
+        mean = 0.9 * mean + 0.1 * x.mean(0)
+        var = 0.9 * var + 0.1 * x.var(0)
+    assert state["running_mean"].dtype == jnp.float16
+    np.testing.assert_allclose(np.asarray(state["running_mean"], np.float64), mean, rtol=4e-3)
+    np.testing.assert_allclose(np.asarray(state["running_var"], np.float64), var, rtol=4e-3)
+
+
+@pytest.mark.parametrize(
+    ("momentum", "error", "message"),
+    [
+        (1.5, ValueError, r"^running_update: momentum must lie in \[0, 1\], got 1.5$"),
+        (-0.1, ValueError, r"^running_update: momentum must lie in \[0, 1\], got -0.1$"),
+        (float("nan"), ValueError, r"^running_update: momentum must be a finite number, got nan"),
+        ("0.9", TypeError, r"^running_update: momentum must be a real number, got str '0.9'"),
+        (jnp.ones(2), TypeError, r"^running_update: momentum must be a real number"),
+    ],
+)
+def test_running_update_checks_its_momentum(momentum, error, message):
+    # momentum=1.5 gave a negative running variance; NaN gave a NaN state silently.
+    with pytest.raises(error, match=message):
+        bn.running_update(bn.init_batch_norm_state(2), _X2, momentum)
+
+
+@pytest.mark.parametrize(
+    ("gamma", "beta", "error", "message"),
+    [
+        (jnp.ones(3), jnp.zeros(2), ValueError, r"gamma must have shape \(2,\).*got gamma \(3,\)"),
+        (jnp.ones(2), jnp.zeros((1, 2)), ValueError, r"beta must have shape \(2,\).*\(1, 2\)"),
+        (jnp.ones(2, jnp.int32), jnp.zeros(2), TypeError, r"gamma must be floating point"),
+    ],
+)
+def test_batch_norm_inference_checks_gamma_and_beta(gamma, beta, error, message):
+    # A wrong gamma shape ended in JAX's "Incompatible shapes for broadcasting".
+    state = bn.init_batch_norm_state(2)
+    with pytest.raises(error, match="^batch_norm_inference: " + message):
+        bn.batch_norm_inference(_X2, gamma, beta, state)
+
+
+def test_dropout_inference_promotes_integer_input_like_the_book():
+    # The book's NumPy: [2, 4, 6] * (1 - 0.5) = [1., 2., 3.]; it was [0 0 0].
+    out = do.dropout_inference(jnp.asarray([2, 4, 6]), 0.5)
+    assert jnp.issubdtype(out.dtype, jnp.floating)
+    np.testing.assert_array_equal(out, [1.0, 2.0, 3.0])
+    half = do.dropout_inference(jnp.asarray([2.0, 4.0], jnp.bfloat16), 0.5)
+    assert half.dtype == jnp.bfloat16

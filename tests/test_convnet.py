@@ -210,3 +210,79 @@ def test_load_convnet_params_names_missing_keys(tmp_path):
     write_book_pickle(path, params)
     with pytest.raises(fio.ParamsFileError, match=r"holds \['W1'.*expected \['W1'"):
         C.load_convnet_params(path)
+
+
+# --------------------------------------------------------------------------------------
+# Settings, image sizes and loaded weights are checked where the user made them (issue 23)
+
+
+@pytest.mark.parametrize(
+    ("init", "kwargs", "error", "message"),
+    [
+        (C.init_simple_convnet, {"filter_size": 2.5}, TypeError, r"filter_size must be an integer"),
+        (C.init_simple_convnet, {"filter_num": 0}, ValueError, r"filter_num must be an integer >="),
+        (
+            C.init_simple_convnet,
+            {"stride": 1.0},
+            TypeError,
+            r"stride must be an integer, got float",
+        ),
+        (C.init_simple_convnet, {"pad": -1}, ValueError, r"pad must be an integer >= 0, got -1"),
+        (C.init_simple_convnet, {"hidden_size": "100"}, TypeError, r"hidden_size must be an integ"),
+        (C.init_simple_convnet, {"output_size": 10.0}, TypeError, r"output_size must be an integ"),
+        (C.init_simple_convnet, {"input_dim": (1, 28.0, 28)}, TypeError, r"input_dim\[1\] must be"),
+        (
+            C.init_simple_convnet,
+            {"input_dim": (28, 28)},
+            TypeError,
+            r"input_dim must be \(C, H, W\)",
+        ),
+        (C.init_deep_convnet, {"hidden_size": 50.5}, TypeError, r"hidden_size must be an integer"),
+        (C.init_deep_convnet, {"input_dim": (1, 28, True)}, TypeError, r"input_dim\[2\] must be"),
+    ],
+)
+def test_convnet_inits_check_their_integer_settings(init, kwargs, error, message):
+    # filter_size=2.5 reached JAX's "Shapes must be 1D sequences of concrete values of
+    # integer type" (or a geometry message about 25.5 rows).
+    with pytest.raises(error, match=rf"^{init.__name__}: {message}"):
+        init(jax.random.key(0), **kwargs)
+
+
+def _zeros_like_init(init, *args, **kwargs):
+    """Params of init's shapes without running it (the checks read shapes only)."""
+    shapes = jax.eval_shape(lambda k: init(k, *args, **kwargs), jax.random.key(0))
+    return {k: np.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+
+
+def test_a_wrong_image_size_names_the_size_the_params_expect():
+    # It said "affine: x has 75 features but W has 48 rows" (or a pooling message).
+    simple = _zeros_like_init(C.init_simple_convnet)
+    x = np.ones((2, 1, 20, 20), np.float32)
+    expect = r"these params expect 1×28×28 images \(W2 has 4320 rows.*got x \(2, 1, 20, 20\)"
+    for fn in (C.simple_convnet_predict, C.simple_convnet_loss, C.simple_convnet_gradient):
+        args = (simple, x) if fn is C.simple_convnet_predict else (simple, x, np.array([0, 1]))
+        with pytest.raises(
+            ValueError, match=rf"^{fn.__name__.replace('gradient', 'loss')}: {expect}"
+        ):
+            fn(*args)
+    small = _zeros_like_init(
+        C.init_simple_convnet, (3, 8, 8), filter_num=3, filter_size=3, hidden_size=4
+    )
+    with pytest.raises(ValueError, match=r"expect 3×8×8 images .*got x \(1, 3, 7, 7\)"):
+        C.simple_convnet_predict(small, np.ones((1, 3, 7, 7), np.float32))
+    deep = _zeros_like_init(C.init_deep_convnet)
+    with pytest.raises(ValueError, match=r"^deep_convnet_predict: these params expect 1×28×28"):
+        C.deep_convnet_predict(deep, np.ones((1, 1, 40, 40), np.float32))
+    with pytest.raises(ValueError, match=r"^deep_convnet_loss: these params expect 1×28×28"):
+        C.deep_convnet_loss(deep, np.ones((1, 1, 8, 8)), np.array([0]), jax.random.key(1))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.bool_])
+def test_load_convnet_params_refuses_complex_and_bool_weights(dtype, tmp_path):
+    # Complex weights lost their imaginary part with a ComplexWarning; bool ones loaded.
+    params = _zeros_like_init(C.init_simple_convnet)
+    params["W2"] = params["W2"].astype(dtype)
+    path = tmp_path / "params.pkl"
+    path.write_bytes(pickle.dumps(params))
+    with pytest.raises(fio.ParamsFileError, match=r"'W2' has dtype (complex128|bool), not real"):
+        C.load_convnet_params(path)

@@ -9,7 +9,7 @@ primitive, ``jax.vjp(step.apply, ...)`` goes through that primitive's own deriva
 for a funcnet layer (one ``custom_vjp_call`` equation) that is the layer's hand-written
 ``bwd``.
 
-What is read here, tested with jax 0.10 (``tests/test_graph.py`` checks it):
+What is read here, tested with jax 0.10.2 and 0.11.2 (``tests/test_graph.py`` checks it):
 
 - ``ClosedJaxpr.jaxpr.debug_info.arg_names``: the names of the traced function's
   parameters (one per array leaf);

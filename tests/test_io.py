@@ -123,6 +123,28 @@ def test_a_template_with_other_shapes_or_names_is_rejected(tmp_path):
         load_params(tmp_path / "p.npz", like={})
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.bool_, np.int32])
+def test_a_template_leaf_of_another_kind_of_dtype_is_rejected(tmp_path, dtype):
+    # Complex weights went through a float template (the imaginary part later dropped).
+    save_params(tmp_path / "p.npz", {"W": np.ones((2, 3), dtype)})
+    with pytest.raises(ValueError, match=r"leaf 'W' .* has dtype \w+, but the template's is "):
+        load_params(tmp_path / "p.npz", like={"W": np.ones((2, 3), np.float32)})
+
+
+def test_a_template_accepts_another_float_precision(tmp_path):
+    save_params(tmp_path / "p.npz", {"W": np.ones((2, 3), np.float64)})
+    loaded = load_params(tmp_path / "p.npz", like={"W": jnp.ones((2, 3), jnp.bfloat16)})
+    assert loaded["W"].dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.bool_])
+def test_pickled_weights_must_be_real_numbers(tmp_path, dtype):
+    path = tmp_path / "w.pkl"
+    path.write_bytes(pickle.dumps({"W1": np.ones((2, 2), dtype)}))
+    with pytest.raises(ValueError, match=r"'W1' has dtype \w+, not real numbers"):
+        load_pickled_params(path)
+
+
 def test_a_failed_save_leaves_the_old_file_intact(tmp_path):
     path = tmp_path / "p.npz"
     save_params(path, {"W": np.ones(2)})

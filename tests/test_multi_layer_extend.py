@@ -99,3 +99,17 @@ def test_params_and_state_must_belong_together():
         mle.multi_layer_net_extend_loss(params, {}, x, t, jax.random.key(0))
     with pytest.raises(ValueError, match="dropout_ratio must lie in"):
         mle.multi_layer_net_extend_predict(params, state, x, dropout_ratio=1.5)
+
+
+def test_dropout_without_a_key_is_a_clear_error():
+    # It reached JAX's "unexpected PRNG key type <class 'NoneType'>".
+    x, t = _data(4)
+    params, state = mle.init_multi_layer_net_extend(jax.random.key(0), 12, [5], 4)
+    net = mle.multi_layer_net_extend(use_dropout=True)
+    message = r"^multi_layer_net_extend(_loss)?: key must be a jax.random key.*use_dropout=True"
+    for fn in (net.loss, net.gradient, net.autodiff_gradient):
+        with pytest.raises(TypeError, match=message):
+            fn(params, state, x, t, None)
+    # Without dropout no key is needed.
+    loss, _ = mle.multi_layer_net_extend().loss(params, state, x, t, None)
+    assert np.isfinite(float(loss))

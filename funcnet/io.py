@@ -491,7 +491,12 @@ def _read_params_file(path: Path) -> tuple[dict, dict[str, Any]]:
 
 def _kind(dtype: Any) -> str:
     """'f' for every floating dtype (bfloat16 and float8 too), else NumPy's kind letter."""
-    return "f" if jax.numpy.issubdtype(dtype, jax.numpy.floating) else np.dtype(dtype).kind
+    if jax.numpy.issubdtype(dtype, jax.numpy.floating):
+        return "f"
+    try:
+        return np.dtype(dtype).kind
+    except TypeError:  # not a NumPy dtype (a jax.random key's): no kind to compare
+        return "?"
 
 
 def _check_leaf_kind(path: Path, name: str, value: Any, template: Any) -> None:

@@ -18,6 +18,10 @@ Conventions shared by every function here and by :mod:`funcnet.layers`:
 - **Under ``jit``** values cannot be checked: a label outside ``[0, C)`` makes the loss
   NaN, and its gradient NaN too (never a finite, wrong number); probability rows are
   used as given.
+- **Integer inputs** give what the book's NumPy gives: promoted to the default float
+  where they meet a non-integer constant (``sigmoid``, ``softmax``, the losses), kept as
+  integers where the result is exact (``relu``, ``step_function``, ``identity_function``).
+  Nothing casts a float constant to an integer dtype.
 """
 
 from __future__ import annotations

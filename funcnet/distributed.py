@@ -172,6 +172,12 @@ def initialize(
     finally:
         watchdog.cancel()
     _settings.update(init=init, heartbeat=heartbeat, shutdown=shutdown)
+    # One collective now, while the processes are together: gloo connects its peers on
+    # the first one (waiting a bounded time for the slowest), and a failure shows here.
+    from jax.experimental import multihost_utils
+
+    with naming_lost_processes("connecting the collectives"):
+        multihost_utils.sync_global_devices("funcnet.distributed.initialize")
 
 
 def _wait_for_coordinator(address: str, timeout: int, where: str) -> None:

@@ -111,8 +111,10 @@ def initialize(
     CPU the collectives run over gloo (TCP).
 
     Args:
-        coordinator_address, num_processes, process_id: as for
+        coordinator_address: ``host:port`` of process 0, as for
             ``jax.distributed.initialize`` (default: detected, see above).
+        num_processes: as for ``jax.distributed.initialize`` (default: detected).
+        process_id: as for ``jax.distributed.initialize`` (default: detected).
         init_timeout: seconds to wait until every process has connected (default
             ``$FUNCNET_INIT_TIMEOUT`` or 60); a wrong process count or an unreachable
             coordinator is an error after that long.

@@ -71,10 +71,11 @@ def test_python_blocks_finds_fenced_and_indented_blocks():
 def site(tmp_path_factory) -> Path:
     """``mkdocs build --strict`` into a temporary folder; fails with mkdocs' warnings."""
     out = tmp_path_factory.mktemp("site")
+    work = tmp_path_factory.mktemp("build")  # mkdocs-jupyter keeps a .cache/ in the cwd
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
          "-d", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
+        cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )  # fmt: skip
     problems = [ln for ln in proc.stderr.splitlines() if not ln.startswith("INFO")]

@@ -385,3 +385,8 @@ PROJECT_RULES = {"sigmoid": (_sigmoid(False), (X,), {}), "matmul": (_matmul(Fals
 def test_every_rule_of_a_project(name):
     rule, args, options = PROJECT_RULES[name]
     assert_rule_correct(rule, *args, **options)
+
+
+def test_a_jitted_rule_is_verified_through_its_wrapper():
+    report = verify(jax.jit(_sigmoid(True)), X, dtypes=(jnp.float64,))
+    assert [r.status for r in report.rows] == ["FAIL"], str(report)

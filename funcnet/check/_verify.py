@@ -774,7 +774,8 @@ def _setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cot
         raise TypeError(f"verify: f must be a function, got {type(f).__name__}")
     if reference is not None and not callable(reference):
         raise TypeError(f"verify: reference must be a function, got {type(reference).__name__}")
-    plain = getattr(f, "fun", None)
+    inner = _unwrap(f)
+    plain = getattr(inner, "fun", None)
     ref = reference if reference is not None else plain
     if not callable(ref):
         raise TypeError(
@@ -803,7 +804,7 @@ def _setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cot
         )
     rtol, atol = _tolerances("rtol", rtol, names), _tolerances("atol", atol, names)
     kwargs = dict(kwargs or {})
-    nondiff = set(getattr(f, "nondiff_argnums", ()) or ())
+    nondiff = set(getattr(inner, "nondiff_argnums", ()) or ())
     leaves, layout, chosen = _resolve_leaves(ref if reference is None else f, args, kwargs,
                                              argnums, nondiff)  # fmt: skip
     diff = [leaf for leaf in leaves if leaf.kind == "diff"]
@@ -816,10 +817,21 @@ def _setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cot
         raise ValueError(
             f"verify: the differentiated arguments {chosen} have no elements: nothing to compare"
         )
-    rule_mode = "forward" if isinstance(f, jax.custom_jvp) else "reverse"
+    rule_mode = "forward" if isinstance(inner, jax.custom_jvp) else "reverse"
     name = getattr(f, "__name__", None) or getattr(plain, "__name__", None) or type(f).__name__
     return _Setup(name, f, ref, rule_mode, leaves, layout, _selector(outputs), cotangents,
                   seed, rtol, atol, tuple(transforms))  # fmt: skip
+
+
+def _unwrap(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The custom_vjp/custom_jvp inside ``jax.jit(f)`` or a ``functools.wraps`` wrapper."""
+    seen = 0
+    while not isinstance(f, jax.custom_vjp | jax.custom_jvp) and seen < 8:
+        inner = getattr(f, "__wrapped__", None)
+        if inner is None:
+            break
+        f, seen = inner, seen + 1
+    return f
 
 
 def _tolerances(label: str, tol: Any, names: list[str]) -> dict[str, float]:

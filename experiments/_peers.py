@@ -420,8 +420,9 @@ def run_torch(
     flush_denormal: bool = True,
 ) -> PeerResult:
     """PyTorch eager: ``nn.Sequential(Linear, ReLU, Linear)``, ``CrossEntropyLoss``,
-    ``optim.SGD``, on the GPU where JAX runs on one; float32, ``set_num_threads(cores)``, and ``set_flush_denormal(True)``
-    during the run like XLA on CPU (``flush_denormal=False`` keeps denormals). The flag is
+    ``optim.SGD``, on the GPU where JAX runs on one; float32, ``set_num_threads(cores)``,
+    and ``set_flush_denormal(True)`` during the run like XLA on CPU
+    (``flush_denormal=False`` keeps denormals). The flag is
     process-wide state: it is switched off again afterwards, so it cannot change the
     NumPy peer."""
     torch, reason = import_torch()

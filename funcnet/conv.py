@@ -18,9 +18,12 @@ own convolution and ``reduce_window`` in ``tests/test_conv.py``.
 
 Shapes follow the book: images ``x (N, C, H, W)``, filters ``W (FN, C, FH, FW)``, biases
 ``b (FN,)``; a layer with filter (or window) ``FH × FW``, ``stride`` and ``pad`` has
-``out_h = (H + 2·pad − FH) / stride + 1`` (same for ``out_w``). The book floors that
-division and silently drops the last rows of the input when the stride does not tile it;
-here that is an error, as are a channel mismatch and a filter larger than the padded input.
+``out_h = ⌊(H + 2·pad − FH) / stride⌋ + 1`` (same for ``out_w``), floored as the book,
+PyTorch and XLA do: when the stride does not tile the padded input (3×3, stride 2, pad 1
+on an even size, the usual downsampling layer), the last rows or columns that no window
+reaches take no part in the output and get a zero gradient. A channel mismatch, a filter
+larger than the padded input and zero-size operands (no images, channels or filters) are
+errors naming the shapes; :func:`im2col` and :func:`col2im` of an empty batch are empty.
 
 ``stride`` and ``pad`` are Python integers: shapes depend on them, so each ``(stride, pad)``
 has its own compiled rule (made once and cached).
@@ -83,13 +86,14 @@ def geometry(input_shape, filter_h: int, filter_w: int, stride: int, pad: int) -
 def check_geometry(
     where: str, x_shape, filter_h: int, filter_w: int, stride: int, pad: int, what: str
 ) -> None:
-    """The window fits in the padded input and the stride tiles it exactly.
+    """The window fits in the padded input (height and width).
 
     ``what`` names the window in messages, e.g. ``"W (30, 1, 5, 5)"`` or ``"pool 2×2"``.
+    A stride that does not tile the padded input is fine: the output size is floored
+    (see the module docstring).
 
     Raises:
-        ValueError: the window is larger than the padded input, or
-        ``(H + 2·pad − FH)`` (or the width's) is not a multiple of ``stride``.
+        ValueError: the window is larger than the padded input.
     """
     _, _, h, w = x_shape
     x_desc = f"x {tuple(x_shape)}"
@@ -99,13 +103,6 @@ def check_geometry(
             raise ValueError(
                 f"{where}: the {axis} of {what} ({window}) exceeds the padded input's "
                 f"({size} + 2·{pad} = {padded}); {x_desc}, {what}"
-            )
-        if (padded - window) % stride:
-            raise ValueError(
-                f"{where}: stride {stride} does not tile the padded {axis}: "
-                f"({size} + 2·{pad} − {window}) = {padded - window} is not a multiple of "
-                f"{stride}; {x_desc}, {what}, pad {pad} (the book would drop the last "
-                f"{(padded - window) % stride} row(s)/column(s) silently)"
             )
 
 
@@ -118,6 +115,8 @@ def _check_image(where: str, x) -> None:
         raise ValueError(f"{where}: x must be 4-D (N, C, H, W), got x {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{where}: x holds an empty batch, x {tuple(x.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{where}: x has no channels (C = 0), x {tuple(x.shape)}")
 
 
 def _check_floating(where: str, **arrays) -> None:
@@ -131,6 +130,8 @@ def _check_conv(where: str, stride: int, pad: int, x, W, b) -> None:
     _check_image(where, x)
     if W.ndim != 4:
         raise ValueError(f"{where}: W must be 4-D (FN, C, FH, FW), got W {tuple(W.shape)}")
+    if W.shape[0] == 0:
+        raise ValueError(f"{where}: W has no filters (FN = 0), W {tuple(W.shape)}")
     if x.shape[1] != W.shape[1]:
         raise ValueError(
             f"{where}: x has {x.shape[1]} channels but W expects {W.shape[1]}; "
@@ -227,7 +228,7 @@ def im2col(x: jax.Array, filter_h: int, filter_w: int, stride: int = 1, pad: int
 def _im2col(x: jax.Array, g: Geometry) -> jax.Array:
     # The book fills col[:, :, fy, fx, :, :] = img[:, :, fy:fy_max:stride, fx:fx_max:stride].
     col = _window_grid(x, g)  # (N, C, FH, FW, OH, OW)
-    return col.transpose(0, 4, 5, 1, 2, 3).reshape(g.n * g.out_h * g.out_w, -1)
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(g.n * g.out_h * g.out_w, g.c * g.fh * g.fw)
 
 
 def col2im(
@@ -439,15 +440,23 @@ def _pool_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
     # dmax[arange, arg_max] = dout: one (N, C, OH, OW) plane per window element.
     planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
     if _tiles(g):
-        dx = _interleave(planes, g)[:, :, g.pad : g.pad + g.h, g.pad : g.pad + g.w]
+        dx = _interleave(planes, g)  # (N, C, OH·FH, OW·FW)
+        # Rows and columns of the padded input that no window reaches (a floored output
+        # size) get no gradient: zeros after the interleave, then the padding cut off.
+        hp, wp = g.h + 2 * g.pad, g.w + 2 * g.pad
+        rest = ((0, 0), (0, 0), (0, hp - g.out_h * g.fh), (0, wp - g.out_w * g.fw))
+        if any(r for _, r in rest):
+            dx = jnp.pad(dx, rest)
+        dx = dx[:, :, g.pad : g.pad + g.h, g.pad : g.pad + g.w]
     else:
         dx = _unwindow(planes, g)
     return (dx.astype(x_token.dtype),)
 
 
 def _tiles(g: Geometry) -> bool:
-    """Whether the windows tile the padded input, no overlaps and no gaps (stride equal to
-    both window sides, as the book's 2×2 stride 2)."""
+    """Whether the windows lie side by side, no overlaps and no gaps between them (stride
+    equal to both window sides, as the book's 2×2 stride 2); rows or columns after the
+    last window may remain (a floored output size)."""
     return g.stride == g.fh == g.fw
 
 
@@ -539,13 +548,15 @@ def convolution(x, W, b, stride: int = 1, pad: int = 0) -> jax.Array:
     """Convolution layer (book ch7.4.3): the book's im2col rule, laid out for speed.
 
     Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW) with
-    OH = (H + 2·pad − FH) / stride + 1 (same for OW). Computes the same numbers as
+    OH = ⌊(H + 2·pad − FH) / stride⌋ + 1 (same for OW; input rows and columns that no
+    window reaches get a zero gradient). Computes the same numbers as
     :func:`convolution_book` (up to the order of the sums); see :func:`_conv_plain`.
 
     Raises:
         TypeError: a non-floating input, or a stride or pad that is not an integer.
         ValueError: x or W not 4-D, x's channels differ from W's, b not (FN,), the filter
-        larger than the padded input, or a stride that does not tile it (names both shapes).
+            larger than the padded input, or an empty batch, no channels or no filters
+            (names both shapes).
     """
     return convolution_layer(stride, pad)(x, W, b)
 
@@ -553,7 +564,7 @@ def convolution(x, W, b, stride: int = 1, pad: int = 0) -> jax.Array:
 def pooling(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> jax.Array:
     """Max pooling layer (book ch7.4.4), the book's rule without im2col.
 
-    Shapes: x (N, C, H, W) -> (N, C, OH, OW), OH = (H + 2·pad − pool_h) / stride + 1.
+    Shapes: x (N, C, H, W) -> (N, C, OH, OW), OH = ⌊(H + 2·pad − pool_h) / stride⌋ + 1.
     Backward: dout to the first maximum of each window (NumPy's argmax). Padding is with
     zeros, as in the book: a window overlapping the padding has a maximum ≥ 0, so an
     all-negative window gives 0 (not its largest element, as ``lax.reduce_window`` with
@@ -596,7 +607,8 @@ _POOL_RULES = {
 
 
 # --------------------------------------------------------------------------------------
-# Registry entries: every rule on odd sizes, strides 1-2, pads 0-2, a batch of one
+# Registry entries: every rule on odd sizes, strides 1-3, pads 0-2 (strides that do not
+# tile the padded input among them), a batch of one
 
 
 def _conv_case(name: str, x_shape, w_shape) -> LayerCase:
@@ -631,15 +643,25 @@ _CONV_CONFIGS = {
     (2, 1): (
         _conv_case("odd", (2, 2, 7, 7), (3, 2, 3, 3)),
         _conv_case("batch1", (1, 3, 5, 5), (2, 3, 3, 3)),
+        # stride 2 does not tile (6 + 2 − 3 = 5): the last row and column are not reached
+        _conv_case("floor", (1, 2, 6, 6), (2, 2, 3, 3)),
     ),
+    (3, 0): (_conv_case("floor", (1, 2, 7, 6), (2, 2, 3, 3)),),  # height: 4 rows, 1 left
     (1, 2): (_conv_case("odd", (2, 2, 5, 3), (3, 2, 3, 2)),),
     (2, 2): (_conv_case("batch1", (1, 2, 6, 6), (2, 2, 4, 4)),),
 }
 # (pool_h, pool_w, stride, pad): cases with x (N, C, H, W)
 _POOL_CONFIGS = {
-    (2, 2, 2, 0): (_pool_case("odd", (2, 3, 6, 8)), _pool_case("batch1", (1, 2, 4, 4))),
+    (2, 2, 2, 0): (
+        _pool_case("odd", (2, 3, 6, 8)),
+        _pool_case("batch1", (1, 2, 4, 4)),
+        _pool_case("floor", (1, 2, 5, 7)),  # odd sizes: the last row and column dropped
+    ),
     (3, 3, 1, 0): (_pool_case("overlap", (2, 2, 5, 5)),),
-    (3, 3, 2, 1): (_pool_case("batch1", (1, 2, 7, 7)),),
+    (3, 3, 2, 1): (
+        _pool_case("batch1", (1, 2, 7, 7)),
+        _pool_case("floor", (1, 1, 6, 6)),  # 6 + 2 − 3 = 5: stride 2 does not tile
+    ),
     (2, 3, 1, 2): (_pool_case("odd", (1, 2, 3, 5)),),
     (3, 3, 3, 1): (_pool_case("tiled", (2, 2, 4, 7)),),  # windows tile the padded input
 }

@@ -2,6 +2,8 @@
 ways, against XLA's own convolution and reduce_window, the book's and the default rules
 equal, the conventions (ties, zero padding, NaN) and the errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -214,6 +216,124 @@ def test_pooling_equals_xla_reduce_window_forward_and_gradients(stride, pad, dty
 
 
 # --------------------------------------------------------------------------------------
+# Geometry: the output size floored like the book, PyTorch and XLA (strides that do not
+# tile the padded input), against the book's im2col/col2im and XLA, default and book rules
+
+
+def book_col2im(col, input_shape, fh, fw, stride, pad):
+    """The book's common/util.py col2im, verbatim in NumPy."""
+    n, c, h, w = input_shape
+    out_h = (h + 2 * pad - fh) // stride + 1
+    out_w = (w + 2 * pad - fw) // stride + 1
+    col = col.reshape(n, out_h, out_w, c, fh, fw).transpose(0, 3, 4, 5, 1, 2)
+    img = np.zeros((n, c, h + 2 * pad + stride - 1, w + 2 * pad + stride - 1))
+    for y in range(fh):
+        y_max = y + stride * out_h
+        for xx in range(fw):
+            x_max = xx + stride * out_w
+            img[:, :, y:y_max:stride, xx:x_max:stride] += col[:, :, y, xx, :, :]
+    return img[:, :, pad : h + pad, pad : w + pad]
+
+
+# (H, W, FH, FW, stride, pad); the comment says which axis the stride does not tile
+# ((H + 2·pad − FH) % stride): most do not, on purpose.
+FLOOR_GEOMETRIES = [
+    (8, 8, 3, 3, 2, 1),  # both: the usual downsampling layer, 3×3 stride 2 pad 1, even size
+    (7, 6, 2, 3, 2, 0),  # both
+    (5, 5, 2, 2, 2, 0),  # both: 2×2 pooling of an odd size
+    (9, 8, 3, 3, 3, 0),  # width
+    (5, 6, 4, 4, 3, 1),  # width
+    (6, 5, 3, 3, 2, 2),  # height
+    (4, 5, 5, 5, 2, 1),  # neither: one window high; width 2
+    (3, 3, 3, 3, 3, 0),  # neither: one window, the whole image
+    (4, 4, 3, 2, 1, 2),  # stride 1 always tiles
+    (7, 7, 3, 3, 3, 1),  # both: stride 3 = window (pooling's interleave), a row left over
+]
+
+
+def _floor_id(g):
+    return "h{}w{}-{}x{}-s{}p{}".format(*g)
+
+
+@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9))
+def _everything(x, W, b, c, cot_conv, cot_pool, fh, fw, stride, pad):
+    """In one compiled program: im2col(x), col2im(c), and the forward and every gradient
+    of conv and (zero-padded) max pooling by XLA with autodiff, the default rules and the
+    book's rules."""
+
+    def conv_and_pool(conv_fn, pool_fn):
+        conv_out, conv_vjp = jax.vjp(conv_fn, x, W, b)
+        pool_out, pool_vjp = jax.vjp(pool_fn, x)
+        return conv_out, conv_vjp(cot_conv), pool_out, pool_vjp(cot_pool)
+
+    rules = {
+        book: conv_and_pool(
+            conv.convolution_layer(stride, pad, book=book),
+            conv.pooling_layer(fh, fw, stride, pad, book=book),
+        )
+        for book in (False, True)
+    }
+    xla = conv_and_pool(
+        lambda x, W, b: xla_conv(x, W, b, stride, pad),
+        lambda x: xla_max_pool(x, fh, fw, stride, pad),
+    )
+    col = conv._im2col(x, conv.geometry(x.shape, fh, fw, stride, pad))
+    img = conv._col2im(c, conv.geometry(x.shape, fh, fw, stride, pad))
+    return col, img, xla, rules[False], rules[True]
+
+
+@pytest.mark.parametrize("geometry", FLOOR_GEOMETRIES, ids=_floor_id)
+def test_floored_geometry_equals_the_books_im2col_col2im_and_xla_for_both_rules(geometry, x64):
+    h, w, fh, fw, stride, pad = geometry
+    n, c, fn = 2, 2, 3
+    out_h, out_w = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1
+    rng = np.random.default_rng(sum(geometry))
+    x_np = np.asarray(conv._distinct(rng, (n, c, h, w), jnp.float64))  # no ties in any window
+    W = jnp.asarray(rng.standard_normal((fn, c, fh, fw)))
+    b = jnp.asarray(rng.standard_normal(fn))
+    c_np = rng.standard_normal((n * out_h * out_w, c * fh * fw))
+    cot_conv = jnp.asarray(rng.standard_normal((n, fn, out_h, out_w)))
+    cot_pool = jnp.asarray(rng.standard_normal((n, c, out_h, out_w)))
+    col, img, xla, default, book = _everything(
+        jnp.asarray(x_np), W, b, jnp.asarray(c_np), cot_conv, cot_pool, fh, fw, stride, pad
+    )
+    # im2col and col2im: the book's formulas exactly (the public functions check the
+    # arguments, then run the same code as inside the program above).
+    assert conv.im2col(x_np, fh, fw, stride, pad).shape == col.shape
+    np.testing.assert_array_equal(col, book_im2col(x_np, fh, fw, stride, pad))
+    assert conv.col2im(c_np, x_np.shape, fh, fw, stride, pad).shape == x_np.shape
+    np.testing.assert_allclose(
+        img, book_col2im(c_np, x_np.shape, fh, fw, stride, pad), 1e-14, 1e-14
+    )
+    # Convolution and pooling, both rules, forward and every gradient, against XLA.
+    reach_h, reach_w = stride * (out_h - 1) + fh - pad, stride * (out_w - 1) + fw - pad
+    for ours in (default, book):
+        for a, r in zip(jax.tree.leaves(ours), jax.tree.leaves(xla), strict=True):
+            assert a.shape == r.shape
+            close(a, r, XLA_RTOL[jnp.float64])
+        # The rows and columns that no window reaches get a zero gradient, both layers.
+        for dx in (ours[1][0], ours[3][0]):
+            assert not np.asarray(dx[:, :, reach_h:, :]).any()
+            assert not np.asarray(dx[:, :, :, reach_w:]).any()
+
+
+def test_stride_two_downsampling_of_an_even_size_has_the_floored_output_size():
+    # The issue's example: 3×3, stride 2, pad 1 on an 8×8 image gives 4×4 (PyTorch's
+    # Conv2d(k=3, s=2, p=1) on 8×8 does too), not an error.
+    out = conv.convolution(jnp.ones((1, 1, 8, 8)), jnp.ones((2, 1, 3, 3)), jnp.zeros(2), 2, 1)
+    assert out.shape == (1, 2, 4, 4)
+    assert conv.pooling(jnp.ones((1, 1, 5, 7)), 2, 2).shape == (1, 1, 2, 3)
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 5, 5), (2, 0, 5, 5)], ids=["empty-batch", "no-channels"])
+def test_im2col_and_col2im_of_zero_size_inputs_are_empty(shape):
+    col = conv.im2col(jnp.ones(shape), 3, 3, 2, 1)
+    assert col.shape == (shape[0] * 9, shape[1] * 9)
+    img = conv.col2im(col, shape, 3, 3, 2, 1)
+    assert img.shape == shape
+
+
+# --------------------------------------------------------------------------------------
 # Conventions: ties, zero padding, NaN
 
 
@@ -295,18 +415,6 @@ def test_convolution_rejects_a_filter_larger_than_the_padded_input():
         conv.convolution(jnp.ones((1, 1, 4, 4)), jnp.ones((2, 1, 7, 3)), jnp.ones(2), 1, 1)
 
 
-def test_convolution_rejects_a_stride_that_does_not_tile():
-    with pytest.raises(
-        ValueError, match=r"stride 2 does not tile the padded width.*x \(1, 1, 6, 7\), W"
-    ):
-        conv.convolution(jnp.ones((1, 1, 6, 7)), jnp.ones((2, 1, 2, 2)), jnp.ones(2), 2)
-
-
-def test_pooling_rejects_a_stride_that_does_not_tile_and_names_the_window():
-    with pytest.raises(ValueError, match=r"pooling: stride 2.*height.*x \(1, 1, 5, 4\), pool 2×2"):
-        conv.pooling(jnp.ones((1, 1, 5, 4)), 2, 2)
-
-
 @pytest.mark.parametrize(
     "call, error, message",
     [
@@ -347,6 +455,23 @@ def test_pooling_rejects_a_stride_that_does_not_tile_and_names_the_window():
             r"x holds an empty batch",
         ),
         (
+            lambda: conv.convolution(jnp.ones((2, 1, 8, 8)), jnp.ones((0, 1, 3, 3)), jnp.ones(0)),
+            ValueError,
+            r"convolution: W has no filters \(FN = 0\), W \(0, 1, 3, 3\)",
+        ),
+        (
+            lambda: conv.convolution_book(
+                jnp.ones((2, 0, 8, 8)), jnp.ones((3, 0, 3, 3)), jnp.ones(3)
+            ),
+            ValueError,
+            r"convolution_book: x has no channels \(C = 0\), x \(2, 0, 8, 8\)",
+        ),
+        (
+            lambda: conv.pooling_book(jnp.ones((0, 2, 4, 4)), 2, 2),
+            ValueError,
+            r"pooling_book: x holds an empty batch, x \(0, 2, 4, 4\)",
+        ),
+        (
             lambda: conv.pooling(jnp.ones((1, 1, 4, 4)), 0, 2),
             ValueError,
             r"pooling: pool_h must be an integer >= 1, got 0",
@@ -357,7 +482,19 @@ def test_pooling_rejects_a_stride_that_does_not_tile_and_names_the_window():
             r"im2col: the height of filter 5×3 \(5\) exceeds the padded input's",
         ),
     ],
-    ids=["x-3d", "b-shape", "float-stride", "negative-pad", "int-x", "empty", "pool-0", "im2col"],
+    ids=[
+        "x-3d",
+        "b-shape",
+        "float-stride",
+        "negative-pad",
+        "int-x",
+        "empty",
+        "no-filters",
+        "no-channels",
+        "pool-empty",
+        "pool-0",
+        "im2col",
+    ],  # fmt: skip
 )
 def test_bad_input_raises_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):

@@ -24,7 +24,7 @@ from funcnet import distributed, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = [sys.executable, str(ROOT / "tests" / "_distributed_worker.py")]
-TIMEOUT = 240  # seconds for one run of processes (JAX imports and compiles on a busy CPU)
+TIMEOUT = 420  # seconds for one run of processes (JAX imports and compiles on a busy CPU)
 # explicit timeouts: a lost process is found within seconds; a finished one waits for the
 # others at exit (a busy machine may keep them a while)
 FAST = {"FUNCNET_HEARTBEAT_TIMEOUT": "5", "FUNCNET_SHUTDOWN_TIMEOUT": "120"}

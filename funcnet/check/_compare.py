@@ -97,7 +97,8 @@ def compare(rule: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> Comp
     d, s = float(diff[worst]), float(scale[worst])
     rel = d / s if s > 0 else (0.0 if d == 0 else np.inf)
     passed = bool(np.all(ratio <= 1.0))
-    return Comparison(d, rel, float(allowed[worst]), passed, "" if passed else "too far")
+    a = float(allowed[worst])
+    return Comparison(d, rel, a, passed, "" if passed else f"off by {d:.2g} > allowed {a:.2g}")
 
 
 def worst(comparisons: list[Comparison]) -> Comparison | None:

@@ -193,8 +193,8 @@ def plan(args: argparse.Namespace, folder: Path) -> list[Step]:
         "simple-convnet": (*bench, "--model", "simple-convnet", *conv),
         "deep-convnet": (*bench, "--model", "deep-convnet", *conv),
     }
-    for model in ("simple-convnet", "deep-convnet"):
-        commands[model] += ("--out", str(folder / model))
+    for model in ("simple-convnet", "deep-convnet"):  # --no-layers: no per-layer profile
+        commands[model] += ("--no-layers", "--out", str(folder / model))
     figures = {
         "environment": environment_figures,
         "check": check_figures,

@@ -1,5 +1,6 @@
-"""The peers of ``experiments.ch07_benchmark_convnet``: one SimpleConvNet training
-iteration (batch 100, Adam lr 0.001) five ways, from the same initial weights.
+"""The peers of ``experiments.ch07_benchmark_convnet``: one SimpleConvNet (or, with
+``model="deep-convnet"``, DeepConvNet) training iteration (batch 100, Adam lr 0.001) five
+(four) ways, from the same initial weights.
 
 - :func:`funcnet_runner`: funcnet's train step (``funcnet.train.make_train_step`` over
   :func:`funcnet.nets.convnet.simple_convnet_loss`, the custom rules), ``steps`` iterations
@@ -35,10 +36,21 @@ LR = 0.001
 Runner = Callable[[int], None]
 
 
+def _with_key(loss_fn: Callable) -> train.Model:
+    """A :class:`funcnet.train.Model` whose loss is ``loss_fn(params, x, t, key)`` (the
+    iteration's key: dropout masks); no model state."""
+
+    def loss(params, model_state, x, t, key):
+        return loss_fn(params, x, t, key), model_state
+
+    return train.Model(loss, lambda params, model_state, x: x)
+
+
 def _fused(loss_fn: Callable, params: dict, x: np.ndarray, t: np.ndarray, key) -> Runner:
-    """``steps`` iterations of funcnet's train step in one compiled ``lax.scan``."""
+    """``steps`` iterations of funcnet's train step in one compiled ``lax.scan``;
+    ``loss_fn(params, x, t)``, or a :class:`funcnet.train.Model` (a loss with a key)."""
     optimizer = optax.adam(LR)
-    model = train.stateful(loss_fn, lambda p, x: x)
+    model = loss_fn if isinstance(loss_fn, train.Model) else train.stateful(loss_fn, lambda p, x: x)
     step = train.make_train_step(model, optimizer, BATCH)
     state0 = train.init_state(params, optimizer, key)
     xd, td = jax.device_put(jnp.asarray(x)), jax.device_put(jnp.asarray(t))
@@ -61,8 +73,15 @@ def _fused(loss_fn: Callable, params: dict, x: np.ndarray, t: np.ndarray, key) -
     return run
 
 
-def funcnet_runner(params, x, t, key, *, book: bool = False) -> Runner:
-    """funcnet's step over the custom rules (the book's with ``book=True``)."""
+def funcnet_runner(params, x, t, key, *, book: bool = False, model: str = "simple-convnet"):
+    """funcnet's step over the custom rules (the book's with ``book=True``) of ``model``
+    (``"simple-convnet"`` or ``"deep-convnet"``, dropout masks from the iteration's key)."""
+    if model == "deep-convnet":
+
+        def deep_loss(p, xb, tb, k):
+            return convnet.deep_convnet_loss(p, xb, tb, k, book=book)
+
+        return _fused(_with_key(deep_loss), params, x, t, key)
 
     def loss(p, xb, tb):
         return convnet.simple_convnet_loss(p, xb, tb, book=book)
@@ -81,8 +100,28 @@ def _plain_loss(p, x, t):
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(scores), t[:, None], axis=1))
 
 
-def plain_jax_runner(params, x, t, key) -> Runner:
+def _plain_deep_loss(p, x, t, key):
+    """DeepConvNet with XLA's convolution and reduce_window, the book's dropout (a mask of
+    units kept with probability 0.5, no rescaling in training)."""
+    h = x
+    for i, (_, pad) in enumerate(convnet.DEEP_CONVNET_CONVS, start=1):
+        h = lax.conv_general_dilated(
+            h, p[f"W{i}"], (1, 1), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW")
+        )
+        h = jax.nn.relu(h + p[f"b{i}"][None, :, None, None])
+        if i % 2 == 0:
+            h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    k1, k2 = jax.random.split(key)
+    h = jax.nn.relu(h.reshape(h.shape[0], -1) @ p["W7"] + p["b7"])
+    h = h * jax.random.bernoulli(k1, 0.5, h.shape)
+    scores = (h @ p["W8"] + p["b8"]) * jax.random.bernoulli(k2, 0.5, (h.shape[0], 10))
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(scores), t[:, None], axis=1))
+
+
+def plain_jax_runner(params, x, t, key, *, model: str = "simple-convnet") -> Runner:
     """XLA's own convolution and reduce_window, ``jax.grad``, the same fused loop."""
+    if model == "deep-convnet":
+        return _fused(_with_key(_plain_deep_loss), params, x, t, key)
     return _fused(_plain_loss, params, x, t, key)
 
 
@@ -93,7 +132,60 @@ def torch_device(torch: Any) -> Any:
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def torch_runner(params, x, t, seed: int = 0) -> tuple[Runner | None, str]:
+def _torch_deep_convnet(torch: Any, params: dict) -> Any:
+    """The book's DeepConvNet as ``nn.Sequential`` with funcnet's weights (NCHW flatten
+    order as funcnet's affine; dropout 0.5, which PyTorch rescales in training: the same
+    work)."""
+    nn = torch.nn
+    modules: list[Any] = []
+    channels = 1
+    for i, (filters, pad) in enumerate(convnet.DEEP_CONVNET_CONVS, start=1):
+        modules += [nn.Conv2d(channels, filters, 3, padding=pad), nn.ReLU()]
+        if i % 2 == 0:
+            modules.append(nn.MaxPool2d(2, 2))
+        channels = filters
+    modules += [nn.Flatten(), nn.Linear(1024, 50), nn.ReLU(), nn.Dropout(0.5)]
+    modules += [nn.Linear(50, 10), nn.Dropout(0.5)]
+    net = nn.Sequential(*modules)
+    convs = [m for m in net if isinstance(m, nn.Conv2d)]
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for i, m in enumerate(convs, start=1):
+            m.weight.copy_(torch.tensor(np.asarray(params[f"W{i}"])))
+            m.bias.copy_(torch.tensor(np.asarray(params[f"b{i}"])))
+        for i, m in enumerate(linears, start=7):
+            m.weight.copy_(torch.tensor(np.asarray(params[f"W{i}"]).T))
+            m.bias.copy_(torch.tensor(np.asarray(params[f"b{i}"])))
+    return net
+
+
+def torch_net(torch: Any, params: dict, model: str = "simple-convnet") -> Any:
+    """``model``'s ``nn.Sequential`` with funcnet's weights, in training mode (CPU)."""
+    if model == "deep-convnet":
+        return _torch_deep_convnet(torch, params).train()
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Conv2d(1, 30, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(4320, 100),
+        nn.ReLU(),
+        nn.Linear(100, 10),
+    )
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor(np.asarray(params["W1"])))
+        net[0].bias.copy_(torch.tensor(np.asarray(params["b1"])))
+        net[4].weight.copy_(torch.tensor(np.asarray(params["W2"]).T))
+        net[4].bias.copy_(torch.tensor(np.asarray(params["b2"])))
+        net[6].weight.copy_(torch.tensor(np.asarray(params["W3"]).T))
+        net[6].bias.copy_(torch.tensor(np.asarray(params["b3"])))
+    return net.train()
+
+
+def torch_runner(
+    params, x, t, seed: int = 0, *, model: str = "simple-convnet"
+) -> tuple[Runner | None, str]:
     """PyTorch eager, on the GPU where JAX runs on one (:func:`torch_device`); ``(None,
     reason)`` when torch cannot be imported."""
     try:
@@ -105,22 +197,7 @@ def torch_runner(params, x, t, seed: int = 0) -> tuple[Runner | None, str]:
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     nn = torch.nn
-    net = nn.Sequential(
-        nn.Conv2d(1, 30, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
-        nn.Flatten(),
-        nn.Linear(4320, 100),
-        nn.ReLU(),
-        nn.Linear(100, 10),
-    ).to(device)
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor(np.asarray(params["W1"])))
-        net[0].bias.copy_(torch.tensor(np.asarray(params["b1"])))
-        net[4].weight.copy_(torch.tensor(np.asarray(params["W2"]).T))
-        net[4].bias.copy_(torch.tensor(np.asarray(params["b2"])))
-        net[6].weight.copy_(torch.tensor(np.asarray(params["W3"]).T))
-        net[6].bias.copy_(torch.tensor(np.asarray(params["b3"])))
+    net = torch_net(torch, params, model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     loss_fn = nn.CrossEntropyLoss()
     xt = torch.tensor(x, device=device)

@@ -1,6 +1,7 @@
 """Speed benchmark: the book's ch5 training protocol five ways, and numerical gradients
 (``--model two-layer``, the default); one SimpleConvNet training iteration five ways
-(``--model simple-convnet``).
+(``--model simple-convnet``); one DeepConvNet training iteration four ways (``--model
+deep-convnet``).
 
 ``--model two-layer`` measures, in one process and on the same data from the same initial
 weights, the book's ``train_neuralnet.py`` (784-50-10 ReLU, batch 100 drawn with
@@ -37,10 +38,15 @@ Writes ``results.json`` to ``--out`` (default ``runs/benchmark``).
 layers), from the same weights on the same synthetic images; ``--rounds`` interleaved
 rounds (order rotated each round) of ``--steps`` iterations (``--numpy-steps`` for
 numpy-book), the best round counts; ms per iteration and the ratios to torch and plain JAX
-in the table and in ``results.json`` (default ``runs/benchmark/simple-convnet``). The
-flags of one model are an error with the other (``--dataset``, ``--iters``,
-``--repeats``, ``--numgrad-*``, ``--no-profile``, ``--torch-keep-denormals`` are
-two-layer's; ``--steps``, ``--numpy-steps``, ``--rounds``, ``--images`` simple-convnet's).
+in the table and in ``results.json`` (default ``runs/benchmark/simple-convnet``), then
+where the time goes: each layer's forward and backward timed alone, funcnet's default
+rules beside PyTorch's (``--no-layers`` skips it). ``--model deep-convnet`` is the same
+measurement of the book's ch8 DeepConvNet (six 3×3 convolutions, three pools, dropout;
+no NumPy peer; default 10 iterations per timing; ``runs/benchmark/deep-convnet``). A
+flag of one model is an error with another (``--dataset``, ``--iters``, ``--repeats``,
+``--numgrad-*``, ``--no-profile``, ``--torch-keep-denormals`` are two-layer's;
+``--steps``, ``--rounds``, ``--images``, ``--no-layers`` the convnets'; ``--numpy-steps``
+simple-convnet's).
 
 Run: ``python -m experiments.benchmark [--dataset fashion-mnist]``: about 24 runs of the
 protocol, some 2 minutes on 2 quiet cores (much longer on a busy machine: NumPy and
@@ -48,7 +54,8 @@ PyTorch slow down many times). Shorter: ``--quick`` (1,000 iterations, one repea
 book's loop timed on 2,000 elements and extrapolated), or any of ``--iters N``,
 ``--repeats R``, ``--peers fit,jax``, ``--no-profile``, ``--no-numgrad``.
 ``python -m experiments.benchmark --model simple-convnet [--steps 50 --rounds 3]``
-(``--quick``: 10 iterations per timing, one round; ``--peers funcnet,torch``).
+(``--quick``: 10 iterations per timing, one round; ``--peers funcnet,torch``);
+``python -m experiments.benchmark --model deep-convnet`` (``--quick``: 3 iterations).
 """
 
 from __future__ import annotations
@@ -80,19 +87,21 @@ DENORMAL_NOTE = (
 )
 
 
-MODELS = ("two-layer", "simple-convnet")
+MODELS = ("two-layer", "simple-convnet", "deep-convnet")
+CONVNETS = ("simple-convnet", "deep-convnet")
 QUICK = {"iters": 1000, "repeats": 1, "numgrad_book_elements": 2000}
 DEFAULTS = {"iters": 10000, "repeats": 3, "numgrad_book_elements": None}
 CONVNET_QUICK = {"steps": 10, "numpy_steps": 10, "rounds": 1}
-CONVNET_OUT = Path("runs") / NAME / "simple-convnet"
-# The flags that mean something for one model only (their dests), and, for such a flag
-# given with the other model, the other model's flag for the same thing.
+DEEP_QUICK = {"steps": 3, "rounds": 1}
+# The flags that mean something for some models only (their dests), keyed by those models,
+# and, for such a flag given with another model, that model's flag for the same thing.
 ONLY = {
-    "two-layer": (
+    ("two-layer",): (
         "iters", "repeats", "dataset", "no_numgrad", "numgrad_chunk", "numgrad_book_elements",
         "numgrad_hidden", "no_profile", "torch_keep_denormals",
     ),
-    "simple-convnet": tuple(ch07_benchmark_convnet.DEFAULTS),
+    CONVNETS: ("steps", "rounds", "images", "no_layers"),
+    ("simple-convnet",): ("numpy_steps",),
 }  # fmt: skip
 COUNTERPART = {"iters": "steps", "repeats": "rounds", "steps": "iters", "rounds": "repeats"}
 _UNSET = object()  # marks a one-model flag that was not given
@@ -109,20 +118,23 @@ def _parser() -> argparse.ArgumentParser:
         "PyTorch; and funcnet's numerical gradient vs the book's loop. About 2 minutes on "
         "2 quiet cores; --quick runs a tenth of the iterations once. With --model "
         "simple-convnet: one ch7 SimpleConvNet training iteration, funcnet (default and "
-        "book rules) vs plain JAX, PyTorch and the book's NumPy layers.",
+        "book rules) vs plain JAX, PyTorch and the book's NumPy layers; with --model "
+        "deep-convnet: one ch8 DeepConvNet training iteration, the same peers but NumPy.",
     )
     p.add_argument(
         "--model",
         choices=MODELS,
         default="two-layer",
         help="two-layer: the ch5 protocol and the numerical gradient; simple-convnet: the "
-        "measurement of experiments.ch07_benchmark_convnet (default: %(default)s)",
+        "measurement of experiments.ch07_benchmark_convnet; deep-convnet: the same for the "
+        "ch8 DeepConvNet (default: %(default)s)",
     )
     p.add_argument(
         "--quick",
         action="store_true",
         help="a short run: --iters 1000 --repeats 1 --numgrad-book-elements 2000; with "
-        "simple-convnet --steps 10 --numpy-steps 10 --rounds 1 (flags given explicitly win)",
+        "simple-convnet --steps 10 --numpy-steps 10 --rounds 1; with deep-convnet --steps 3 "
+        "--rounds 1 (flags given explicitly win)",
     )
     p.add_argument(
         "--peers",
@@ -130,7 +142,9 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated peers to run (default: all); two-layer from "
         + ", ".join(_peers.PEERS)
         + "; simple-convnet from "
-        + ", ".join(ch07_benchmark_convnet.PEERS),
+        + ", ".join(ch07_benchmark_convnet.PEERS)
+        + "; deep-convnet from "
+        + ", ".join(ch07_benchmark_convnet.MODEL_PEERS["deep-convnet"]),
     )
     p.add_argument(
         "--seed", type=_common.seed, default=0, help="random seed (default: %(default)s)"
@@ -139,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help=f"output folder (default: runs/{NAME}; {CONVNET_OUT} with --model simple-convnet)",
+        help=f"output folder (default: runs/{NAME}; runs/{NAME}/MODEL with a convnet model)",
     )
     two = p.add_argument_group("--model two-layer only")
     two.add_argument(
@@ -186,22 +200,23 @@ def _parser() -> argparse.ArgumentParser:
         help="run the PyTorch peer without set_flush_denormal(True), to see what it costs",
     )
     ch07_benchmark_convnet.add_flags(
-        p.add_argument_group("--model simple-convnet only"), defaults=False
+        p.add_argument_group("--model simple-convnet or deep-convnet only"), defaults=False
     )
     return p
 
 
 def _reject_other_models_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """An argparse error for a given flag that belongs to the other model."""
-    for model, dests in ONLY.items():
-        if model == args.model:
+    """An argparse error for a given flag that belongs to other models."""
+    for models, dests in ONLY.items():
+        if args.model in models:
             continue
         for dest in dests:
             if getattr(args, dest) is _UNSET:
                 continue
             hint = f"; use {_flag(COUNTERPART[dest])}" if dest in COUNTERPART else ""
             p.error(
-                f"argument {_flag(dest)}: only with --model {model}, not --model {args.model}{hint}"
+                f"argument {_flag(dest)}: only with --model {' or '.join(models)}, not "
+                f"--model {args.model}{hint}"
             )
 
 
@@ -226,7 +241,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv, namespace=argparse.Namespace(**unset))
     _reject_other_models_flags(p, args)
     _fill_defaults(p, args)
-    if args.model == "simple-convnet":
+    if args.model in CONVNETS:
         return _convnet_args(p, args)
     for name, default in DEFAULTS.items():
         if getattr(args, name) is None:
@@ -242,17 +257,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _convnet_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """Complete ``args`` for :func:`ch07_benchmark_convnet.run`: defaults (``--quick``'s
     where asked), the seed's range (``jax.random.key`` keeps 32 bits), the peer list."""
-    for name, default in ch07_benchmark_convnet.DEFAULTS.items():
+    deep = args.model == "deep-convnet"
+    defaults = {**ch07_benchmark_convnet.DEFAULTS}
+    if deep:
+        defaults.update(ch07_benchmark_convnet.DEEP_DEFAULTS)
+    quick = DEEP_QUICK if deep else CONVNET_QUICK
+    for name, default in defaults.items():
         if getattr(args, name) is None:
-            setattr(args, name, CONVNET_QUICK.get(name, default) if args.quick else default)
+            setattr(args, name, quick.get(name, default) if args.quick else default)
     try:
         _common.seed(str(args.seed))
     except argparse.ArgumentTypeError as e:
         p.error(f"argument --seed: {e}")
     if args.out is None:
-        args.out = CONVNET_OUT
-    peers = ",".join(ch07_benchmark_convnet.PEERS) if args.peers is None else args.peers
-    args.peers = ch07_benchmark_convnet.parse_peers(p, peers, ch07_benchmark_convnet.PEERS)
+        args.out = Path("runs") / NAME / args.model
+    choices = ch07_benchmark_convnet.MODEL_PEERS[args.model]
+    peers = ",".join(choices) if args.peers is None else args.peers
+    args.peers = ch07_benchmark_convnet.parse_peers(p, peers, choices)
     return args
 
 
@@ -550,8 +571,8 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the record written to ``results.json``."""
     args = parse_args(argv)
-    if args.model == "simple-convnet":
-        return ch07_benchmark_convnet.run(args, experiment=NAME)
+    if args.model in CONVNETS:
+        return ch07_benchmark_convnet.run(args, experiment=NAME, model=args.model)
     out = _common.out_dir(args.out)
     protocol = _peers.Protocol(iters=args.iters, seed=args.seed)
 

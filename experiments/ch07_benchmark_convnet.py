@@ -32,24 +32,32 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from experiments import _common
 from experiments import _conv_peers as peers
+from funcnet import conv, dropout, layers
 from funcnet.nets import convnet
 
 NAME = "ch07_benchmark_convnet"
 PEERS = ("funcnet", "funcnet-book", "plain-jax", "torch", "numpy-book")
+# DeepConvNet (experiments.benchmark --model deep-convnet): no NumPy peer.
+MODEL_PEERS = {"simple-convnet": PEERS, "deep-convnet": PEERS[:4]}
+MODEL_TITLES = {"simple-convnet": "SimpleConvNet", "deep-convnet": "DeepConvNet"}
 # The flags of the measurement and their defaults (also used by experiments.benchmark).
 DEFAULTS = {"steps": 50, "numpy_steps": 100, "rounds": 3, "images": 10000}
+# DeepConvNet's iteration is ~10x SimpleConvNet's (plain JAX's ~1 s): fewer per timing.
+DEEP_DEFAULTS = {"steps": 10, "rounds": 3, "images": 10000}
 # Before each timing: lets the previous peer's idle BLAS/OpenMP worker threads stop
 # spinning, so that they do not steal the cores of the peer being timed.
 PAUSE_S = 0.2
@@ -58,9 +66,9 @@ REFERENCES = (("torch", "ratio_to_torch"), ("plain-jax", "ratio_to_plain_jax"))
 
 
 def add_flags(p: argparse.ArgumentParser | Any, *, defaults: bool = True) -> None:
-    """Add ``--steps``, ``--numpy-steps``, ``--rounds`` and ``--images`` to ``p`` (a parser
-    or an argument group). ``defaults=False`` leaves their defaults ``None``: the caller
-    fills in :data:`DEFAULTS` (the help still names them)."""
+    """Add ``--steps``, ``--numpy-steps``, ``--rounds``, ``--images`` and ``--no-layers`` to
+    ``p`` (a parser or an argument group). ``defaults=False`` leaves the four counts'
+    defaults ``None``: the caller fills in :data:`DEFAULTS` (the help still names them)."""
 
     def default(name: str) -> int | None:
         return DEFAULTS[name] if defaults else None
@@ -88,6 +96,12 @@ def add_flags(p: argparse.ArgumentParser | Any, *, defaults: bool = True) -> Non
         type=_common.positive_int,
         default=default("images"),
         help=f"synthetic training images (default: {DEFAULTS['images']})",
+    )
+    p.add_argument(
+        "--no-layers",
+        action="store_true",
+        help="skip where the time goes (each layer's forward and backward timed alone, "
+        "funcnet and torch)",
     )
 
 
@@ -124,19 +138,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_runners(args: argparse.Namespace, params: dict, x: np.ndarray, t: np.ndarray) -> dict:
+def make_runners(
+    args: argparse.Namespace,
+    params: dict,
+    x: np.ndarray,
+    t: np.ndarray,
+    model: str = "simple-convnet",
+) -> dict:
     """{name: (run, steps per timing, note)}; skipped peers map to (None, 0, reason)."""
     key = jax.random.key(args.seed)
     runners = {}
     for name in args.peers:
         if name == "funcnet":
-            runners[name] = (peers.funcnet_runner(params, x, t, key), args.steps, "")
+            run = peers.funcnet_runner(params, x, t, key, model=model)
+            runners[name] = (run, args.steps, "")
         elif name == "funcnet-book":
-            runners[name] = (peers.funcnet_runner(params, x, t, key, book=True), args.steps, "")
+            run = peers.funcnet_runner(params, x, t, key, book=True, model=model)
+            runners[name] = (run, args.steps, "")
         elif name == "plain-jax":
-            runners[name] = (peers.plain_jax_runner(params, x, t, key), args.steps, "")
+            runners[name] = (peers.plain_jax_runner(params, x, t, key, model=model), args.steps, "")
         elif name == "torch":
-            run, note = peers.torch_runner(params, x, t, args.seed)
+            run, note = peers.torch_runner(params, x, t, args.seed, model=model)
             runners[name] = (run, args.steps if run else 0, note)
         else:
             runners[name] = (peers.numpy_runner(params, x, t, args.seed), args.numpy_steps, "")
@@ -193,43 +215,58 @@ def table(best: dict[str, float | None], runners: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, experiment: str = NAME) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, experiment: str = NAME, model: str = "simple-convnet"
+) -> dict[str, Any]:
     """The measurement of ``args`` (steps, numpy_steps, rounds, images, peers, seed,
-    out): prints the table, writes ``results.json`` to ``args.out`` and returns its
-    record (``experiment`` names the command that ran it)."""
+    out; ``no_layers``, where present and true: no per-layer times) for ``model``
+    (``"simple-convnet"`` or ``"deep-convnet"``): prints the table, writes
+    ``results.json`` to ``args.out`` and returns its record (``experiment`` names the
+    command that ran it)."""
     out = _common.claim(args.out, experiment, args)
     rng = np.random.default_rng(args.seed)
     x = rng.random((args.images, 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, args.images).astype(np.int32)
-    params = convnet.init_simple_convnet(jax.random.key(args.seed))
+    if model == "deep-convnet":
+        params = convnet.init_deep_convnet(jax.random.key(args.seed))
+    else:
+        params = convnet.init_simple_convnet(jax.random.key(args.seed))
+    numpy_note = f" ({args.numpy_steps} for numpy-book)" if "numpy-book" in args.peers else ""
     print(
-        f"SimpleConvNet training iteration, batch {peers.BATCH}, Adam lr {peers.LR}, "
+        f"{MODEL_TITLES[model]} training iteration, batch {peers.BATCH}, Adam lr {peers.LR}, "
         f"{args.images:,} synthetic images: best of {args.rounds} interleaved round(s) of "
-        f"{args.steps} iterations ({args.numpy_steps} for numpy-book) on "
+        f"{args.steps} iterations{numpy_note} on "
         f"{os.cpu_count()} CPU cores ({jax.default_backend()})",
         flush=True,
     )
-    runners = make_runners(args, params, x, t)
+    runners = make_runners(args, params, x, t, model)
     times = measure(runners, args.rounds)
     best = {name: (None if ms is None else min(ms)) for name, ms in times.items()}
     print(table(best, runners))
+    breakdown = None
+    if not getattr(args, "no_layers", False):
+        breakdown = layer_breakdown(model, params, x, t, args.rounds, "torch" in args.peers)
+        print(breakdown_table(breakdown))
+    settings = {
+        "batch_size": peers.BATCH,
+        "lr": peers.LR,
+        "steps": args.steps,
+        "numpy_steps": args.numpy_steps,
+        "rounds": args.rounds,
+        "images": args.images,
+        "seed": args.seed,
+        "peers": list(args.peers),
+    }
+    if model == "deep-convnet":
+        del settings["numpy_steps"]
     result = {
         "experiment": experiment,
-        "model": "simple-convnet",
+        "model": model,
         "ms_per_iteration": best,
         **{key: ratios(best, ref) for ref, key in REFERENCES},
         "ms_per_iteration_all": times,
         "notes": {name: note for name, (_, _, note) in runners.items() if note},
-        "settings": {
-            "batch_size": peers.BATCH,
-            "lr": peers.LR,
-            "steps": args.steps,
-            "numpy_steps": args.numpy_steps,
-            "rounds": args.rounds,
-            "images": args.images,
-            "seed": args.seed,
-            "peers": list(args.peers),
-        },
+        "settings": settings,
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -237,9 +274,184 @@ def run(args: argparse.Namespace, experiment: str = NAME) -> dict[str, Any]:
             "backend": jax.default_backend(),
         },
     }
+    if breakdown is not None:
+        result["layers"] = breakdown
     path = _common.write_json(out / "results.json", result)
     print(f"wrote {path}")
     return result
+
+
+# --------------------------------------------------------------------------------------
+# Where the time goes: each layer's forward and backward, funcnet's rules and torch's
+
+Unit = tuple[str, Callable[..., Any], tuple[str, ...]]
+
+
+def funcnet_units(model: str, params: dict, key: jax.Array) -> list[Unit]:
+    """The net as a chain of units ``(name, f(h, *weights) -> h', weight keys)`` with
+    funcnet's default rules; the last unit ends in the loss, ``f(h, W, b, t)``."""
+    relu, affine = layers.relu, layers.affine
+
+    def conv_unit(pad: int) -> Callable[..., Any]:
+        return lambda h, W, b: relu(conv.convolution(h, W, b, 1, pad))
+
+    def pool(h):
+        return conv.pooling(h, 2, 2, 2)
+
+    if model != "deep-convnet":
+        return [
+            ("conv1 30x5x5 + relu", conv_unit(0), ("W1", "b1")),
+            ("pool1 2x2", pool, ()),
+            ("affine2 4320-100 + relu", lambda h, W, b: relu(affine(h, W, b)), ("W2", "b2")),
+            (
+                "affine3 100-10 + loss",
+                lambda h, W, b, t: layers.softmax_with_loss(affine(h, W, b), t),
+                ("W3", "b3"),
+            ),
+        ]
+    k7, k8 = jax.random.split(key)
+    ratio = convnet.DROPOUT_RATIO
+    units: list[Unit] = []
+    for i, (filters, pad) in enumerate(convnet.DEEP_CONVNET_CONVS, start=1):
+        name = f"conv{i} {filters}x3x3 pad {pad} + relu"
+        units.append((name, conv_unit(pad), (f"W{i}", f"b{i}")))
+        if i % 2 == 0:
+            units.append((f"pool{i // 2} 2x2", pool, ()))
+    units.append(
+        (
+            "affine7 1024-50 + relu + dropout",
+            lambda h, W, b: dropout.dropout(relu(affine(h, W, b)), k7, ratio),
+            ("W7", "b7"),
+        )
+    )
+    units.append(
+        (
+            "affine8 50-10 + dropout + loss",
+            lambda h, W, b, t: layers.softmax_with_loss(
+                dropout.dropout(affine(h, W, b), k8, ratio), t
+            ),
+            ("W8", "b8"),
+        )
+    )
+    return units
+
+
+def torch_units(net: Any, torch: Any) -> list[Any]:
+    """The torch net's modules grouped like :func:`funcnet_units`: a conv or a pool starts
+    a unit, so does a linear (Flatten joins the linear after it); ReLU and dropout join
+    the unit before them."""
+    nn = torch.nn
+    groups: list[list[Any]] = []
+    for m in net:
+        after_flatten = bool(groups) and isinstance(groups[-1][-1], nn.Flatten)
+        starts = isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.Flatten)) or (
+            isinstance(m, nn.Linear) and not after_flatten
+        )
+        if starts or not groups:
+            groups.append([m])
+        else:
+            groups[-1].append(m)
+    return [nn.Sequential(*g) for g in groups]
+
+
+def _ready(f: Callable[..., Any], *args: Any) -> Any:
+    return jax.block_until_ready(f(*args))
+
+
+def _best_ms(fn: Callable[..., Any], rounds: int, *args: Any, calls: int = 5) -> float:
+    """Best over ``rounds`` of the mean of ``calls`` calls ``fn(*args)``, after a warm-up."""
+    fn(*args)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn(*args)
+        best = min(best, (time.perf_counter() - start) / calls * 1e3)
+    return best
+
+
+def layer_breakdown(
+    model: str, params: dict, x: np.ndarray, t: np.ndarray, rounds: int, with_torch: bool
+) -> list[dict[str, Any]]:
+    """Each unit of :func:`funcnet_units` on one batch of :data:`peers.BATCH` images,
+    compiled alone: forward ms, and backward ms = (forward + backward) − forward (no dx for
+    the first unit: its input is data), best of ``rounds`` means of 5 calls; the same for
+    PyTorch's modules (:func:`torch_units`, autograd) where ``with_torch`` and torch imports
+    on the CPU. Layers timed alone: inside the training step XLA fuses across them, so the
+    rows add up to about, not exactly, the step's time."""
+    xb, tb = jnp.asarray(x[: peers.BATCH]), jnp.asarray(t[: peers.BATCH])
+    units = funcnet_units(model, params, jax.random.key(1))
+    tunits = th = tt = torch = None
+    if with_torch:
+        try:
+            torch = importlib.import_module("torch")
+        except ImportError:
+            torch = None
+        if torch is not None and peers.torch_device(torch).type == "cpu":
+            tunits = torch_units(peers.torch_net(torch, params, model), torch)
+            th = torch.tensor(np.asarray(xb))
+            tt = torch.tensor(np.asarray(tb, np.int64))
+    rows = []
+    h = xb
+    for j, (name, f, keys) in enumerate(units):
+        last = j == len(units) - 1
+        weights = tuple(params[k] for k in keys)
+        extra = (tb,) if last else ()
+        fwd = jax.jit(lambda h, ws, f=f, extra=extra: f(h, *ws, *extra))
+        out = fwd(h, weights)
+        g = jnp.ones_like(out)
+
+        def both(h, ws, f=f, extra=extra, g=g, first=j == 0):
+            if first:  # the input is data: no dx, as in training
+                out, vjp = jax.vjp(lambda *ws: f(h, *ws, *extra), *ws)
+            else:
+                out, vjp = jax.vjp(lambda h, *ws: f(h, *ws, *extra), h, *ws)
+            return out, vjp(g)
+
+        both_jit = jax.jit(both)
+        f_ms = _best_ms(_ready, rounds, fwd, h, weights)
+        fb_ms = _best_ms(_ready, rounds, both_jit, h, weights)
+        row = {"layer": name, "forward_ms": f_ms, "backward_ms": max(fb_ms - f_ms, 0.0)}
+        if tunits is not None:
+            mod, inp = tunits[j], th.detach().requires_grad_(j > 0)
+
+            def t_fwd(mod=mod, inp=inp, last=last):
+                y = mod(inp)
+                return torch.nn.functional.cross_entropy(y, tt) if last else y
+
+            def t_both(t_fwd=t_fwd):
+                y = t_fwd()
+                y.backward(torch.ones_like(y))
+
+            tf_ms = _best_ms(t_fwd, rounds)
+            row["torch_forward_ms"] = tf_ms
+            row["torch_backward_ms"] = max(_best_ms(t_both, rounds) - tf_ms, 0.0)
+            with torch.no_grad():
+                th = mod(inp)
+        rows.append(row)
+        h = out
+    return rows
+
+
+def breakdown_table(rows: list[dict[str, Any]]) -> str:
+    """The per-layer table: funcnet's forward and backward ms, torch's where measured,
+    and a last row with the sums."""
+    keys = ("forward_ms", "backward_ms", "torch_forward_ms", "torch_backward_ms")
+    with_torch = "torch_forward_ms" in rows[0]
+    head = f"{'layer (alone, batch 100)':<34} {'fwd ms':>7} {'bwd ms':>7}"
+    if with_torch:
+        head += f" {'torch fwd':>9} {'torch bwd':>9} {'x torch':>7}"
+    total = {"layer": "sum", **{k: sum(r.get(k, 0.0) for r in rows) for k in keys}}
+    lines = [head]
+    for r in [*rows, total]:
+        line = f"{r['layer']:<34} {r['forward_ms']:7.2f} {r['backward_ms']:7.2f}"
+        if with_torch:
+            ours = r["forward_ms"] + r["backward_ms"]
+            theirs = r["torch_forward_ms"] + r["torch_backward_ms"]
+            line += f" {r['torch_forward_ms']:9.2f} {r['torch_backward_ms']:9.2f}"
+            line += f" {ours / theirs:6.2f}x" if theirs > 0 else f" {'-':>7}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -205,7 +205,7 @@ def test_torch_peer_flushes_denormals_only_while_it_runs(subset):
         (["--repeats", "0"], "--repeats: must be a positive integer"),
         (["--iters", "-5"], "--iters: must be a positive integer"),
         (["--iters", "1e3"], "--iters: expected an integer"),
-        (["--seed", "-1"], "--seed: must be an integer >= 0"),
+        (["--seed", "-1"], "--seed: must be an integer from 0 to 2**32 - 1"),
         (["--numgrad-chunk", "0"], "--numgrad-chunk: must be a positive integer"),
         (["--numgrad-book-elements", "-1"], "--numgrad-book-elements: must be a positive"),
         (["--numgrad-hidden", "0"], "--numgrad-hidden: must be a positive integer"),
@@ -270,7 +270,7 @@ def test_simple_convnet_model_times_every_requested_peer(tmp_path, capsys, monke
     peers = ["plain-jax", "torch"]  # the ratios' references; funcnet: test_experiments_ch07_ch08
     record = benchmark.main(
         ["--model", "simple-convnet", "--steps", "2", "--rounds", "2", "--numpy-steps", "1",
-         "--images", "200", "--peers", ",".join(peers), "--out", str(tmp_path)]
+         "--images", "200", "--peers", ",".join(peers), "--no-layers", "--out", str(tmp_path)]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert json.loads((tmp_path / "results.json").read_text()) == record
@@ -301,7 +301,7 @@ def test_simple_convnet_model_without_torch_or_references(tmp_path, capsys, monk
     monkeypatch.setattr(ch07_benchmark_convnet, "PAUSE_S", 0.0)
     record = benchmark.main(
         ["--model", "simple-convnet", "--steps", "1", "--rounds", "1", "--numpy-steps", "1",
-         "--images", "150", "--peers", "numpy-book,torch", "--out", str(tmp_path)]
+         "--images", "150", "--peers", "numpy-book,torch", "--no-layers", "--out", str(tmp_path)]
     )  # fmt: skip
     assert record["ms_per_iteration"]["torch"] is None
     assert record["ms_per_iteration"]["numpy-book"] > 0
@@ -341,10 +341,15 @@ def test_simple_convnet_bad_flags_are_argparse_errors(flags, message, capsys):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--steps", "5"], "--steps: only with --model simple-convnet, not --model two-layer; "
-         "use --iters"),
-        (["--rounds", "2"], "--rounds: only with --model simple-convnet, not --model two-layer; "
-         "use --repeats"),
+        (["--steps", "5"], "--steps: only with --model simple-convnet or deep-convnet, not "
+         "--model two-layer; use --iters"),
+        (["--rounds", "2"], "--rounds: only with --model simple-convnet or deep-convnet, not "
+         "--model two-layer; use --repeats"),
+        (["--no-layers"], "--no-layers: only with --model simple-convnet or deep-convnet"),
+        (["--model", "deep-convnet", "--numpy-steps", "3"], "--numpy-steps: only with --model "
+         "simple-convnet, not --model deep-convnet"),
+        (["--model", "deep-convnet", "--peers", "numpy-book"], "--peers: unknown numpy-book; "
+         "choose from funcnet, funcnet-book, plain-jax, torch"),
         (["--model", "two-layer", "--numpy-steps", "3"], "--numpy-steps: only with --model "
          "simple-convnet"),
         (["--images", "100"], "--images: only with --model simple-convnet"),
@@ -357,6 +362,31 @@ def test_two_layer_rejects_simple_convnet_flags(flags, message, capsys):
         benchmark.parse_args(flags)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_deep_convnet_model_times_its_peers_and_each_layer(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ch07_benchmark_convnet, "PAUSE_S", 0.0)
+    record = benchmark.main(
+        ["--model", "deep-convnet", "--steps", "1", "--rounds", "1", "--images", "120",
+         "--peers", "funcnet,torch", "--out", str(tmp_path)]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert record["model"] == "deep-convnet" and "DeepConvNet training iteration" in out
+    ms = record["ms_per_iteration"]
+    assert list(ms) == ["funcnet", "torch"] and ms["funcnet"] > 0
+    assert "numpy_steps" not in record["settings"]
+    # Where the time goes: the 11 units (6 convs, 3 pools, 2 affines), each timed, torch's
+    # beside them when torch imports, and the printed table ends with their sums.
+    rows = record["layers"]
+    assert [r["layer"].split()[0] for r in rows] == [
+        "conv1", "conv2", "pool1", "conv3", "conv4", "pool2", "conv5", "conv6", "pool3",
+        "affine7", "affine8",
+    ]  # fmt: skip
+    assert all(r["forward_ms"] > 0 and r["backward_ms"] >= 0 for r in rows)
+    assert all(("torch_forward_ms" in r) == (ms["torch"] is not None) for r in rows)
+    total = sum(r["forward_ms"] for r in rows)
+    sum_row = next(line for line in out.splitlines() if line.startswith("sum "))
+    assert f"{total:.2f}" in sum_row
 
 
 def test_each_model_gets_its_defaults_and_quick_settings():
@@ -372,3 +402,9 @@ def test_each_model_gets_its_defaults_and_quick_settings():
     assert (args.steps, args.numpy_steps, args.rounds, args.images) == (10, 10, 2, 10000)
     args = benchmark.parse_args(["--model", "simple-convnet", "--seed", "7", "--out", "x"])
     assert (args.seed, args.out) == (7, Path("x"))
+    args = benchmark.parse_args(["--model", "deep-convnet"])
+    assert (args.steps, args.rounds, args.images, args.no_layers) == (10, 3, 10000, False)
+    assert args.out == Path("runs/benchmark/deep-convnet")
+    assert args.peers == ["funcnet", "funcnet-book", "plain-jax", "torch"]
+    args = benchmark.parse_args(["--model", "deep-convnet", "--quick"])
+    assert (args.steps, args.rounds) == (3, 1)

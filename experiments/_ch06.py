@@ -23,7 +23,7 @@ def loss_curve_args(name: str, description: str, argv: list[str] | None) -> argp
         "--iters", type=_common.positive_int, default=2000, help="iterations (default: 2000)"
     )
     p.add_argument(
-        "--batch-size", type=_common.positive_int, default=128, help="minibatch (default: 128)"
+        "--batch-size", type=_common.batch_size, default=128, help="minibatch (default: 128)"
     )
     _common.add_dataset_flag(p)
     p.add_argument(

@@ -105,6 +105,15 @@ def int_in_range(minimum: int, maximum: int, why: str = "") -> Callable[[str], i
     return parse
 
 
+MAX_BATCH_SIZE = 100_000
+
+batch_size = int_in_range(
+    1, MAX_BATCH_SIZE, "a minibatch is held in memory at once; 100,000 MNIST images are 314 MB"
+)
+"""argparse type: a training minibatch size, 1 to 100,000 (a huge one used to abort the
+process when memory ran out; batches are drawn with replacement, as the book's)."""
+
+
 MAX_SEED = 2**32 - 1
 
 
@@ -393,6 +402,13 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
             flag = "--" + k.replace("_", "-")
             out.append(f"{flag} {a.get(k, '<absent>')} there, {b.get(k, '<absent>')} here")
     return "; ".join(out)
+
+
+def mark_written(folder: str | Path) -> None:
+    """Record the claimed settings of ``folder`` now: for an experiment that writes its
+    outputs by other means than :func:`save`, :func:`write_json` and :func:`save_params`
+    (e.g. ``Graph.render``), called before it writes them."""
+    _mark(Path(folder) / SETTINGS_FILE)
 
 
 def _mark(path: Path) -> None:

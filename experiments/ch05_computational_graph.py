@@ -102,12 +102,13 @@ def main(argv: list[str] | None = None) -> dict[str, Graph]:
     parser.add_argument("--seed", type=_common.seed, default=0, help="PRNG seed for the net's data")
     parser.add_argument(
         "--batch",
-        type=_common.positive_int,
+        type=_common.int_in_range(1, 100, "every value of the graph is printed and drawn"),
         default=2,
-        help="batch size of the net's graph (default: %(default)s)",
+        help="batch size of the net's graph, 1 to 100 (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     out = _common.claim(args.out, "ch05_computational_graph", args)
+    _common.mark_written(out)  # the pictures below are written by Graph.render
 
     graphs = build_graphs(jax.random.key(args.seed), args.batch)
     for name, graph in graphs.items():

@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="iterations (default: %(default)s)",
     )
     p.add_argument(
-        "--batch-size", type=_common.positive_int, default=100, help="minibatch size (default: 100)"
+        "--batch-size", type=_common.batch_size, default=100, help="minibatch size (default: 100)"
     )
     p.add_argument(
         "--lr",

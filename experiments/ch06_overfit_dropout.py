@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--train-size", type=_common.positive_int, default=300, help="training images (300)"
     )
     p.add_argument(
-        "--batch-size", type=_common.positive_int, default=100, help="minibatch (default: 100)"
+        "--batch-size", type=_common.batch_size, default=100, help="minibatch (default: 100)"
     )
     p.add_argument(
         "--lr", type=_common.positive_float, default=0.01, help="SGD learning rate (0.01)"

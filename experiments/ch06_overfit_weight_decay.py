@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--train-size", type=_common.positive_int, default=300, help="training images (300)"
     )
     p.add_argument(
-        "--batch-size", type=_common.positive_int, default=100, help="minibatch (default: 100)"
+        "--batch-size", type=_common.batch_size, default=100, help="minibatch (default: 100)"
     )
     p.add_argument(
         "--lr", type=_common.positive_float, default=0.01, help="SGD learning rate (0.01)"

@@ -47,7 +47,7 @@ NAME = "ch07_train_convnet"
 def parse_args(argv):
     p = _common.parser(NAME, __doc__)
     p.add_argument("--epochs", type=_common.positive_int, default=20, help="epochs (default 20)")
-    p.add_argument("--batch-size", type=_common.positive_int, default=100, help="default 100")
+    p.add_argument("--batch-size", type=_common.batch_size, default=100, help="default 100")
     p.add_argument("--lr", type=_common.positive_float, default=0.001, help="Adam's lr (0.001)")
     p.add_argument(
         "--eval-sample",

@@ -214,6 +214,20 @@ def test_contradicting_or_memory_exhausting_flags_are_usage_errors(module, argv,
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+TRAINING = [
+    n for n in EXPERIMENTS if "_common.batch_size" in _source(n) or "loss_curve_args" in _source(n)
+]
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_a_huge_minibatch_is_a_usage_error_not_an_abort(name, capsys):
+    assert len(TRAINING) >= 7
+    module = importlib.import_module(f"experiments.{name}")
+    with pytest.raises(SystemExit) as e:
+        module.main(["--batch-size", str(10**10)])
+    assert e.value.code == 2 and "a minibatch is held in memory" in capsys.readouterr().err
+
+
 def test_initial_filters_of_another_net_are_refused(tmp_path):
     fio.save_params(tmp_path / "p.npz", convnet.init_simple_convnet(jax.random.key(0)))
     other = convnet.init_simple_convnet(jax.random.key(0), filter_num=8)

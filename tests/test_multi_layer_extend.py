@@ -50,9 +50,11 @@ def test_gradient_check_with_batch_norm_three_ways(batch, use_dropout):
             weight_decay_lambda=0.05, use_dropout=use_dropout, dropout_ratio=0.3
         )
         key = jax.random.key(3)
-        backprop = net.gradient(params, state, x, t, key)
-        autodiff = net.autodiff_gradient(params, state, x, t, key)
-        numerical = net.numerical_gradient(params, state, x, t, key)
+        # Compiled whole: eagerly, every primitive and every leaf's perturbation loop
+        # compiles on its own (~3x the CPU time for the same numbers).
+        backprop = jax.jit(net.gradient)(params, state, x, t, key)
+        autodiff = jax.jit(net.autodiff_gradient)(params, state, x, t, key)
+        numerical = jax.jit(net.numerical_gradient)(params, state, x, t, key)
         assert set(backprop) == set(params) and {"gamma1", "beta2"} <= set(backprop)
         assert _max_mean_abs(backprop, autodiff) < 1e-12
         assert _max_mean_abs(backprop, numerical) < 1e-9

@@ -116,9 +116,11 @@ def test_gradient_check_on_three_hidden_layers_with_weight_decay(x64, activation
     params, x, t = _problem(jnp.float64)
     assert _min_abs_preactivation(params, x) > 1e-3  # central differences stay off the kink
     net = nets.multi_layer_net(activation, weight_decay_lambda=0.1)
-    backprop = net.gradient(params, x, t)
-    numerical = _mean_abs(backprop, net.numerical_gradient(params, x, t))
-    autodiff = _mean_abs(backprop, net.autodiff_gradient(params, x, t))
+    # One compiled program per gradient (eagerly, every primitive and every leaf's
+    # perturbation loop compiles on its own: ~3x the CPU time for the same numbers).
+    backprop = jax.jit(net.gradient)(params, x, t)
+    numerical = _mean_abs(backprop, jax.jit(net.numerical_gradient)(params, x, t))
+    autodiff = _mean_abs(backprop, jax.jit(net.autodiff_gradient)(params, x, t))
     assert set(numerical) == {f"{p}{i}" for i in range(1, 5) for p in "Wb"}
     assert max(numerical.values()) <= 1e-9, numerical
     assert max(autodiff.values()) <= 1e-9, autodiff

@@ -249,7 +249,7 @@ def global_mesh() -> Mesh:
 
 def spans_processes(mesh: Mesh | None) -> bool:
     """True when ``mesh`` holds devices of other processes than this one."""
-    if mesh is None:
+    if not isinstance(mesh, Mesh):  # None, or not a mesh (refused by the caller's check)
         return False
     me = jax.process_index()
     return any(d.process_index != me for d in mesh.devices.flat)

@@ -359,26 +359,65 @@ def _bmm(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
     return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0,), (0,))))
 
 
+_PER_IMAGE_MAX_K = 32
+"""The default convolution runs per image (batched matmuls, NCHW in and out) when a
+filter has at most this many weights (C·FH·FW: a first layer over data, e.g. SimpleConvNet's
+1×5×5, DeepConvNet's 1×3×3), and as one 2-D matmul over the whole batch otherwise."""
+
+
 def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
-    """Convolution (ch7.4.3), the default: the book's rule, one image at a time, in NCHW.
+    """Convolution (ch7.4.3), the default: the book's rule laid out for XLA's CPU backend.
 
     Shapes: x (N, C, H, W), W (FN, C, FH, FW), b (FN,) -> (N, FN, OH, OW). The book lays
     out col (N·OH·OW, C·FH·FW), multiplies by W_colᵀ and transposes the (N·OH·OW, FN)
-    result to NCHW. Here each image's col is built transposed, col_n (C·FH·FW, OH·OW), so
-    that out_n = W_col · col_n + b is already (FN, OH·OW): a batched matmul writes the
-    NCHW output, and dout is read in place, with no transpose either way. Residuals: col
-    (per image, transposed) and W (the book's col and W_col). Backward, the book's rule
-    per image: db = Σ dout, dW = Σₙ dout_n · col_nᵀ, dcol_n = W_colᵀ · dout_n,
-    dx = col2im(dcol). When x is data (a first layer), dx is unused and XLA drops it.
+    result to NCHW. Two layouts of the same products, chosen by the filter's size K =
+    C·FH·FW (:data:`_PER_IMAGE_MAX_K`):
+
+    - K large (every layer after the first): col built transposed for the whole batch,
+      colᵀ (C·FH·FW, N·OH·OW), from x with its two leading axes swapped, (C, N, H, W), so
+      that each window is a strided view of whole planes; out = W_col · colᵀ is ONE 2-D
+      matmul (FN, N·OH·OW), which XLA spreads over all cores (batched matmuls ran on one),
+      its two leading axes swapped back to NCHW. Backward: d = dout as (FN, N·OH·OW),
+      db = Σ d, dW = d · col (one 2-D matmul), dcolᵀ = W_colᵀ · d (one 2-D matmul),
+      dx = col2im(dcol) on (C, N, H, W) planes, swapped back.
+    - K small (a first layer over data): each image's col built transposed, col_n
+      (C·FH·FW, OH·OW), out_n = W_col · col_n + b a batched matmul that writes NCHW, dout
+      read in place, no transpose either way; dW = Σₙ dout_n · col_nᵀ, dcol_n = W_colᵀ ·
+      dout_n, dx = col2im(dcol). When x is data, dx is unused and XLA drops it.
+
+    Residuals: col (in the layout used) and W (the book's col and W_col).
     """
     return _conv_fwd(x, W, b, stride, pad)[0]
+
+
+def _per_image_layout(W_shape) -> bool:
+    _, c, fh, fw = W_shape
+    return c * fh * fw <= _PER_IMAGE_MAX_K
+
+
+def _col_cnhw(x: jax.Array, g: Geometry) -> jax.Array:
+    """The book's col, transposed, for the whole batch: (C·FH·FW, N·OH·OW), rows in
+    (c, fy, fx) order, columns in (n, oy, ox) order (``== im2col(x).T``). Built from x with
+    its leading axes swapped, (C, N, H, W): each window is then a strided view of whole
+    (N, H, W) blocks, stacked one filter row at a time (see :func:`_window_grid`)."""
+    xt = _pad_image(x.transpose(1, 0, 2, 3), g.pad)  # (C, N, H + 2·pad, W + 2·pad)
+    views = _windows(xt, g)  # FH·FW views (C, N, OH, OW)
+    rows = [jnp.stack(views[fy * g.fw : (fy + 1) * g.fw], axis=1) for fy in range(g.fh)]
+    grid = jnp.stack(rows, axis=1)  # (C, FH, FW, N, OH, OW)
+    return grid.reshape(g.c * g.fh * g.fw, g.n * g.out_h * g.out_w)
 
 
 def _conv_fwd(x, W, b, stride: int, pad: int):
     fn, _, fh, fw = W.shape
     g = geometry(x.shape, fh, fw, stride, pad)
+    W_col = W.reshape(fn, g.c * fh * fw)
+    if not _per_image_layout(W.shape):
+        col_t = _col_cnhw(x, g)  # (C·FH·FW, N·OH·OW)
+        out = jnp.dot(W_col, col_t).reshape(fn, g.n, g.out_h, g.out_w)  # one 2-D matmul
+        out = out.transpose(1, 0, 2, 3) + b[None, :, None, None]
+        return out, (_dtype_token(x), _dtype_token(b), col_t, W)
     col = _col_nchw(x, g)  # (N, C·FH·FW, OH·OW)
-    out = _bmm(_per_image(W.reshape(fn, -1), g.n), col, (2, 1))  # (N, FN, OH·OW)
+    out = _bmm(_per_image(W_col, g.n), col, (2, 1))  # (N, FN, OH·OW)
     out = out.reshape(g.n, fn, g.out_h, g.out_w) + b[None, :, None, None]
     return out, (_dtype_token(x), _dtype_token(b), col, W)
 
@@ -387,6 +426,15 @@ def _conv_bwd(stride: int, pad: int, res, dout):
     x_token, b_token, col, W = res
     fn, c, fh, fw = W.shape
     g = geometry(x_token.shape[1:], fh, fw, stride, pad)
+    if not _per_image_layout(W.shape):
+        d = dout.transpose(1, 0, 2, 3).reshape(fn, g.n * g.out_h * g.out_w)  # (FN, N·OH·OW)
+        db = jnp.sum(d, axis=1)
+        dW = jnp.dot(d, col.T).reshape(W.shape)  # dout · col, one 2-D matmul
+        dcol = jnp.dot(W.reshape(fn, c * fh * fw).T, d)  # (C·FH·FW, N·OH·OW)
+        views = dcol.reshape(c, fh * fw, g.n, g.out_h, g.out_w)
+        dx = _unwindow([views[:, k] for k in range(fh * fw)], g)  # (C, N, H, W)
+        dx = dx.transpose(1, 0, 2, 3)
+        return dx.astype(x_token.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
     dout = dout.reshape(g.n, fn, -1)  # (N, FN, OH·OW), NCHW read in place
     db = jnp.sum(dout, axis=(0, 2))
     dW = jnp.sum(_bmm(dout, col, (2, 2)), axis=0).reshape(W.shape)  # Σₙ dout_n · col_nᵀ
@@ -639,12 +687,14 @@ _CONV_CONFIGS = {
     (1, 0): (
         _conv_case("odd", (2, 3, 7, 5), (4, 3, 3, 3)),
         _conv_case("batch1", (1, 1, 6, 6), (2, 1, 3, 3)),
+        _conv_case("wide", (1, 4, 5, 4), (2, 4, 3, 3)),  # C·FH·FW = 36: the 2-D layout
     ),
     (2, 1): (
         _conv_case("odd", (2, 2, 7, 7), (3, 2, 3, 3)),
         _conv_case("batch1", (1, 3, 5, 5), (2, 3, 3, 3)),
-        # stride 2 does not tile (6 + 2 − 3 = 5): the last row and column are not reached
-        _conv_case("floor", (1, 2, 6, 6), (2, 2, 3, 3)),
+        # stride 2 does not tile (6 + 2 − 3 = 5): the last row and column are not reached;
+        # C·FH·FW = 36: the 2-D layout
+        _conv_case("floor", (1, 4, 6, 6), (2, 4, 3, 3)),
     ),
     (3, 0): (_conv_case("floor", (1, 2, 7, 6), (2, 2, 3, 3)),),  # height: 4 rows, 1 left
     (1, 2): (_conv_case("odd", (2, 2, 5, 3), (3, 2, 3, 2)),),

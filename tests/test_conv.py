@@ -285,7 +285,9 @@ def _everything(x, W, b, c, cot_conv, cot_pool, fh, fw, stride, pad):
 @pytest.mark.parametrize("geometry", FLOOR_GEOMETRIES, ids=_floor_id)
 def test_floored_geometry_equals_the_books_im2col_col2im_and_xla_for_both_rules(geometry, x64):
     h, w, fh, fw, stride, pad = geometry
-    n, c, fn = 2, 2, 3
+    # 4 channels: 3×3 and larger filters (C·FH·FW > 32) take the default rule's 2-D
+    # layout, 2×2 and 2×3 its per-image layout.
+    n, c, fn = 2, 4, 3
     out_h, out_w = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1
     rng = np.random.default_rng(sum(geometry))
     x_np = np.asarray(conv._distinct(rng, (n, c, h, w), jnp.float64))  # no ties in any window

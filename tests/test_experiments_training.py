@@ -249,7 +249,7 @@ def test_main_job_writes_one_folder_per_data_set(tmp_path, monkeypatch):
     ("flags", "message"),
     [
         (["--iters", "0"], "--iters: must be a positive integer"),
-        (["--batch-size", "-3"], "--batch-size: must be a positive integer"),
+        (["--batch-size", "-3"], "--batch-size: must be an integer from 1 to 100,000"),
         (["--hidden", "0"], "--hidden: must be a positive integer"),
         (["--lr", "nan"], "--lr: must be a finite number"),
         (["--lr", "0"], "--lr: must be a number > 0"),

@@ -461,7 +461,8 @@ def test_experiment_prints_the_tables_and_writes_every_picture(tmp_path, capsys)
     assert "00000000" not in out
     if shutil.which("dot") is not None:
         written = sorted(p.name for p in tmp_path.iterdir())
-        assert written == sorted(f"{n}{s}" for n in graphs for s in (".png", ".svg"))
+        pictures = [f"{n}{s}" for n in graphs for s in (".png", ".svg")]
+        assert written == sorted([*pictures, "settings.json"])  # and the run's settings
         width, _ = _png_size(tmp_path / "two_layer_net.png")
         assert width <= 1200  # reads at page width (it was 3,051 px left to right)
 
@@ -474,9 +475,11 @@ def _png_size(path):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--batch", "0"], "--batch: must be a positive integer"),
-        (["--batch", "-3"], "--batch: must be a positive integer"),
-        (["--seed", "-1"], "--seed: must be an integer >= 0"),
+        (["--batch", "0"], "--batch: must be an integer from 1 to 100"),
+        (["--batch", "-3"], "--batch: must be an integer from 1 to 100"),
+        (["--batch", "101"], "every value of the graph is printed and drawn"),
+        (["--seed", "-1"], "--seed: must be an integer from 0 to 2**32 - 1"),
+        (["--seed", "4294967296"], "--seed: must be an integer from 0 to 2**32 - 1"),
         (["--seed", "x"], "--seed: expected an integer"),
     ],
 )

@@ -390,3 +390,20 @@ def test_every_rule_of_a_project(name):
 def test_a_jitted_rule_is_verified_through_its_wrapper():
     report = verify(jax.jit(_sigmoid(True)), X, dtypes=(jnp.float64,))
     assert [r.status for r in report.rows] == ["FAIL"], str(report)
+
+
+def test_funcnet_layers_are_verified_through_their_wrappers():
+    # A funcnet layer wraps its custom_vjp (validation first) and carries ``.fun``; its
+    # ``__wrapped__`` is the plain forward, which must not be taken for the rule.
+    from funcnet import conv, layers
+
+    kx, kw, kb = jax.random.split(jax.random.key(2), 3)
+    x = jax.random.normal(kx, (2, 3, 7, 7))
+    W, b = jax.random.normal(kw, (4, 3, 3, 3)), jax.random.normal(kb, (4,))
+    for f, args in (
+        (layers.sigmoid, (jnp.linspace(-2.0, 2.0, 5),)),
+        (conv.convolution_layer(stride=2, pad=1), (x, W, b)),
+        (jax.jit(layers.sigmoid), (jnp.linspace(-2.0, 2.0, 5),)),
+    ):
+        report = verify(f, *args, dtypes=(jnp.float64,))
+        assert report.passed and report.rows, str(report)

@@ -2,8 +2,10 @@
 forward and against float64 finite differences.
 
 - :func:`verify` / :func:`assert_rule_correct`: anyone's ``jax.custom_vjp`` or
-  ``jax.custom_jvp`` (``_verify``; the references in ``_references``, the per-leaf
-  verdicts in ``_compare``). See ``docs/verify.md``.
+  ``jax.custom_jvp`` (``_verify``; the call's arguments and options in ``_arguments``,
+  the references in ``_references``, the per-leaf verdicts in ``_compare``, the rule
+  under transformations in ``_transforms``, the report in ``_report``).
+  See ``docs/verify.md``.
 - :func:`check_layer`, :func:`check_registry`, ``python -m funcnet.check``: funcnet's own
   rules from ``funcnet.layers.REGISTRY`` (``_registry``).
 """
@@ -20,14 +22,8 @@ from funcnet.check._registry import (
     gradients_three_ways,
     main,
 )
-from funcnet.check._verify import (
-    TRANSFORMS,
-    VerifyReport,
-    VerifyRow,
-    assert_rule_correct,
-    format_report,
-    verify,
-)
+from funcnet.check._report import TRANSFORMS, VerifyReport, VerifyRow, format_report
+from funcnet.check._verify import assert_rule_correct, verify
 
 __all__ = [
     "AUTODIFF_RTOL",

@@ -20,7 +20,6 @@ own rounded inputs. An exception in a row becomes that row's ERROR.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -28,18 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnet.check import _arguments as arguments
 from funcnet.check import _references as refs
-from funcnet.check._compare import (
-    NUMERICAL_RTOL_FLOOR,
-    SUPPORTED_DTYPES,
-    Comparison,
-    compare,
-    default_atol,
-    default_rtol,
-)
-from funcnet.check._table import format_columns
+from funcnet.check import _transforms as tr
+from funcnet.check._compare import NUMERICAL_RTOL_FLOOR, compare, default_atol, default_rtol
+from funcnet.check._report import VerifyReport, VerifyRow
 
-TRANSFORMS = ("jit", "vmap", "grad")
 # pullback(β·c) = β·pullback(c): a power of two, so a linear rule scales exactly.
 _BETA = {"float16": 2.0**4, "bfloat16": 2.0**4}
 _BETA_DEFAULT = 2.0**10
@@ -47,281 +40,11 @@ _FD_STEP = 1e-4
 _FD_NOISE = 100 * float(np.finfo(np.float64).eps) / _FD_STEP
 
 
-class VerifyRow(NamedTuple):
-    """One row of a :class:`VerifyReport`: one leaf of one argument in one dtype (or one
-    transformation, or a row that raised).
-
-    ``argument`` is the argument's name (``x``, ``params``; ``arg 2`` when the signature
-    has none) and ``leaf`` the path inside it (``['W']``; ``""`` for an array argument).
-    ``reference`` says what the rule was compared with: ``"reverse"`` or ``"forward"``
-    autodiff of the plain forward, ``"none"`` (finite differences only), or the
-    transformation (``"jit"``, ``"vmap"``, ``"grad"``). ``autodiff``, ``numerical`` and
-    ``linearity`` are :class:`~funcnet.check._compare.Comparison` (or ``None`` where not
-    computed). ``status`` is ``PASS``, ``FAIL``, ``ERROR`` or ``n/a``; ``note`` says why.
-    """
-
-    dtype: str
-    argument: str
-    leaf: str
-    reference: str
-    autodiff: Comparison | None
-    numerical: Comparison | None
-    linearity: Comparison | None
-    status: str
-    note: str
-
-    @property
-    def passed(self) -> bool:
-        """True for PASS and n/a (a transformation that does not apply)."""
-        return self.status in ("PASS", "n/a")
-
-    def describe(self) -> str:
-        """One sentence naming the argument, leaf, dtype, reference and what went wrong."""
-        where = f"argument {self.argument}" + (f", leaf {self.leaf}" if self.leaf else "")
-        if self.status == "ERROR":
-            return f"{self.dtype}: {where}: raised {self.note}"
-        parts = []
-        for label, c in (
-            (f"{self.reference} autodiff", self.autodiff),
-            ("float64 finite differences", self.numerical),
-            ("linearity in the cotangent", self.linearity),
-        ):
-            if c is not None and not c.passed:
-                parts.append(f"against {label}: {c.reason} (relative error {c.rel:.3g})")
-        if self.reference in TRANSFORMS and self.autodiff is not None and not self.autodiff.passed:
-            parts = [f"under {self.reference}: {self.note}"]
-        return f"{self.dtype}: {where}: " + "; ".join(parts or [self.note])
-
-
-class VerifyReport(NamedTuple):
-    """The result of :func:`verify`: ``name`` of the checked function and its rows.
-    ``print`` it for the table; ``.passed`` is True when no row failed or raised."""
-
-    name: str
-    rows: tuple[VerifyRow, ...]
-
-    @property
-    def passed(self) -> bool:
-        """True when there is at least one row and no row failed or raised."""
-        return bool(self.rows) and all(r.passed for r in self.rows)
-
-    @property
-    def results(self) -> tuple[VerifyRow, ...]:
-        """The rows (the name of earlier versions)."""
-        return self.rows
-
-    def failures(self) -> list[VerifyRow]:
-        """The rows that failed or raised."""
-        return [r for r in self.rows if not r.passed]
-
-    def __str__(self) -> str:
-        return format_report(self)
-
-
-def _fmt(c: Comparison | None, field: str) -> str:
-    if c is None:
-        return "-"
-    v = getattr(c, field)
-    return "nan" if v != v else f"{v:.2e}"
-
-
-def format_report(report: VerifyReport) -> str:
-    """The table: one line per dtype, argument leaf and transformation."""
-    header = [
-        "dtype",
-        "argument",
-        "reference",
-        "autodiff abs",
-        "autodiff rel",
-        "numeric abs",
-        "numeric rel",
-        "linear rel",
-        "result",
-        "note",
-    ]
-    rows = [
-        [
-            r.dtype,
-            r.argument + r.leaf,
-            r.reference,
-            _fmt(r.autodiff, "abs"),
-            _fmt(r.autodiff, "rel"),
-            _fmt(r.numerical, "abs"),
-            _fmt(r.numerical, "rel"),
-            _fmt(r.linearity, "rel"),
-            r.status,
-            r.note,
-        ]
-        for r in report.rows
-    ]
-    return f"{report.name}\n" + format_columns(header, rows, "<<<>>>>><<")
-
-
-# --------------------------------------------------------------------------------------
-# What is differentiated: the leaves of the arguments
-
-
-class _Leaf(NamedTuple):
-    argument: str  # its name
-    path: str  # inside the argument
-    value: Any
-    kind: str  # "diff", "float" (a float array held fixed), "fixed" (anything else)
-
-
-def _names(f: Callable[..., Any], n: int) -> list[str]:
-    try:
-        params = list(inspect.signature(f).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    names = []
-    for i in range(n):
-        if i < len(params) and params[i].kind in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        ):
-            names.append(params[i].name)
-        else:
-            names.append(f"arg {i}")
-    return names
-
-
-def _float_kind(leaf: Any, where: str) -> str:
-    """'float' for a real floating array or Python float, 'fixed' for anything else."""
-    if isinstance(leaf, bool | int | str | bytes) or leaf is None or callable(leaf):
-        return "fixed"
-    if isinstance(leaf, float):
-        return "float"
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is None:
-        return "fixed"
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(
-            f"verify: {where} is {jnp.dtype(dtype).name}; complex rules are not supported: "
-            "pass the real and imaginary parts as two float arguments"
-        )
-    return "float" if jnp.issubdtype(dtype, jnp.floating) else "fixed"
-
-
-def _resolve_leaves(f, args, kwargs, argnums, nondiff) -> tuple[list[_Leaf], Any, list[str]]:
-    """Flatten ``(args, kwargs)``; mark the leaves to differentiate."""
-    names = _names(f, len(args))
-    keys: list[int | str] = list(range(len(args))) + list(kwargs)
-    labels = {k: (names[k] if isinstance(k, int) else k) for k in keys}
-    float_args: list[int | str] = []
-    leaves: list[_Leaf] = []
-    structure = []
-    for k in keys:
-        value = args[k] if isinstance(k, int) else kwargs[k]
-        if k in nondiff:
-            structure.append(None)
-            leaves.append(_Leaf(labels[k], "", value, "fixed"))
-            continue
-        flat, treedef = jax.tree_util.tree_flatten_with_path(value)
-        structure.append(treedef)
-        any_float = False
-        for path, leaf in flat:
-            where = f"argument {labels[k]}" + (
-                f", leaf {jax.tree_util.keystr(path)}" if path else ""
-            )
-            kind = _float_kind(leaf, where)
-            any_float |= kind == "float"
-            leaves.append(_Leaf(labels[k], jax.tree_util.keystr(path), leaf, kind))
-        if any_float:
-            float_args.append(k)
-    if argnums is None:
-        chosen = float_args
-    else:
-        chosen = list(argnums) if isinstance(argnums, list | tuple) else [argnums]
-        bad = [a for a in chosen if a not in keys or a in nondiff or a not in float_args]
-        if bad:
-            raise ValueError(
-                f"verify: argnums must name arguments with float leaves (positions or keyword "
-                f"names; not integer, bool, non-array or nondiff_argnums); those are "
-                f"{[labels[k] + (f' ({k})' if isinstance(k, int) else '') for k in float_args]}"
-                f", got {bad}"
-            )
-    chosen_labels = {labels[k] for k in chosen}
-    marked = [
-        leaf._replace(kind="diff")
-        if leaf.kind == "float" and leaf.argument in chosen_labels
-        else leaf
-        for leaf in leaves
-    ]
-    return marked, (keys, structure, nondiff), [labels[k] for k in chosen]
-
-
-def _rebuild(layout, values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-    keys, structure, nondiff = layout
-    args, kwargs, pos = [], {}, 0
-    for k, treedef in zip(keys, structure, strict=True):
-        if treedef is None:
-            value = values[pos]
-            pos += 1
-        else:
-            n = treedef.num_leaves
-            value = jax.tree_util.tree_unflatten(treedef, values[pos : pos + n])
-            pos += n
-        if isinstance(k, int):
-            args.append(value)
-        else:
-            kwargs[k] = value
-    return args, kwargs
-
-
-def _selector(outputs: Any) -> Callable[[Any], Any]:
-    if outputs is None:
-        return lambda out: out
-    if callable(outputs):
-        return outputs
-    keys = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
-
-    def select(out):
-        try:
-            return tuple(out[k] for k in keys)
-        except (KeyError, IndexError, TypeError) as e:
-            raise ValueError(
-                f"verify: outputs={outputs!r} does not select from the output "
-                f"{jax.tree_util.tree_structure(out)}: {e}"
-            ) from None
-
-    return select
-
-
 # --------------------------------------------------------------------------------------
 # One dtype row
 
 
-class _Setup(NamedTuple):
-    name: str
-    rule: Callable[..., Any]
-    ref: Callable[..., Any]
-    rule_mode: str  # "reverse" (custom_vjp, or any function) or "forward" (custom_jvp)
-    leaves: list[_Leaf]
-    layout: Any
-    select: Callable[[Any], Any]
-    cotangents: int
-    seed: int
-    rtol: dict[str, float]
-    atol: dict[str, float]
-    transforms: tuple[str, ...]
-
-
-def _row_values(leaves: list[_Leaf], dtype: Any) -> list[Any]:
-    """The leaves as a row's program sees them (call inside the row's x64 context): float
-    arrays (and Python floats being differentiated) cast to ``dtype``, other arrays
-    (integer, bool) as JAX arrays of the context's default widths, the rest unchanged."""
-    out = []
-    for leaf in leaves:
-        if leaf.kind == "diff" or (leaf.kind == "float" and not isinstance(leaf.value, float)):
-            out.append(jnp.asarray(np.asarray(leaf.value).astype(dtype)))
-        elif leaf.kind == "fixed" and isinstance(leaf.value, np.ndarray | jax.Array):
-            out.append(jnp.asarray(leaf.value))
-        else:
-            out.append(leaf.value)
-    return out
-
-
-def _leaf_fn(setup: _Setup, fn, values: list[Any]) -> Callable[[list], list]:
+def _leaf_fn(setup: arguments.Setup, fn, values: list[Any]) -> Callable[[list], list]:
     """The function of the differentiated leaves returning the checked float outputs."""
     diff_at = [i for i, leaf in enumerate(setup.leaves) if leaf.kind == "diff"]
 
@@ -329,7 +52,7 @@ def _leaf_fn(setup: _Setup, fn, values: list[Any]) -> Callable[[list], list]:
         full = list(values)
         for i, d in zip(diff_at, diff, strict=True):
             full[i] = d
-        args, kwargs = _rebuild(setup.layout, full)
+        args, kwargs = arguments.rebuild(setup.layout, full)
         outs = jax.tree_util.tree_leaves(setup.select(fn(*args, **kwargs)))
         outs = [o for o in outs if jnp.issubdtype(jnp.result_type(o), jnp.inexact)]
         _check_outputs(outs)
@@ -338,7 +61,7 @@ def _leaf_fn(setup: _Setup, fn, values: list[Any]) -> Callable[[list], list]:
     return call
 
 
-def _draw(outs: list, setup: _Setup, beta: float) -> list:
+def _draw(outs: list, setup: arguments.Setup, beta: float) -> list:
     """The cotangents, stacked: ``max(K, 2)`` random ones, then c₀ + c₁ and β·c₀. Drawn in
     float32 from ``jax.random.key(seed)`` and cast to each output's dtype, so every row
     (and the float64 references) sees the same values."""
@@ -360,10 +83,6 @@ def _pull(mode: str, fun, diff, make_cots):
         return cots, refs.pull_reverse(pullback, cots)
     cots = make_cots(fun(diff))
     return cots, refs.forward(fun, diff, cots)
-
-
-def _pullback(mode: str, fun, diff, cots):
-    return (refs.reverse if mode == "reverse" else refs.forward)(fun, diff, cots)
 
 
 # Small checks spend their time compiling, not running: compile them with XLA's cheaper
@@ -418,7 +137,7 @@ class _Computed(NamedTuple):
     magnitude: float
 
 
-def _program(setup: _Setup, dtype: str, values: list, *, rule: bool, autodiff: bool,
+def _program(setup: arguments.Setup, dtype: str, values: list, *, rule: bool, autodiff: bool,
              numerical: bool) -> tuple[_Computed, Callable, Callable, list]:  # fmt: skip
     """Compile and run one program in the current x64 context at ``values`` cast to
     ``dtype``: the rule's pullbacks, the reference's (in the mode that works) and the
@@ -442,7 +161,7 @@ def _program(setup: _Setup, dtype: str, values: list, *, rule: bool, autodiff: b
             out["cots"] = cots
             first = [c[:k] for c in cots]
             if autodiff and mode != "none":
-                out["autodiff"] = _pullback(mode, ref_fn, diff, first)
+                out["autodiff"] = tr.pullback(mode, ref_fn, diff, first)
             if numerical:
                 out["numerical"] = refs.central_differences(ref_fn, diff, first, _FD_STEP)
                 out["magnitude"] = refs.output_magnitude(ref_fn, diff, first)
@@ -459,21 +178,7 @@ def _program(setup: _Setup, dtype: str, values: list, *, rule: bool, autodiff: b
     return computed, rule_fn, ref_fn, diff
 
 
-def _float64_values(setup: _Setup, values: list | None = None) -> list:
-    """The float64 inputs (x64 on): the user's values, or a row's (rounded) ones."""
-    values = values if values is not None else [leaf.value for leaf in setup.leaves]
-    out = []
-    for v, leaf in zip(values, setup.leaves, strict=True):
-        if leaf.kind == "diff" or (leaf.kind == "float" and not isinstance(leaf.value, float)):
-            out.append(jnp.asarray(np.asarray(v).astype(np.float64)))
-        elif leaf.kind == "fixed" and isinstance(v, np.ndarray | jax.Array):
-            out.append(jnp.asarray(v))
-        else:
-            out.append(v)
-    return out
-
-
-def _rows(setup: _Setup, dtypes: list[str]) -> list[VerifyRow]:
+def _rows(setup: arguments.Setup, dtypes: list[str]) -> list[VerifyRow]:
     """Every dtype row. The float64 references (central differences, and autodiff for
     the float64 row) are computed once at the float64 inputs, in the float64 row's own
     program; the float32 row compares with them at its rounded inputs (the rounding moves
@@ -484,7 +189,7 @@ def _rows(setup: _Setup, dtypes: list[str]) -> list[VerifyRow]:
     if not {"float64", "float32"} & set(dtypes):  # half-precision rows have their own
         return [row for dtype in dtypes for row in _guarded(_low_precision_row, setup, dtype)]
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
-        values64 = _float64_values(setup)
+        values64 = arguments.float64_values(setup)
         want_rule = "float64" in dtypes
         try:
             ref64, rule_fn, ref_fn, diff = _program(
@@ -506,7 +211,7 @@ def _rows(setup: _Setup, dtypes: list[str]) -> list[VerifyRow]:
                     raise error64
                 with jax.enable_x64(True), jax.default_matmul_precision("highest"):
                     rows += _judge(setup, dtype, ref64, ref64)
-                    rows += _transforms(setup, dtype, rule_fn, ref_fn, ref64.mode, diff,
+                    rows += tr.transforms(setup, dtype, rule_fn, ref_fn, ref64.mode, diff,
                                         ref64.cots, ref64.rule)  # fmt: skip
             else:
                 rows += _low_precision_row(setup, dtype, ref64, error64)
@@ -517,7 +222,7 @@ def _rows(setup: _Setup, dtypes: list[str]) -> list[VerifyRow]:
     return rows
 
 
-def _guarded(row_fn, setup: _Setup, dtype: str) -> list[VerifyRow]:
+def _guarded(row_fn, setup: arguments.Setup, dtype: str) -> list[VerifyRow]:
     """``row_fn``'s rows, or the row's ERROR."""
     try:
         return row_fn(setup, dtype, None, None)
@@ -525,21 +230,23 @@ def _guarded(row_fn, setup: _Setup, dtype: str) -> list[VerifyRow]:
         return [VerifyRow(dtype, "(all)", "", "-", None, None, None, "ERROR", refs.first_line(e))]
 
 
-def _low_precision_row(setup: _Setup, dtype: str, ref64: _Computed | None, error64) -> list:
+def _low_precision_row(
+    setup: arguments.Setup, dtype: str, ref64: _Computed | None, error64
+) -> list:
     half = dtype in ("float16", "bfloat16")
     with jax.enable_x64(False), jax.default_matmul_precision("highest"):
-        values = _row_values(setup.leaves, jnp.dtype(dtype))
+        values = arguments.row_values(setup.leaves, jnp.dtype(dtype))
         row, rule_fn, ref_fn, diff = _program(
             setup, dtype, values, rule=True, autodiff=not half, numerical=False
         )
-        transform_rows = _transforms(setup, dtype, rule_fn, ref_fn, row.mode, diff, row.cots,
+        transform_rows = tr.transforms(setup, dtype, rule_fn, ref_fn, row.mode, diff, row.cots,
                                      row.rule)  # fmt: skip
     if half:
         # float64 references at the row's rounded inputs.
         with jax.enable_x64(True), jax.default_matmul_precision("highest"):
             ref64, *_ = _program(
-                setup, "float64", _float64_values(setup, values), rule=False, autodiff=True,
-                numerical=True,
+                setup, "float64", arguments.float64_values(setup, values), rule=False,
+                autodiff=True, numerical=True,
             )  # fmt: skip
         return _judge(setup, dtype, row, ref64, autodiff_from=ref64) + transform_rows
     if ref64 is None:
@@ -549,7 +256,7 @@ def _low_precision_row(setup: _Setup, dtype: str, ref64: _Computed | None, error
     return _judge(setup, dtype, row, ref64) + transform_rows
 
 
-def _judge(setup: _Setup, dtype: str, row: _Computed, ref64: _Computed | None,
+def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed | None,
            autodiff_from: _Computed | None = None) -> list[VerifyRow]:  # fmt: skip
     """Each leaf's rule pullbacks against the references: per leaf, its own scale."""
     k = setup.cotangents
@@ -617,86 +324,6 @@ def _check_outputs(outs: list) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Transformations
-
-
-def _transforms(setup, dtype, rule_fn, ref_fn, ref_mode, diff, cots, rule) -> list[VerifyRow]:
-    rows = []
-    for name in setup.transforms:
-        try:
-            rows.append(_transform(name, setup, dtype, rule_fn, ref_fn, ref_mode, diff, cots, rule))
-        except Exception as e:  # noqa: BLE001 - reported as the row's ERROR
-            rows.append(
-                VerifyRow(dtype, "(all)", "", name, None, None, None, "ERROR", refs.first_line(e))
-            )
-    return rows
-
-
-def _transform(name, setup, dtype, rule_fn, ref_fn, ref_mode, diff, cots, rule) -> VerifyRow:
-    diff_leaves = [leaf for leaf in setup.leaves if leaf.kind == "diff"]
-    rtol = setup.rtol.get(dtype, default_rtol(dtype, "numerical"))
-    c0 = [c[:1] for c in cots]
-    if name == "jit":
-        # The compiled rule (``rule``) against the same rule run eagerly.
-        with jax.disable_jit():
-            got = _pullback(setup.rule_mode, rule_fn, diff, c0)
-        want = [np.asarray(r[:1]) for r in rule]
-        what = "jit = eager"
-    elif name == "vmap":
-        # Two examples at once (the same inputs, the first two cotangents) against the
-        # per-example pullbacks computed above.
-        batched = [jnp.stack([d, d]) for d in diff]
-        cots2 = [c[:2] for c in cots]
-
-        def one(d, c):
-            return [p[0] for p in _pullback(setup.rule_mode, rule_fn, d, [ci[None] for ci in c])]
-
-        got = jax.jit(jax.vmap(one))(batched, cots2)
-        want = [np.asarray(r[:2]) for r in rule]
-        what = "vmap = per example"
-    elif name == "grad":
-        if ref_mode != "reverse":
-            return VerifyRow(
-                dtype, "(all)", "", name, None, None, None, "n/a",
-                "the plain forward has no reverse-mode second derivative",
-            )  # fmt: skip
-        rng = np.random.default_rng((setup.seed, 0x2D))
-        v = [jnp.asarray(rng.standard_normal(d.shape).astype(d.dtype)) for d in diff]
-
-        def second(fn):
-            def h(d):
-                pulled = refs.reverse(fn, d, c0)
-                return sum(jnp.sum(p[0] * vi) for p, vi in zip(pulled, v, strict=True))
-
-            return jax.jit(jax.grad(h))(diff)
-
-        why = refs.traceable(
-            lambda d: jax.grad(lambda x: refs.reverse(rule_fn, x, c0)[0].sum())(d), diff
-        )
-        if why:
-            return VerifyRow(
-                dtype, "(all)", "", name, None, None, None, "n/a",
-                f"the rule is not differentiable ({why})",
-            )  # fmt: skip
-        got, want = second(rule_fn), second(ref_fn)
-        got, want = [np.asarray(g)[None] for g in got], [np.asarray(w)[None] for w in want]
-        what = "2nd order = plain's"
-    else:  # pragma: no cover - validated in verify
-        raise ValueError(name)
-    got = [np.asarray(g) for g in got]
-    scale = max((float(np.max(np.abs(w), initial=0.0)) for w in want), default=0.0)
-    floor = setup.atol.get(dtype, default_atol(dtype, scale))
-    comps = [compare(g, w, rtol, floor) for g, w in zip(got, want, strict=True)]
-    bad = next((j for j, c in enumerate(comps) if not c.passed), None)
-    j = bad if bad is not None else int(np.argmax([c.rel for c in comps]))
-    c = comps[j]
-    status = "PASS" if bad is None else "FAIL"
-    leaf = diff_leaves[j]
-    return VerifyRow(dtype, leaf.argument, leaf.path, name, c, None, None, status,
-                     what if bad is None else f"{what} fails: {c.reason}")  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------
 # The entry points
 
 
@@ -759,93 +386,10 @@ def verify(
             ``argnums`` entry that is not a float argument, empty or unsupported ``dtypes``,
             a bad option.
     """
-    setup = _setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol,
+    setup = arguments.setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol,
                    cotangents, transforms, seed)  # fmt: skip
     rows = _rows(setup, [jnp.dtype(d).name for d in dtypes])
     return VerifyReport(setup.name, tuple(rows))
-
-
-def _setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cotangents,
-           transforms, seed) -> _Setup:  # fmt: skip
-    if not callable(f):
-        raise TypeError(f"verify: f must be a function, got {type(f).__name__}")
-    if reference is not None and not callable(reference):
-        raise TypeError(f"verify: reference must be a function, got {type(reference).__name__}")
-    inner = _unwrap(f)
-    plain = getattr(inner, "fun", None)
-    ref = reference if reference is not None else plain
-    if not callable(ref):
-        raise TypeError(
-            f"verify: {getattr(f, '__name__', type(f).__name__)} is not a jax.custom_vjp "
-            "or jax.custom_jvp function (it has no .fun, the plain forward to compare with); "
-            "pass reference=the_same_function_without_the_custom_rule"
-        )
-    dtypes = list(dtypes)
-    if not dtypes:
-        raise ValueError("verify: dtypes is empty: give at least one, e.g. (jnp.float64,)")
-    names = []
-    for d in dtypes:
-        try:
-            names.append(jnp.dtype(d).name)
-        except TypeError:
-            names.append(repr(d))
-    bad = [n for n in names if n not in SUPPORTED_DTYPES]
-    if bad:
-        raise ValueError(f"verify: dtypes must be among {list(SUPPORTED_DTYPES)}, got {bad}")
-    if isinstance(cotangents, bool) or not isinstance(cotangents, int) or cotangents < 1:
-        raise ValueError(f"verify: cotangents must be an int >= 1, got {cotangents!r}")
-    unknown = [t for t in transforms if t not in TRANSFORMS]
-    if isinstance(transforms, str) or unknown:
-        raise ValueError(
-            f"verify: transforms must be a sequence from {TRANSFORMS}, got {transforms!r}"
-        )
-    rtol, atol = _tolerances("rtol", rtol, names), _tolerances("atol", atol, names)
-    kwargs = dict(kwargs or {})
-    nondiff = set(getattr(inner, "nondiff_argnums", ()) or ())
-    leaves, layout, chosen = _resolve_leaves(ref if reference is None else f, args, kwargs,
-                                             argnums, nondiff)  # fmt: skip
-    diff = [leaf for leaf in leaves if leaf.kind == "diff"]
-    if not diff:
-        raise ValueError(
-            "verify: nothing to differentiate: no argument has a float leaf (integer, bool, "
-            "non-array and nondiff_argnums arguments are held fixed); pass float arrays"
-        )
-    if sum(np.size(leaf.value) for leaf in diff) == 0:
-        raise ValueError(
-            f"verify: the differentiated arguments {chosen} have no elements: nothing to compare"
-        )
-    rule_mode = "forward" if isinstance(inner, jax.custom_jvp) else "reverse"
-    name = getattr(f, "__name__", None) or getattr(plain, "__name__", None) or type(f).__name__
-    return _Setup(name, f, ref, rule_mode, leaves, layout, _selector(outputs), cotangents,
-                  seed, rtol, atol, tuple(transforms))  # fmt: skip
-
-
-def _unwrap(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The custom_vjp/custom_jvp inside ``jax.jit(f)`` or a ``functools.wraps`` wrapper."""
-    seen = 0
-    while not isinstance(f, jax.custom_vjp | jax.custom_jvp) and seen < 8:
-        inner = getattr(f, "__wrapped__", None)
-        if inner is None:
-            break
-        f, seen = inner, seen + 1
-    return f
-
-
-def _tolerances(label: str, tol: Any, names: list[str]) -> dict[str, float]:
-    """``rtol``/``atol`` as {dtype name: value} for the rows that set one."""
-    if tol is None:
-        return {}
-    items = tol.items() if isinstance(tol, Mapping) else [(n, tol) for n in names]
-    out = {}
-    for d, v in items:
-        try:
-            name = jnp.dtype(d).name
-        except TypeError:
-            raise ValueError(f"verify: {label} keys must be dtypes, got {d!r}") from None
-        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0:
-            raise ValueError(f"verify: {label} must be a finite number >= 0, got {v!r}")
-        out[name] = float(v)
-    return out
 
 
 def assert_rule_correct(f: Callable[..., Any], *args: Any, **options: Any) -> VerifyReport:

@@ -1,5 +1,8 @@
 """Shared fixtures: float64 is enabled per test, never globally."""
 
+import shutil
+import tempfile
+
 import jax
 import pytest
 
@@ -11,6 +14,29 @@ jax.config.update("jax_default_matmul_precision", "highest")
 # test 30) go to the xdist workers first, so that no worker is left running one of them
 # alone at the end of the run.
 LONGEST_FIRST = ("tests/test_notebooks.py::test_notebook_runs_top_to_bottom_with_a_jupyter_kernel",)
+
+
+_CACHE_FOLDER = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """Each test process keeps the programs it compiles in a persistent compilation cache
+    of its own, removed when it ends. Many tests compile the same program (the same layer
+    at the same shapes, wrapped in a new function, which JAX's in-memory cache does not
+    recognise); a cache hit skips XLA's compilation, about half of a small test's time
+    (the suite takes about a fifth less CPU time). One folder per process: no two
+    processes ever read and write one entry at once."""
+    folder = tempfile.mkdtemp(prefix="funcnet-test-jax-cache-")
+    config.stash[_CACHE_FOLDER] = folder
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(_CACHE_FOLDER, None)
+    if folder is not None:
+        jax.config.update("jax_compilation_cache_dir", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

@@ -59,13 +59,24 @@ def test_simple_convnet_has_the_books_shapes():
 def test_simple_convnet_gradient_check_like_the_book_within_1e_9(x64):
     params, x, t = gradient_check_setup()
     assert kink_margin(params, x) > 1.5e-4
-    backprop = C.simple_convnet_gradient(params, x, t)
-    autodiff = C.simple_convnet_autodiff_gradient(params, x, t)
-    numerical = C.simple_convnet_numerical_gradient(params, x, t)
+
+    @jax.jit  # the three gradients as one compiled program (x, t checked while tracing)
+    def gradients(params):
+        return (
+            C.simple_convnet_gradient(params, x, t),
+            C.simple_convnet_autodiff_gradient(params, x, t),
+            C.simple_convnet_numerical_gradient(params, x, t),
+        )
+
+    backprop, autodiff, numerical = gradients(params)
     for k in C.SIMPLE_CONVNET_KEYS:
         assert backprop[k].dtype == jnp.float64
         assert float(jnp.max(jnp.abs(backprop[k] - numerical[k]))) <= 1e-9, k
         assert float(jnp.max(jnp.abs(backprop[k] - autodiff[k]))) <= 1e-15, k
+
+
+# Compiled once per process and shape: both cases share the book=True reference.
+simple_convnet_gradient_jit = jax.jit(C.simple_convnet_gradient, static_argnames=("book",))
 
 
 @pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
@@ -73,8 +84,8 @@ def test_simple_convnet_book_rules_and_defaults_give_the_same_gradient(book, x64
     params, x, t = gradient_check_setup()
     x = np.random.default_rng(1).random((3, 1, 10, 10))
     t = np.array([1, 4, 9])
-    reference = C.simple_convnet_gradient(params, x, t, book=True)
-    got = C.simple_convnet_gradient(params, x, t, book=book)
+    reference = simple_convnet_gradient_jit(params, x, t, book=True)
+    got = simple_convnet_gradient_jit(params, x, t, book=book)
     for k in reference:
         np.testing.assert_allclose(got[k], reference[k], rtol=1e-12, atol=1e-15)
 
@@ -141,27 +152,32 @@ def test_deep_convnet_has_the_books_shapes_and_he_init():
 def test_deep_convnet_inference_scales_by_the_books_dropout_factors():
     params = C.init_deep_convnet(jax.random.key(0))
     x = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
-    scores = C.deep_convnet_predict(params, x)
-    # The book's inference dropout multiplies by 1 − 0.5 after relu(affine7) and affine8.
-    ones = {**params, "b8": params["b8"]}
-    h = x
-    for i, (_, pad) in enumerate(C.DEEP_CONVNET_CONVS, start=1):
-        h = jax.nn.relu(conv.convolution(h, ones[f"W{i}"], ones[f"b{i}"], 1, pad))
-        if i % 2 == 0:
-            h = conv.pooling(h, 2, 2)
-    h = 0.5 * jax.nn.relu(h.reshape(4, -1) @ params["W7"] + params["b7"])
-    np.testing.assert_allclose(scores, 0.5 * (h @ params["W8"] + params["b8"]), rtol=1e-5)
+    scores = jax.jit(C.deep_convnet_predict)(params, x)
+
+    @jax.jit  # the reference as one compiled program, not op by op
+    def reference(params, x):
+        # The book's inference dropout multiplies by 1 − 0.5 after relu(affine7) and affine8.
+        h = x
+        for i, (_, pad) in enumerate(C.DEEP_CONVNET_CONVS, start=1):
+            h = jax.nn.relu(conv.convolution(h, params[f"W{i}"], params[f"b{i}"], 1, pad))
+            if i % 2 == 0:
+                h = conv.pooling(h, 2, 2)
+        h = 0.5 * jax.nn.relu(h.reshape(4, -1) @ params["W7"] + params["b7"])
+        return 0.5 * (h @ params["W8"] + params["b8"])
+
+    np.testing.assert_allclose(scores, reference(params, x), rtol=1e-5)
 
 
 def test_deep_convnet_training_loss_depends_on_the_key_only_through_dropout():
     params = C.init_deep_convnet(jax.random.key(0))
     x = np.random.default_rng(0).random((2, 784)).astype(np.float32)
     t = np.array([3, 7])
-    a = C.deep_convnet_loss(params, x, t, jax.random.key(1))
-    b = C.deep_convnet_loss(params, x, t, jax.random.key(1))
-    c = C.deep_convnet_loss(params, x, t, jax.random.key(2))
+    # One compiled program gives each key's loss and the gradient.
+    loss_and_grad = jax.jit(jax.value_and_grad(C.deep_convnet_loss))
+    a, g = loss_and_grad(params, x, t, jax.random.key(1))
+    b, _ = loss_and_grad(params, x, t, jax.random.key(1))
+    c, _ = loss_and_grad(params, x, t, jax.random.key(2))
     assert float(a) == float(b) != float(c)
-    g = jax.grad(C.deep_convnet_loss)(params, x, t, jax.random.key(1))
     assert set(g) == set(C.DEEP_CONVNET_KEYS)
     assert all(np.all(np.isfinite(np.asarray(v))) for v in g.values())
     with pytest.raises(TypeError, match=r"deep_convnet_loss: key must be a jax.random key"):
@@ -173,8 +189,13 @@ def test_deep_convnet_book_rules_and_defaults_give_the_same_gradient(x64):
     x = np.random.default_rng(0).random((2, 1, 28, 28))
     t = np.array([3, 7])
     key = jax.random.key(5)
-    fast = jax.grad(C.deep_convnet_loss)(params, x, t, key)
-    book = jax.grad(lambda p: C.deep_convnet_loss(p, x, t, key, book=True))(params)
+
+    @jax.jit  # both gradients as one compiled program, not op by op
+    def gradients(params):
+        fast = jax.grad(C.deep_convnet_loss)(params, x, t, key)
+        return fast, jax.grad(lambda p: C.deep_convnet_loss(p, x, t, key, book=True))(params)
+
+    fast, book = gradients(params)
     for k in fast:
         np.testing.assert_allclose(fast[k], book[k], rtol=1e-10, atol=1e-14)
 
@@ -200,6 +221,7 @@ def test_nets_reproduce_predictions_from_a_book_style_pickle(init, keys, predict
     loaded = C.load_convnet_params(path, keys)
     assert all(v.dtype == jnp.float64 for v in loaded.values())
     x = np.random.default_rng(0).random((3, 1, 28, 28))
+    predict = jax.jit(predict)  # one compiled program for both calls
     np.testing.assert_array_equal(predict(loaded, x), predict(params, x))
 
 

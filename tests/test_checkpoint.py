@@ -1,6 +1,7 @@
 """fit(checkpoint_path=...): a run killed mid-way and resumed ends exactly where an
 uninterrupted run ends."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,50 +21,67 @@ SCRIPT = textwrap.dedent(
     from funcnet import io, nets, train
 
     path, out, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    reference = sys.argv[4] if len(sys.argv) > 4 else None
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 12)).astype(np.float32)
     t = (x[:, :4].sum(axis=1) > 0).astype(np.int32)
     net = nets.two_layer_net("relu")
     params = nets.init_two_layer_net(jax.random.key(1), 12, 16, 2, weight_init_std=0.3)
-    seen = []
 
-    def on_progress(p):
-        seen.append(p.iteration)
-        if len(seen) == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no last words
 
-    params, history = train.fit(
-        params, (x[:240], t[:240]), (x[240:], t[240:]), key=jax.random.key(2),
-        loss_fn=net.loss, predict_fn=net.predict, iters=130, batch_size=20,
-        optimizer=optax.adam(0.01), callback=on_progress,
-        checkpoint_path=path if path != "-" else None,
-    )
-    io.save_params(out, {"params": params, "loss": history.loss, "test_acc": history.test_acc,
-                         "first_iteration_run_here": np.asarray(seen[0])})
+    def run(checkpoint_path, out, kill_after):
+        seen = []
+
+        def on_progress(p):
+            seen.append(p.iteration)
+            if len(seen) == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no last words
+
+        trained, history = train.fit(
+            params, (x[:240], t[:240]), (x[240:], t[240:]), key=jax.random.key(2),
+            loss_fn=net.loss, predict_fn=net.predict, iters=130, batch_size=20,
+            optimizer=optax.adam(0.01), callback=on_progress, checkpoint_path=checkpoint_path,
+        )
+        io.save_params(out, {"params": trained, "loss": history.loss,
+                             "test_acc": history.test_acc,
+                             "first_iteration_run_here": np.asarray(seen[0])})
+
+
+    if reference is not None:  # the uninterrupted run (no checkpoint) first
+        run(None, reference, 0)
+    run(path, out, kill_after)
     """
 )
 
 
-def _run(tmp_path, checkpoint, out, kill_after=0):
+def _run(tmp_path, checkpoint, out, kill_after=0, reference=None):
+    """The script in a fresh process; the processes of one test share a persistent
+    compilation cache (the resumed run reads the programs the first process compiled)."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"))
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    extra = [] if reference is None else [str(reference)]
     return subprocess.run(
-        [sys.executable, str(script), str(checkpoint), str(out), str(kill_after)],
+        [sys.executable, str(script), str(checkpoint), str(out), str(kill_after), *extra],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
 
 
 def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_params(tmp_path):
-    whole = _run(tmp_path, "-", tmp_path / "whole.npz")
-    assert whole.returncode == 0, whole.stderr
+    # one process runs uninterrupted, then again with a checkpoint and is killed; a fresh
+    # process resumes from the checkpoint alone
     ckpt = tmp_path / "run.ckpt.npz"
-    killed = _run(tmp_path, ckpt, tmp_path / "never.npz", kill_after=5)
-    assert killed.returncode == -9 and ckpt.exists() and not (tmp_path / "never.npz").exists()
+    whole = tmp_path / "whole.npz"
+    killed = _run(tmp_path, ckpt, tmp_path / "never.npz", kill_after=5, reference=whole)
+    assert killed.returncode == -9, killed.stderr
+    assert whole.exists() and ckpt.exists() and not (tmp_path / "never.npz").exists()
     resumed = _run(tmp_path, ckpt, tmp_path / "resumed.npz")
     assert resumed.returncode == 0, resumed.stderr
-    a, b = io.load_params(tmp_path / "whole.npz"), io.load_params(tmp_path / "resumed.npz")
+    a, b = io.load_params(whole), io.load_params(tmp_path / "resumed.npz")
     # 240 / 20 = 12 per epoch: segments end after 1, 13, 25, 37, 49; the kill came after 49
     assert int(b["first_iteration_run_here"]) == 61
     for k in a["params"]:
@@ -86,7 +104,7 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
         batch_size=10,
         checkpoint_path=tmp_path / "c.npz",
     )
-    p0, _ = train.fit(params, (x, t), (x, t), **common)
+    train.fit(params, (x, t), (x, t), **common)
     with pytest.raises(CheckpointMismatch, match="written by another run"):
         train.fit(params, (x, t), (x, t), **{**common, "batch_size": 12})
     with pytest.raises(CheckpointMismatch):
@@ -95,11 +113,8 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     # an explicit optimizer hides its learning rate: fit cannot tell it equals the default's
     with pytest.raises(CheckpointMismatch, match=r"lr \(only in the checkpoint\)"):
         train.fit(params, (x, t), (x, t), **{**common, "optimizer": optax.sgd(0.1)})
-    # a finished run's checkpoint resumes to its end at once: same params, nothing rerun
-    p1, h1 = train.fit(params, (x, t), (x, t), **common)
-    assert h1.iterations == 12 and h1.final_iteration == 12
-    for k in p0:
-        np.testing.assert_array_equal(p0[k], p1[k])
+    # that a finished run's checkpoint resumes to its end at once (same params, nothing
+    # rerun): test_the_same_run_resumes_its_own_checkpoint_to_the_same_params
 
 
 # --------------------------------------------------------------------------------------
@@ -169,8 +184,9 @@ def test_a_checkpoint_of_a_run_with_other_values_is_refused_naming_them(written,
 
 def test_the_same_run_resumes_its_own_checkpoint_to_the_same_params(written):
     path, args, p = written
+    # a finished run's checkpoint resumes to its end at once: same params, nothing rerun
     again, history = train.fit(**args, checkpoint_path=path)
-    assert history.final_iteration == 12
+    assert history.iterations == 12 and history.final_iteration == 12
     for k in p:
         np.testing.assert_array_equal(p[k], again[k])
 

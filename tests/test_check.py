@@ -54,39 +54,25 @@ def test_checker_passes_the_real_sigmoid():
 
 
 def test_cli_prints_one_row_per_layer_case_and_dtype_and_exits_zero(capsys):
-    # Two layers keep the test fast; test_layers.py checks every registered case.
-    subset = {name: REGISTRY[name] for name in ("mul", "softmax_with_loss")}
+    from funcnet.layers import RegisteredLayer
+
+    # Two cheap layers keep the test fast (test_layers.py checks every registered case);
+    # one under a long name: the columns stay aligned whatever the names' lengths.
+    long_name = "a_layer_with_a_name_much_longer_than_eighteen_characters"
+    subset = {
+        long_name: RegisteredLayer(long_name, REGISTRY["mul"].layer, REGISTRY["mul"].cases),
+        "relu": REGISTRY["relu"],
+    }
     assert check.main([], registry=subset) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.endswith(("PASS", "FAIL"))]
+    lines = out.splitlines()
+    rows = [line for line in lines if line.endswith(("PASS", "FAIL"))]
     assert len(rows) == 2 * sum(len(e.cases) for e in subset.values())
     assert all(line.endswith("PASS") for line in rows)
     assert "float32" in out and "float64" in out
     assert "0 failed" in out
-
-
-def test_cli_exits_one_when_a_rule_is_wrong(capsys):
-    from funcnet.layers import RegisteredLayer
-
-    broken = {
-        "mul": REGISTRY["mul"],
-        "sigmoid": RegisteredLayer(
-            "sigmoid", _sigmoid_without_one_minus_y(), REGISTRY["sigmoid"].cases
-        ),
-    }
-    assert check.main(["--dtype", "float64"], registry=broken) == 1
-    assert "FAIL" in capsys.readouterr().out
-
-
-def test_cli_columns_stay_aligned_for_long_layer_names(capsys):
-    from funcnet.layers import RegisteredLayer
-
-    long_name = "a_layer_with_a_name_much_longer_than_eighteen_characters"
-    registry = {long_name: RegisteredLayer(long_name, REGISTRY["mul"].layer, REGISTRY["mul"].cases)}
-    assert check.main(["--dtype", "float64"], registry=registry) == 0
-    lines = capsys.readouterr().out.splitlines()
     header, rows = lines[0], [line for line in lines if line.startswith(long_name)]
-    assert rows
+    assert len(rows) == 2 * len(REGISTRY["mul"].cases)
     for column in ("case", "dtype", "autodiff abs", "numeric rel", "result"):
         start = header.index(column)
         # Every row has its entry under the header's column (right-aligned numbers end
@@ -97,6 +83,20 @@ def test_cli_columns_stay_aligned_for_long_layer_names(capsys):
                 assert row[end - 1] != " " and row[end] == " ", (header, row)
             else:
                 assert row[start] != " " and row[start - 1] == " ", (header, row)
+
+
+def test_cli_exits_one_when_a_rule_is_wrong(capsys):
+    from funcnet.layers import RegisteredLayer
+
+    broken = {
+        "relu": REGISTRY["relu"],
+        "sigmoid": RegisteredLayer(
+            "sigmoid", _sigmoid_without_one_minus_y(), REGISTRY["sigmoid"].cases
+        ),
+    }
+    assert check.main(["--dtype", "float64"], registry=broken) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "relu" in out
 
 
 def test_a_nan_gradient_in_one_argument_fails_the_registry_check():

@@ -38,6 +38,18 @@ from funcnet import distributed, nets, parallel, train  # noqa: E402
 if "JAX_NUM_PROCESSES" in os.environ:
     distributed.initialize()
 me, count = jax.process_index(), jax.process_count()
+try:
+    import filelock  # noqa: F401
+except ImportError:  # the cache's lock needs it; without it, every run compiles
+    filelock = None
+if os.environ.get("FUNCNET_TEST_COMPILATION_CACHE") and filelock is not None:
+    # the test's runs share the programs they compile (JAX writes them from process 0,
+    # every process reads them): one folder per process count; a size limit turns on
+    # the cache's file lock, so that no process reads an entry another is writing
+    folder = os.path.join(os.environ["FUNCNET_TEST_COMPILATION_CACHE"], str(count))
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_compilation_cache_max_size", 2**30)
 # one process with several devices: a mesh over them, except for the one-device tasks
 many_devices = parallel.make_mesh() if count == 1 and args.devices > 1 else None
 

@@ -30,10 +30,23 @@ TIMEOUT = 420  # seconds for one run of processes (JAX imports and compiles on a
 FAST = {"FUNCNET_HEARTBEAT_TIMEOUT": "5", "FUNCNET_SHUTDOWN_TIMEOUT": "120"}
 
 
+_CACHE: dict[str, str] = {}  # the module's compilation cache folder (fixture below)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """The workers of this module's runs share the programs they compile (a persistent
+    compilation cache, one folder per process count: see the worker), so that
+    a later run of the same task reads them instead of compiling them again."""
+    _CACHE["FUNCNET_TEST_COMPILATION_CACHE"] = str(tmp_path_factory.mktemp("jax-cache"))
+    yield
+    _CACHE.clear()
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.pop("XLA_FLAGS", None)
-    env.update(PYTHONPATH=str(ROOT), FUNCNET_INIT_TIMEOUT="60", **FAST)
+    env.update(PYTHONPATH=str(ROOT), FUNCNET_INIT_TIMEOUT="60", **FAST, **_CACHE)
     env.update(extra)
     return env
 

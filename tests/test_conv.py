@@ -32,6 +32,39 @@ def scalarized(fn, args, argnums, seed=1):
     return jax.jit(f)
 
 
+def cotangent_for(shape, dtype, seed=1):
+    """The fixed random cotangent c of Σ f(…)·c (the seed scalarized() uses)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def conv_rules(x, W, b, cot, stride, pad, with_xla):
+    """In one compiled program, for the default rule, the book's rule and (``with_xla``)
+    XLA's convolution with autodiff: the forward and its vjp of ``cot`` (dx, dW, db)."""
+    fns = [conv.convolution_layer(stride, pad, book=book) for book in (False, True)]
+    if with_xla:
+        fns.append(lambda x, W, b: xla_conv(x, W, b, stride, pad))
+    results = []
+    for fn in fns:
+        out, vjp = jax.vjp(fn, x, W, b)
+        results.append((out, vjp(cot)))
+    return results
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def pool_rules(x, cot, ph, pw, stride, pad, with_xla):
+    """Like :func:`conv_rules` for max pooling: default, book's and (``with_xla``) XLA's
+    reduce_window over the zero-padded x; each ``(out, (dx,))``."""
+    fns = [conv.pooling_layer(ph, pw, stride, pad, book=book) for book in (False, True)]
+    if with_xla:
+        fns.append(lambda x: xla_max_pool(x, ph, pw, stride, pad))
+    results = []
+    for fn in fns:
+        out, vjp = jax.vjp(fn, x)
+        results.append((out, vjp(cot)))
+    return results
+
+
 # --------------------------------------------------------------------------------------
 # im2col / col2im
 
@@ -61,11 +94,16 @@ GEOMETRIES = [
 ]
 
 
+# The public functions compiled (one program each instead of one per eager operation).
+im2col = jax.jit(conv.im2col, static_argnums=(1, 2, 3, 4))
+col2im = jax.jit(conv.col2im, static_argnums=(1, 2, 3, 4, 5))
+
+
 @pytest.mark.parametrize("shape, fh, fw, stride, pad", GEOMETRIES)
 def test_im2col_equals_the_books_numpy_im2col(shape, fh, fw, stride, pad, x64):
     x = np.random.default_rng(0).standard_normal(shape)
     np.testing.assert_array_equal(
-        np.asarray(conv.im2col(x, fh, fw, stride, pad)), book_im2col(x, fh, fw, stride, pad)
+        np.asarray(im2col(x, fh, fw, stride, pad)), book_im2col(x, fh, fw, stride, pad)
     )
 
 
@@ -73,10 +111,10 @@ def test_im2col_equals_the_books_numpy_im2col(shape, fh, fw, stride, pad, x64):
 def test_col2im_is_the_transpose_of_im2col(shape, fh, fw, stride, pad, x64):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal(shape))
-    col = conv.im2col(x, fh, fw, stride, pad)
+    col = im2col(x, fh, fw, stride, pad)
     c = jnp.asarray(rng.standard_normal(col.shape))
-    lhs = float(jnp.vdot(col, c))
-    rhs = float(jnp.vdot(x, conv.col2im(c, shape, fh, fw, stride, pad)))
+    lhs = float(np.vdot(col, c))
+    rhs = float(np.vdot(x, col2im(c, shape, fh, fw, stride, pad)))
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
 
 
@@ -99,12 +137,20 @@ def test_col2im_rejects_a_col_of_the_wrong_shape():
 # entry of layers.REGISTRY, these included.
 
 
+def _output_and_cotangents(layer, *args):
+    out, vjp = jax.vjp(layer, *args)
+    return out, vjp(jnp.ones_like(out))
+
+
 @pytest.mark.parametrize("entry, case", CASES)
 def test_rule_output_keeps_float32(entry, case):
+    # Dtypes are fixed when the rule is traced: eval_shape runs the layer's validation, its
+    # fwd and its bwd abstractly (what jit and eager execution would produce, uncompiled).
     args = case.make_inputs(np.random.default_rng(0), jnp.float32)
-    out, vjp = jax.vjp(entry.layer, *args)
+    out, cotangents = jax.eval_shape(functools.partial(_output_and_cotangents, entry.layer), *args)
     assert out.dtype == jnp.float32
-    assert all(g.dtype == jnp.float32 for g in vjp(jnp.ones_like(out)))
+    assert len(cotangents) == len(args)
+    assert all(g.dtype == jnp.float32 for g in cotangents)
 
 
 # --------------------------------------------------------------------------------------
@@ -114,38 +160,35 @@ def test_rule_output_keeps_float32(entry, case):
 @pytest.mark.parametrize("stride, pad", list(conv._CONV_CONFIGS))
 def test_default_convolution_equals_the_books(stride, pad, x64):
     for case in conv._CONV_CONFIGS[(stride, pad)]:
-        args = case.make_inputs(np.random.default_rng(3), jnp.float64)
-        fast = conv.convolution_layer(stride, pad)
-        book = conv.convolution_layer(stride, pad, book=True)
-        np.testing.assert_allclose(fast(*args), book(*args), rtol=1e-13, atol=1e-13)
-        gf = jax.grad(scalarized(fast, args, (0, 1, 2)), (0, 1, 2))(*args)
-        gb = jax.grad(scalarized(book, args, (0, 1, 2)), (0, 1, 2))(*args)
-        for a, b in zip(gf, gb, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+        x, W, b = case.make_inputs(np.random.default_rng(3), jnp.float64)
+        cot = cotangent_for(
+            jax.eval_shape(conv.convolution_layer(stride, pad), x, W, b).shape, x.dtype
+        )
+        (out_f, gf), (out_b, gb) = conv_rules(x, W, b, cot, stride, pad, False)
+        np.testing.assert_allclose(out_f, out_b, rtol=1e-13, atol=1e-13)
+        for a, r in zip(gf, gb, strict=True):
+            np.testing.assert_allclose(a, r, rtol=1e-13, atol=1e-13)
+
+
+def _assert_default_pooling_equals_the_books(x, ph, pw, stride, pad):
+    cot = cotangent_for(jax.eval_shape(conv.pooling_layer(ph, pw, stride, pad), x).shape, x.dtype)
+    (out_f, (gf,)), (out_b, (gb,)) = pool_rules(x, cot, ph, pw, stride, pad, False)
+    np.testing.assert_array_equal(out_f, out_b)
+    np.testing.assert_array_equal(gf, gb)
 
 
 @pytest.mark.parametrize("ph, pw, stride, pad", list(conv._POOL_CONFIGS))
 def test_default_pooling_equals_the_books_exactly(ph, pw, stride, pad, x64):
     for case in conv._POOL_CONFIGS[(ph, pw, stride, pad)]:
         (x,) = case.make_inputs(np.random.default_rng(3), jnp.float64)
-        fast = conv.pooling_layer(ph, pw, stride, pad)
-        book = conv.pooling_layer(ph, pw, stride, pad, book=True)
-        np.testing.assert_array_equal(fast(x), book(x))
-        gf = jax.grad(scalarized(fast, (x,), (0,)))(x)
-        gb = jax.grad(scalarized(book, (x,), (0,)))(x)
-        np.testing.assert_array_equal(gf, gb)
+        _assert_default_pooling_equals_the_books(x, ph, pw, stride, pad)
 
 
 @pytest.mark.parametrize("ph, pw, stride", [(5, 5, 5), (4, 5, 1)], ids=["tiled-5x5", "overlap-4x5"])
 def test_default_pooling_of_windows_over_16_elements_equals_the_books(ph, pw, stride, x64):
     # Windows of more than 16 elements take the reduce path for the maximum, not the selects.
     x = conv._distinct(np.random.default_rng(5), (2, 2, 10, 10), jnp.float64)
-    fast = conv.pooling_layer(ph, pw, stride)
-    book = conv.pooling_layer(ph, pw, stride, book=True)
-    np.testing.assert_array_equal(fast(x), book(x))
-    gf = jax.grad(scalarized(fast, (x,), (0,)))(x)
-    gb = jax.grad(scalarized(book, (x,), (0,)))(x)
-    np.testing.assert_array_equal(gf, gb)
+    _assert_default_pooling_equals_the_books(x, ph, pw, stride, 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -173,24 +216,24 @@ def close(a, b, rtol):
     assert np.max(np.abs(a - b)) <= rtol * max(np.max(np.abs(b)), 1.0), np.max(np.abs(a - b))
 
 
-@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("stride, pad", XLA_GEOMETRIES)
-def test_convolution_equals_xla_conv_forward_and_gradients(stride, pad, dtype, book, x64):
+def test_convolution_equals_xla_conv_forward_and_gradients(stride, pad, dtype, x64):
+    # Both rules (default and the book's) against XLA, in one compiled program.
     rng = np.random.default_rng(stride * 10 + pad)
     h = 9 if stride == 2 else 8  # (9 + 2·pad − 3) is even: stride 2 tiles
     x = jnp.asarray(rng.standard_normal((3, 2, h, h)), dtype)
     W = jnp.asarray(rng.standard_normal((4, 2, 3, 3)), dtype)
     b = jnp.asarray(rng.standard_normal(4), dtype)
-    layer = conv.convolution_layer(stride, pad, book=book)
+    cot = cotangent_for(jax.eval_shape(conv.convolution_layer(stride, pad), x, W, b).shape, dtype)
+    *rules, (xla_out, theirs) = conv_rules(x, W, b, cot, stride, pad, True)
     rtol = XLA_RTOL[dtype]
-    close(layer(x, W, b), xla_conv(x, W, b, stride, pad), rtol)
-    ours = jax.grad(scalarized(layer, (x, W, b), (0, 1, 2)), (0, 1, 2))(x, W, b)
-    ref_fn = lambda x, W, b: xla_conv(x, W, b, stride, pad)  # noqa: E731
-    theirs = jax.grad(scalarized(ref_fn, (x, W, b), (0, 1, 2)), (0, 1, 2))(x, W, b)
-    for a, r in zip(ours, theirs, strict=True):
-        assert a.dtype == dtype
-        close(a, r, rtol)
+    for out, ours in rules:
+        assert out.dtype == dtype
+        close(out, xla_out, rtol)
+        for a, r in zip(ours, theirs, strict=True):
+            assert a.dtype == dtype
+            close(a, r, rtol)
 
 
 def xla_max_pool(x, ph, pw, stride, pad):
@@ -199,20 +242,19 @@ def xla_max_pool(x, ph, pw, stride, pad):
     return lax.reduce_window(xp, -jnp.inf, lax.max, (1, 1, ph, pw), (1, 1, stride, stride), "VALID")
 
 
-@pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("stride, pad", XLA_GEOMETRIES)
-def test_pooling_equals_xla_reduce_window_forward_and_gradients(stride, pad, dtype, book, x64):
+def test_pooling_equals_xla_reduce_window_forward_and_gradients(stride, pad, dtype, x64):
+    # Both rules (default and the book's) against XLA, in one compiled program.
     rng = np.random.default_rng(stride * 10 + pad)
     h = 8 if stride == 2 else 7  # (8 + 2·pad − 2) is even: stride 2 tiles
     x = conv._distinct(rng, (2, 3, h, h), dtype)  # no ties: XLA breaks them differently
-    layer = conv.pooling_layer(2, 2, stride, pad, book=book)
-    np.testing.assert_array_equal(layer(x), xla_max_pool(x, 2, 2, stride, pad))
-    ours = jax.grad(scalarized(layer, (x,), (0,)))(x)
-    ref_fn = lambda x: xla_max_pool(x, 2, 2, stride, pad)  # noqa: E731
-    theirs = jax.grad(scalarized(ref_fn, (x,), (0,)))(x)
-    assert ours.dtype == dtype
-    close(ours, theirs, XLA_RTOL[dtype])
+    cot = cotangent_for(jax.eval_shape(conv.pooling_layer(2, 2, stride, pad), x).shape, dtype)
+    *rules, (xla_out, (theirs,)) = pool_rules(x, cot, 2, 2, stride, pad, True)
+    for out, (ours,) in rules:
+        np.testing.assert_array_equal(out, xla_out)
+        assert ours.dtype == dtype
+        close(ours, theirs, XLA_RTOL[dtype])
 
 
 # --------------------------------------------------------------------------------------
@@ -300,10 +342,11 @@ def test_floored_geometry_equals_the_books_im2col_col2im_and_xla_for_both_rules(
         jnp.asarray(x_np), W, b, jnp.asarray(c_np), cot_conv, cot_pool, fh, fw, stride, pad
     )
     # im2col and col2im: the book's formulas exactly (the public functions check the
-    # arguments, then run the same code as inside the program above).
-    assert conv.im2col(x_np, fh, fw, stride, pad).shape == col.shape
+    # arguments, then run the same code as inside the program above: their shapes, traced).
+    assert jax.eval_shape(lambda x: conv.im2col(x, fh, fw, stride, pad), x_np).shape == col.shape
     np.testing.assert_array_equal(col, book_im2col(x_np, fh, fw, stride, pad))
-    assert conv.col2im(c_np, x_np.shape, fh, fw, stride, pad).shape == x_np.shape
+    public_img = jax.eval_shape(lambda c: conv.col2im(c, x_np.shape, fh, fw, stride, pad), c_np)
+    assert public_img.shape == x_np.shape
     np.testing.assert_allclose(
         img, book_col2im(c_np, x_np.shape, fh, fw, stride, pad), 1e-14, 1e-14
     )

@@ -84,7 +84,8 @@ def test_apply_filter_filters_a_test_image(trained, tmp_path):
 @pytest.fixture(scope="module")
 def deep_pickle(tmp_path_factory):
     """A pickle like the book's deep_convnet_params.pkl: float64 arrays, the book's keys."""
-    params = convnet.init_deep_convnet(jax.random.key(0))
+    # One compiled program, not ~25 op-by-op ones (init itself: tests/test_convnet.py).
+    params = jax.jit(convnet.init_deep_convnet)(jax.random.key(0))
     path = tmp_path_factory.mktemp("deep") / "deep_convnet_params.pkl"
     with open(path, "wb") as f:
         pickle.dump({k: np.asarray(v, np.float64) for k, v in params.items()}, f)
@@ -162,7 +163,7 @@ def test_numpy_peer_computes_funcnets_gradient():
     rng = np.random.default_rng(0)
     x = rng.random((4, 1, 28, 28), dtype=np.float32)
     t = np.array([1, 5, 7, 9])
-    ours = convnet.simple_convnet_gradient(params, x, t)
+    ours = jax.jit(convnet.simple_convnet_gradient)(params, x, t)  # one program, not op by op
     book = _conv_peers.BookSimpleConvNet(params).gradient(x.copy(), t)
     for k in ours:
         np.testing.assert_allclose(book[k], ours[k], rtol=2e-3, atol=1e-6)
@@ -191,6 +192,9 @@ def test_benchmark_rounds_are_interleaved_and_rotated(monkeypatch):
     clock, calls = [0.0], []
     # A fake clock: each timed call "takes" its next per-iteration seconds times its steps.
     monkeypatch.setattr(ch07_benchmark_convnet.time, "perf_counter", lambda: clock[0])
+    # The collection before each timing, counted instead of run (a full collection of the
+    # test process's heap costs about a second under load).
+    monkeypatch.setattr(ch07_benchmark_convnet.gc, "collect", lambda: calls.append(("gc", 0)))
 
     def runner(name, seconds):
         def run(steps):
@@ -207,8 +211,11 @@ def test_benchmark_rounds_are_interleaved_and_rotated(monkeypatch):
         "c": (runner("c", [0.002, 0.005, 0.004]), 1, ""),
     }
     times = ch07_benchmark_convnet.measure(runners, rounds=3, pause_s=0)
-    # Warm-up twice each, then the rounds a b c / b c a / c a b.
+    # Warm-up twice each, then the rounds a b c / b c a / c a b, each timing after a
+    # garbage collection.
     assert [n for n, _ in calls[:6]] == ["a", "a", "b", "b", "c", "c"]
+    assert [n for n, _ in calls[6::2]] == ["gc"] * 9
+    calls = [c for c in calls if c[0] != "gc"]
     assert "".join(n for n, _ in calls[6:]) == "abcbcacab"
     assert all(steps == {"a": 2, "b": 1, "c": 1}[n] for n, steps in calls)
     assert times["skip"] is None

@@ -156,10 +156,11 @@ def _inputs(case: Case, dtype):
 
 
 def _with_value(args, i, value):
-    """args with ``value`` in the first element of args[i]."""
-    a = jnp.asarray(args[i])
-    flat = a.reshape(-1).at[0].set(value)
-    return (*args[:i], flat.reshape(a.shape), *args[i + 1 :])
+    """args with ``value`` in the first element of args[i] (set on the host: an eager
+    ``.at[0].set`` would compile a scatter for every shape)."""
+    a = np.array(args[i])  # a copy, in args[i]'s dtype
+    a.reshape(-1)[0] = value
+    return (*args[:i], jnp.asarray(a), *args[i + 1 :])
 
 
 def _with_nan(args, i):
@@ -183,14 +184,14 @@ def _cotangent(fn, args, seed=1):
 
 def _params(cases):
     return [
-        pytest.param(case, i, dtype, id=f"{case.name}-arg{i}-{jnp.dtype(dtype).name}")
+        pytest.param(case, dtype, id=f"{case.name}-{jnp.dtype(dtype).name}")
         for case in cases
-        for i in case.float_args
         for dtype in DTYPES
     ]
 
 
 ALL_CASES = FUNCTION_CASES + LAYER_CASES
+_LAYER_NAMES = frozenset(case.name for case in LAYER_CASES)
 
 
 @pytest.fixture(autouse=True)
@@ -208,61 +209,84 @@ def _x64_for_float64(request):
 # Functions and layers
 
 
-@pytest.mark.parametrize("case, i, dtype", _params(ALL_CASES))
-def test_a_nan_input_gives_a_nan_output(case, i, dtype):
-    args = _with_nan(_inputs(case, dtype), i)
-    out = jax.jit(case.fn)(*args)
-    assert np.isnan(np.asarray(out)).any(), (case.name, i, out)
-    if i not in case.targets:  # eagerly too (targets with NaN are refused eagerly)
-        assert np.isnan(np.asarray(case.fn(*args))).any()
+@functools.cache
+def _program(case: Case) -> Callable:
+    """``run(args, c) -> (fn(*args), rule_grads, plain_grads)``, jitted once per case.
+
+    ``fn(*args)`` is the plain call (no autodiff); ``rule_grads`` are the gradients of
+    Σ fn(args)·c with respect to every float argument, through the function (a layer's
+    hand-written rule); ``plain_grads`` the same through a layer's plain forward
+    (``fn.fun``, autodiff's own rules), None for a function. Every check below runs this
+    one program on other values of the same shapes (a NaN in one input, a NaN cotangent,
+    a finite value in the NaN's place), so each case compiles once per dtype.
+    """
+    argnums = case.float_args
+    layer = case.name in _LAYER_NAMES
+
+    def grads(fn, args, c):
+        f = _scalarized(fn, args, argnums, c)
+        return jax.grad(f, range(len(argnums)))(*(args[k] for k in argnums))
+
+    def run(args, c):
+        plain = grads(case.fn.fun, args, c) if layer else None
+        return case.fn(*args), grads(case.fn, args, c), plain
+
+    return jax.jit(run)
 
 
-@pytest.mark.parametrize("case, i, dtype", _params(ALL_CASES))
-def test_a_nan_cotangent_reaches_the_input(case, i, dtype):
+def _has_nan(a) -> bool:
+    return bool(np.isnan(np.asarray(a)).any())
+
+
+@pytest.mark.parametrize("case, dtype", _params(ALL_CASES))
+def test_nan_in_any_input_or_in_the_cotangent_propagates_forward_and_backward(case, dtype):
+    """For every float argument i (each check names it), under jit:
+
+    1. a NaN input gives a NaN output (eagerly too, except for targets, refused eagerly);
+    2. a NaN cotangent reaches the input's cotangent (0 for a piecewise-constant function);
+    3. a NaN input gives a NaN gradient wherever the derivative depends on it: for a
+       value-free input the gradient is the finite one at 1.0 in the NaN's place; max
+       pooling's gradient is a routing of finite g, never NaN;
+    4. a layer's rule and autodiff of its plain forward put NaN in the same places.
+    """
+    run = _program(case)
     args = _inputs(case, dtype)
-    cotangent = jnp.full(jax.eval_shape(case.fn, *args).shape, jnp.nan, dtype)
-    grads = jax.jit(jax.grad(_scalarized(case.fn, args, (i,), cotangent)))(args[i])
-    if case.zero_derivative:  # piecewise constant: the derivative is 0, not a number times g
-        assert not np.asarray(grads).any()
-    else:
-        assert np.isnan(np.asarray(grads)).any(), (case.name, i, grads)
-
-
-@pytest.mark.parametrize("case, i, dtype", _params(ALL_CASES))
-def test_a_nan_input_gives_a_nan_gradient_where_the_derivative_depends_on_it(case, i, dtype):
-    args = _with_nan(_inputs(case, dtype), i)
-    argnums = case.float_args
     c = _cotangent(case.fn, args)
-    f = _scalarized(case.fn, args, argnums, c)
-    grads = jax.jit(jax.grad(f, range(len(argnums))))(*(args[k] for k in argnums))
-    has_nan = any(np.isnan(np.asarray(g)).any() for g in grads)
-    if case.name.startswith(LAYER_ROUTING):
-        assert not has_nan and all(np.isfinite(np.asarray(g)).all() for g in grads)
-    elif case.zero_derivative or i in case.value_free:
-        # The derivative does not depend on this value: the gradient is the one at a
-        # finite positive value in its place (relu: the mask x <= 0 is unset at NaN too).
-        finite = _with_value(args, i, 1.0)
-        f1 = _scalarized(case.fn, finite, argnums, c)
-        want = jax.jit(jax.grad(f1, range(len(argnums))))(*(finite[k] for k in argnums))
-        for g, w in zip(grads, want, strict=True):
-            np.testing.assert_array_equal(g, w)
-            assert np.isfinite(np.asarray(g)).all()
-    else:
-        assert has_nan, (case.name, i, grads)
-
-
-@pytest.mark.parametrize("case, i, dtype", _params(LAYER_CASES))
-def test_the_rule_and_autodiff_put_nan_in_the_same_places(case, i, dtype):
-    args = _with_nan(_inputs(case, dtype), i)
     argnums = case.float_args
-    c = _cotangent(case.fn, args)
-    diff = tuple(args[k] for k in argnums)
-    rule = jax.jit(jax.grad(_scalarized(case.fn, args, argnums, c), range(len(argnums))))(*diff)
-    plain = jax.jit(jax.grad(_scalarized(case.fn.fun, args, argnums, c), range(len(argnums))))(
-        *diff
-    )
-    for r, p in zip(rule, plain, strict=True):
-        np.testing.assert_array_equal(np.isnan(np.asarray(r)), np.isnan(np.asarray(p)))
+
+    _, grads, _ = run(args, jnp.full(c.shape, jnp.nan, dtype))
+    for i, g in zip(argnums, grads, strict=True):
+        if case.zero_derivative:  # piecewise constant: the derivative is 0, not a number times g
+            assert not np.asarray(g).any(), ("a NaN cotangent", case.name, i, g)
+        else:
+            assert _has_nan(g), ("a NaN cotangent does not reach", case.name, i, g)
+
+    for i in argnums:
+        args_i = _with_nan(args, i)
+        out, grads, plain = run(args_i, c)
+        assert _has_nan(out), ("a NaN input, the jitted output", case.name, i, out)
+        if i not in case.targets:  # eagerly too (targets with NaN are refused eagerly)
+            assert _has_nan(case.fn(*args_i)), ("a NaN input, the eager output", case.name, i)
+
+        where = ("a NaN input, the gradient", case.name, i)
+        has_nan = any(_has_nan(g) for g in grads)
+        if case.name.startswith(LAYER_ROUTING):
+            assert not has_nan and all(np.isfinite(np.asarray(g)).all() for g in grads), where
+        elif case.zero_derivative or i in case.value_free:
+            # The derivative does not depend on this value: the gradient is the one at a
+            # finite positive value in its place (relu: the mask x <= 0 is unset at NaN too).
+            _, want, _ = run(_with_value(args, i, 1.0), c)
+            for g, w in zip(grads, want, strict=True):
+                np.testing.assert_array_equal(g, w, err_msg=str(where))
+                assert np.isfinite(np.asarray(g)).all(), where
+        else:
+            assert has_nan, (*where, grads)
+
+        if plain is not None:  # a layer: its rule and autodiff put NaN in the same places
+            for r, p in zip(grads, plain, strict=True):
+                np.testing.assert_array_equal(
+                    np.isnan(np.asarray(r)), np.isnan(np.asarray(p)), err_msg=str(where)
+                )
 
 
 @pytest.mark.parametrize(
@@ -297,6 +321,7 @@ def test_step_function_keeps_nan_and_gives_integers_for_integers(dtype):
 # Nets
 
 
+@functools.cache  # made once per dtype (each test poisons its own copies)
 def _net_problem(dtype, n=4, d=6, h=5, c=3):
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
     params = nets.init_two_layer_net(k1, d, h, c, weight_init_std=0.5, dtype=dtype)
@@ -308,13 +333,15 @@ def _net_problem(dtype, n=4, d=6, h=5, c=3):
 WHERE = ["x", "W1", "b1", "W2", "b2"]
 
 
+def _nan_first(a):
+    """a copy of ``a`` with NaN in its first element."""
+    return _with_nan((a,), 0)[0]
+
+
 def _poisoned(params, x, where):
     if where == "x":
-        return params, x.at[0, 0].set(jnp.nan)
-    return {
-        **params,
-        where: params[where].reshape(-1).at[0].set(jnp.nan).reshape(params[where].shape),
-    }, x
+        return params, _nan_first(x)  # x[0, 0]
+    return {**params, where: _nan_first(params[where])}, x
 
 
 NET_GRADIENTS = {
@@ -323,78 +350,86 @@ NET_GRADIENTS = {
 }
 
 
+# Jitted once at module level: the poisoned params and inputs have the clean ones' shapes,
+# so every placement of the NaN runs the same compiled program.
+_JIT_LOSS = {a: jax.jit(nets.two_layer_net(a).loss) for a in nets.ACTIVATIONS}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", nets.ACTIVATIONS)
-@pytest.mark.parametrize("where", WHERE)
-def test_two_layer_net_predict_and_loss_are_nan_for_a_nan_input_or_weight(where, activation, dtype):
-    params, x, t = _net_problem(dtype)
-    params, x = _poisoned(params, x, where)
+def test_two_layer_net_predict_and_loss_are_nan_for_a_nan_input_or_weight(activation, dtype):
     net = nets.two_layer_net(activation)
-    assert np.isnan(np.asarray(net.predict(params, x))).any()
-    assert np.isnan(float(net.loss(params, x, t)))
-    assert np.isnan(float(jax.jit(net.loss)(params, x, t)))
+    for where in WHERE:
+        params, x, t = _net_problem(dtype)
+        params, x = _poisoned(params, x, where)
+        assert np.isnan(np.asarray(net.predict(params, x))).any(), where
+        assert np.isnan(float(net.loss(params, x, t))), where
+        assert np.isnan(float(_JIT_LOSS[activation](params, x, t))), where
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", nets.ACTIVATIONS)
-@pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("method", list(NET_GRADIENTS))
-def test_every_gradient_leaf_of_the_two_layer_net_holds_nan(method, where, activation, dtype):
-    params, x, t = _net_problem(dtype)
-    params, x = _poisoned(params, x, where)
-    grads = NET_GRADIENTS[method](params, x, t, activation=activation)
-    for k, g in grads.items():
-        assert np.isnan(np.asarray(g)).any(), (method, where, k)
+def test_every_gradient_leaf_of_the_two_layer_net_holds_nan(method, activation, dtype):
+    for where in WHERE:
+        params, x, t = _net_problem(dtype)
+        params, x = _poisoned(params, x, where)
+        grads = NET_GRADIENTS[method](params, x, t, activation=activation)
+        for k, g in grads.items():
+            assert np.isnan(np.asarray(g)).any(), (method, where, k)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("where", ["x", "b1"])
-def test_every_numerical_gradient_leaf_of_the_two_layer_net_holds_nan(where, dtype):
+def test_every_numerical_gradient_leaf_of_the_two_layer_net_holds_nan(dtype):
     # Central differences compile one program per leaf: two placements are enough here.
-    params, x, t = _net_problem(dtype)
-    params, x = _poisoned(params, x, where)
-    for k, g in nets.two_layer_net_numerical_gradient(params, x, t).items():
-        assert np.isnan(np.asarray(g)).any(), (where, k)
+    for where in ("x", "b1"):
+        params, x, t = _net_problem(dtype)
+        params, x = _poisoned(params, x, where)
+        for k, g in nets.two_layer_net_numerical_gradient(params, x, t).items():
+            assert np.isnan(np.asarray(g)).any(), (where, k)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("where", WHERE)
-def test_the_books_ch4_gradient_holds_nan_in_every_leaf(where, dtype):
-    params, x, t = _net_problem(dtype)
-    params, x = _poisoned(params, x, where)
-    for k, g in nets.two_layer_net_ch4_gradient(params, x, t).items():
-        assert np.isnan(np.asarray(g)).any(), (where, k)
+def test_the_books_ch4_gradient_holds_nan_in_every_leaf(dtype):
+    for where in WHERE:
+        params, x, t = _net_problem(dtype)
+        params, x = _poisoned(params, x, where)
+        for k, g in nets.two_layer_net_ch4_gradient(params, x, t).items():
+            assert np.isnan(np.asarray(g)).any(), (where, k)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("where", ["x", "W"])
-def test_simple_net_loss_is_nan_and_so_is_its_gradient(where, dtype):
-    params = {"W": jnp.asarray(nets.SIMPLE_NET_BOOK_W, dtype)}
-    x, t = jnp.array([0.6, 0.9], dtype), jnp.array([0, 0, 1])
-    if where == "x":
-        x = x.at[0].set(jnp.nan)
-    else:
-        params = {"W": params["W"].at[0, 0].set(jnp.nan)}
-    assert np.isnan(float(nets.simple_net_loss(params, x, t)))
-    assert np.isnan(np.asarray(jax.grad(nets.simple_net_loss)(params, x, t)["W"])).any()
+def test_simple_net_loss_is_nan_and_so_is_its_gradient(dtype):
+    for where in ("x", "W"):
+        params = {"W": jnp.asarray(nets.SIMPLE_NET_BOOK_W, dtype)}
+        x, t = jnp.array([0.6, 0.9], dtype), jnp.array([0, 0, 1])
+        if where == "x":
+            x = _nan_first(x)
+        else:
+            params = {"W": _nan_first(params["W"])}  # W[0, 0]
+        assert np.isnan(float(nets.simple_net_loss(params, x, t))), where
+        assert np.isnan(np.asarray(jax.grad(nets.simple_net_loss)(params, x, t)["W"])).any(), where
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_three_layer_net_predict_is_nan_for_a_nan_pixel(dtype):
     params = nets.init_three_layer_net(jax.random.key(0), 6, (5, 4), 3, dtype=dtype)
-    x = jnp.ones((2, 6), dtype).at[1, 3].set(jnp.nan)
+    x = np.ones((2, 6), dtype)
+    x[1, 3] = np.nan
+    x = jnp.asarray(x)
     out = np.asarray(nets.three_layer_net_predict(params, x))
     assert np.isnan(out[1]).all() and np.isfinite(out[0]).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("batch_size", [None, 3])
-def test_accuracy_is_nan_under_jit_and_an_error_eagerly(batch_size, where, dtype):
-    params, x, t = _net_problem(dtype)
-    params, x = _poisoned(params, x, where)
+def test_accuracy_is_nan_under_jit_and_an_error_eagerly(batch_size, dtype):
     acc = functools.partial(nets.accuracy, nets.two_layer_net_predict, batch_size=batch_size)
-    assert np.isnan(float(jax.jit(acc)(params, x, t)))
-    name = "x" if where == "x" else rf"params\['{where}'\]"
-    with pytest.raises(ValueError, match=rf"accuracy: {name} holds 1 non-finite values"):
-        acc(params, x, t)
+    jit_acc = jax.jit(acc)  # one program for every placement (same shapes)
+    for where in WHERE:
+        params, x, t = _net_problem(dtype)
+        params, x = _poisoned(params, x, where)
+        assert np.isnan(float(jit_acc(params, x, t))), where
+        name = "x" if where == "x" else rf"params\['{where}'\]"
+        with pytest.raises(ValueError, match=rf"accuracy: {name} holds 1 non-finite values"):
+            acc(params, x, t)

@@ -116,19 +116,22 @@ def test_install_step_needs_only_the_wheel_folder(tmp_path):
     --no-index, and funcnet then imports and loads the embedded MNIST digits."""
     wheels = _prepared_wheels()
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=False, with_pip=True)
+    # no pip of its own (ensurepip costs about 4 CPU-seconds): the machine's pip, below
+    venv.create(env_dir, system_site_packages=False, with_pip=False)
     python = env_dir / "bin" / "python"
-    # the machine's own JAX stack: expose just jax, jaxlib, numpy and their dependencies
+    # the machine's own JAX stack: expose just jax, jaxlib, numpy and their dependencies,
+    # and pip (it installs into the environment that runs it, as a venv's own pip does)
     import jax
     import jaxlib
     import ml_dtypes
     import numpy
     import opt_einsum
+    import pip
     import scipy
 
     site = tmp_path / "machine-site"
     site.mkdir()
-    for module in (jax, jaxlib, numpy, ml_dtypes, opt_einsum, scipy):
+    for module in (jax, jaxlib, numpy, ml_dtypes, opt_einsum, scipy, pip):
         src = Path(module.__file__).parent
         (site / src.name).symlink_to(src)
         for info in src.parent.glob(f"{src.name.replace('-', '_')}-*.dist-info"):

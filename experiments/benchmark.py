@@ -348,6 +348,9 @@ def run_peers(
         for pid in (args.peer_ids[(rep + j) % k] for j in range(k)):
             if runs[pid] and runs[pid][-1].status == "skipped":
                 continue
+            # A fresh compilation every run, as in a new process (JAX's in-memory caches
+            # would otherwise serve the second round's programs and eager ops).
+            jax.clear_caches()
             gc.collect()
             time.sleep(PAUSE_S)
             r = runners[pid](data.train, data.test, params, protocol)

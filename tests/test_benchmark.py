@@ -17,7 +17,7 @@ import pytest
 from experiments import _numgrad, _peers, benchmark, ch07_benchmark_convnet
 from funcnet import datasets, nets
 
-PEER_IDS = ["fit", "step", "jax", "numpy", "torch"]
+PEER_IDS = ["fit", "step", "jax", "jax1", "numpy", "torch"]
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +255,7 @@ def test_every_peer_reports_the_final_params_accuracy(subset):
     train, test = _small(subset)
     protocol = _peers.Protocol(iters=5)  # epoch of 3 iterations: evaluations after 0, 3, 4
     params = _peers.init_params(protocol, 784, 10)
-    for run in (_peers.run_plain_jax, _peers.run_numpy):
+    for run in (_peers.run_plain_jax, _peers.run_plain_jax_program, _peers.run_numpy):
         r = run(train, test, params, protocol)
         expected = _peers.np_accuracy({k: np.asarray(v) for k, v in r.params.items()}, *test)
         assert r.test_acc == pytest.approx(expected, abs=1e-6), r.name
@@ -408,3 +408,18 @@ def test_each_model_gets_its_defaults_and_quick_settings():
     assert args.peers == ["funcnet", "funcnet-book", "plain-jax", "torch"]
     args = benchmark.parse_args(["--model", "deep-convnet", "--quick"])
     assert (args.steps, args.rounds) == (3, 1)
+
+def test_one_program_peer_runs_fits_protocol_in_one_jitted_call(subset):
+    # The peer fit's whole call is measured against: the same draws (fold_in(key, i)), the
+    # same updates and the same evaluation points, all in one compiled program.
+    train, test = _small(subset)
+    protocol = _peers.Protocol(iters=7)  # evaluations after 0, 3, 6
+    params = _peers.init_params(protocol, 784, 10)
+    fit = _peers.run_fit(train, test, params, protocol)
+    one = _peers.run_plain_jax_program(train, test, params, protocol)
+    assert one.name == _peers.PEER_NAMES["jax1"] and one.compile_seconds > 0
+    assert one.losses.shape == fit.losses.shape == (7,)
+    np.testing.assert_allclose(one.losses, fit.losses, rtol=1e-5)
+    for k in params:
+        np.testing.assert_allclose(one.params[k], fit.params[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert (one.train_acc, one.test_acc) == pytest.approx((fit.train_acc, fit.test_acc), abs=0.02)

@@ -439,3 +439,69 @@ def test_epochs_and_evaluation_on_a_sample_like_the_books_trainer():
     assert history.final_train_acc == pytest.approx(full_train)  # final: the whole sets
     assert history.final_test_acc == pytest.approx(full_test)
     assert seen[-1].final and seen[-1].test_acc == pytest.approx(full_test)
+
+
+# --------------------------------------------------------------------------------------
+# The divergence checks on the host (fit's compiled program leaves them out)
+
+
+_LOSS_CASES = {
+    "finite": [0.5, 0.4, 0.3, 0.2],
+    "nan first": [np.nan, 0.4, 0.3, 0.2],
+    "inf middle": [0.5, np.inf, np.nan, 0.2],
+    "-inf last": [0.5, 0.4, 0.3, -np.inf],
+    "one step": [0.7],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16, np.float32])
+def test_the_host_checks_agree_with_the_device_checks(dtype):
+    device = jax.jit(
+        lambda losses, num, tree: (train.first_nonfinite(losses, num), train.all_finite(tree))
+    )
+    for name, values in _LOSS_CASES.items():
+        losses = np.asarray(values, dtype)
+        padded = np.concatenate([losses, np.full(6 - losses.size, np.nan, dtype)])  # past num
+        first, _ = device(padded, np.int32(losses.size), {"W": np.ones(1, dtype)})
+        assert train.loop.host_first_nonfinite(losses) == int(first), name
+    for bad in (None, np.nan, np.inf, -np.inf):
+        for leaf in ("W", "b"):  # a non-finite value in any leaf, anywhere in it
+            tree = {"W": np.ones((3, 2), dtype), "b": np.zeros(2, dtype)}
+            if bad is not None:
+                tree[leaf].reshape(-1)[-1] = bad
+            _, finite = device(np.zeros(6, dtype), np.int32(1), tree)
+            assert train.loop.host_all_finite(tree) is bool(finite) is (bad is None), (bad, leaf)
+
+
+# mid-epoch, and the very last step (the first segment: the test above)
+@pytest.mark.parametrize(("fused", "blow_up"), [(True, 6), (True, 11), (False, 11)])
+def test_a_weight_that_overflows_is_caught_where_no_loss_shows_it(fused, blow_up):
+    # The loss stays finite (tanh) and the step size is 0 except at iteration `blow_up`,
+    # which sends W to -inf: only the check of the weights after that segment sees it,
+    # also after the last segment, where no later loss could.
+    def loss_fn(params, x, t):
+        return jnp.tanh(jnp.mean(x @ params["W"]))
+
+    x = np.full((20, 3), 10.0, np.float32)
+    t = np.zeros(20, np.int32)
+    params = {"W": jnp.zeros((3, 2), jnp.float32)}
+    optimizer = optax.sgd(lambda count: jnp.where(count == blow_up, 3e38, 0.0))
+    with pytest.raises(train.TrainingDiverged, match=r"a weight was .every loss finite") as info:
+        train.fit(
+            params,
+            (x, t),
+            (x, t),
+            key=jax.random.key(0),
+            loss_fn=loss_fn,
+            predict_fn=lambda p, x: x @ p["W"],
+            iters=12,
+            batch_size=5,  # epochs of 4: segments [0], [1-4], [5-8], [9-11]
+            optimizer=optimizer,
+            fused=fused,
+        )
+    e = info.value
+    end = {6: 8, 11: 11}[blow_up]  # the last iteration of the segment
+    assert e.iteration == end and e.history.iterations == end + 1
+    assert np.isfinite(e.history.loss).all()
+    assert e.params_iteration == {6: 5, 11: 9}[blow_up]
+    np.testing.assert_array_equal(e.params["W"], params["W"])  # lr 0 before the blow-up

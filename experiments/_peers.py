@@ -633,7 +633,7 @@ def _fit_parts(data, params, protocol, plan, evals) -> dict[str, Callable[[], An
     state0 = train.init_state(params, optimizer, fit_key(protocol))
     max_steps = max(num for _, num, _ in plan)
     segment = (
-        jax.jit(train.make_segment(train_step, no_eval, max_steps, jnp.float32))
+        jax.jit(train.loop.make_steps_and_evaluate(train_step, no_eval, max_steps, jnp.float32))
         .lower(state0, data, jnp.int32(1))
         .compile()
     )

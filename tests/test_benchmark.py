@@ -42,14 +42,22 @@ def test_numpy_book_gradient_matches_funcnet_backprop(subset):
         np.testing.assert_allclose(grads[k], expected[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
-def test_plain_jax_peer_follows_fits_minibatches(subset):
-    # Same initial weights and the same draws (fold_in(key, i)): the ceiling runs the very
-    # same protocol as fit, so the params agree up to float32 rounding.
+@pytest.fixture(scope="module")
+def seven_iterations(subset):
+    """fit's and plain JAX's runs of 7 iterations on the small set, shared by the tests
+    that compare them with each other and with the profiled parts."""
     train, test = _small(subset)
     protocol = _peers.Protocol(iters=7)
     params = _peers.init_params(protocol, 784, 10)
-    a = _peers.run_fit(train, test, params, protocol)
-    b = _peers.run_plain_jax(train, test, params, protocol)
+    fit = _peers.run_fit(train, test, params, protocol)
+    plain = _peers.run_plain_jax(train, test, params, protocol)
+    return train, test, protocol, params, fit, plain
+
+
+def test_plain_jax_peer_follows_fits_minibatches(seven_iterations):
+    # Same initial weights and the same draws (fold_in(key, i)): the ceiling runs the very
+    # same protocol as fit, so the params agree up to float32 rounding.
+    _, _, _, params, a, b = seven_iterations
     assert a.losses.shape == b.losses.shape == (7,)
     np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
     for k in params:
@@ -69,7 +77,10 @@ def test_book_numerical_gradient_loop_matches_backprop_and_restores_params(x64):
     before = {k: v.copy() for k, v in params.items()}
     grads, done = _numgrad.book_two_layer_gradient(params, x, t)
     assert done == 6 * 4 + 4 + 4 * 3 + 3
-    backprop = nets.two_layer_net_gradient({k: jnp.asarray(v) for k, v in params.items()}, x, t)
+    # one compiled program, not op by op (x and t checked while tracing)
+    backprop = jax.jit(lambda p: nets.two_layer_net_gradient(p, x, t))(
+        {k: jnp.asarray(v) for k, v in params.items()}
+    )
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
         np.testing.assert_allclose(grads[k], backprop[k], atol=1e-8, err_msg=k)
@@ -227,18 +238,14 @@ def test_quick_shortens_the_run_and_explicit_flags_win():
     assert (args.iters, args.repeats, args.numgrad_book_elements) == (10000, 3, None)
 
 
-def test_profiled_parts_are_the_peers_own_loops_without_evaluation(subset):
+def test_profiled_parts_are_the_peers_own_loops_without_evaluation(seven_iterations):
     # "steps alone" must be the very loop of the whole run, minus the evaluations: the
     # same updates, so the same final params; "evaluations alone" one per evaluation point.
-    train, test = _small(subset)
-    protocol = _peers.Protocol(iters=7)
-    params = _peers.init_params(protocol, 784, 10)
+    train, test, protocol, params, fit, plain = seven_iterations
     parts = _peers.profile_parts(train, test, params, protocol, ("fit", "jax", "numpy"))
     assert _peers.evaluation_points(7, 3) == [0, 3, 6]
     evals = len(_peers.evaluation_points(7, _peers.epoch_length(300, protocol)))
     fit_state = parts["fit"]["steps"]()
-    fit = _peers.run_fit(train, test, params, protocol)
-    plain = _peers.run_plain_jax(train, test, params, protocol)
     plain_params = parts["jax"]["steps"]()
     numpy_params = parts["numpy"]["steps"]()
     numpy_run = _peers.run_numpy(train, test, params, protocol)
@@ -408,6 +415,7 @@ def test_each_model_gets_its_defaults_and_quick_settings():
     assert args.peers == ["funcnet", "funcnet-book", "plain-jax", "torch"]
     args = benchmark.parse_args(["--model", "deep-convnet", "--quick"])
     assert (args.steps, args.rounds) == (3, 1)
+
 
 def test_one_program_peer_runs_fits_protocol_in_one_jitted_call(subset):
     # The peer fit's whole call is measured against: the same draws (fold_in(key, i)), the

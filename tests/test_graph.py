@@ -226,15 +226,17 @@ def test_backward_starts_from_the_given_cotangent_for_non_scalar_outputs(x64):
 # Nodes: layers, their custom rules, and expansion
 
 
-def test_a_layer_is_one_node_and_expand_shows_the_primitives_inside():
-    g = trace(two_layer_loss, *net_args(jnp.float32))
+def test_a_layer_is_one_node_and_expand_shows_the_primitives_inside(x64):
+    # float64: the same values as test_input_edge_backward_equals_jax_grad's two-layer
+    # net (its compiled operations are reused)
+    g = trace(two_layer_loss, *net_args())
     assert [(n.name, n.kind) for n in g.nodes] == [
         ("affine", "layer"),
         ("relu", "layer"),
         ("affine", "layer"),
         ("softmax_with_loss", "layer"),
     ]
-    expanded = trace(two_layer_loss, *net_args(jnp.float32), expand=True)
+    expanded = trace(two_layer_loss, *net_args(), expand=True)
     assert all(n.kind == "primitive" for n in expanded.nodes)
     inside_affine = [n.name for n in expanded.nodes if n.scope[0] == (1, "affine")]
     assert "dot_general" in inside_affine and "add" in inside_affine
@@ -303,12 +305,12 @@ def test_integer_and_nan_cotangents_are_used_as_given():
     assert np.isnan(g.input("x").backward)  # NaN propagates, never becomes a number
 
 
-def test_f_and_expand_of_the_wrong_type_are_type_errors():
+def test_f_and_expand_of_the_wrong_type_are_type_errors(x64):
     with pytest.raises(TypeError, match=r"trace: f must be a function to trace, got int 5"):
         trace(5, 1.0)
     with pytest.raises(TypeError, match=r"trace: expand must be True, False, a name.*got int 3"):
         trace(lambda x: x, 1.0, expand=3)
-    nodes = trace(two_layer_loss, *net_args(jnp.float32), expand="relu").nodes
+    nodes = trace(two_layer_loss, *net_args(), expand="relu").nodes
     assert nodes[1].scope == ((1, "relu"),)  # one name is a set of one
 
 

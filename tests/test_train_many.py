@@ -35,11 +35,13 @@ def _decayed_loss(hp):
 
 
 def test_many_runs_with_their_own_hyperparameters_equal_separate_fits():
-    runs = 3
+    # two runs (each compared with a separate fit, one compilation each): a small lr
+    # without weight decay, a large one with it
+    runs = 2
     init_keys = jax.random.split(jax.random.key(0), runs)
     keys = jax.random.split(jax.random.key(1), runs)
-    lrs = np.array([0.05, 0.2, 0.5], np.float32)
-    lams = np.array([0.0, 0.01, 0.1], np.float32)
+    lrs = np.array([0.05, 0.5], np.float32)
+    lams = np.array([0.0, 0.1], np.float32)
     params = jax.vmap(_init)(init_keys)
     final, history = train.fit_many(
         params,

@@ -470,6 +470,17 @@ def _compile_unfused(train_step, evaluate, max_steps, loss_dtype, state, data) -
     return run
 
 
+def _params_on_host(params: PyTree) -> Any:
+    """The params' leaves as NumPy arrays, read once per segment: ``np.asarray`` where a
+    whole array is in this process (about 3x faster than :func:`distributed.to_host` for
+    the ch5 net: 135 vs 435 us per segment, best of 7 under load), else gathered by
+    :func:`distributed.to_host`."""
+    leaves = jax.tree_util.tree_leaves(params)
+    if all(isinstance(x, jax.Array) and x.is_fully_addressable for x in leaves):
+        return [np.asarray(x) for x in leaves]
+    return distributed.to_host(params)
+
+
 class _Loop:
     """The host side of fit: runs the segments, records, checks, reports, checkpoints.
 
@@ -511,9 +522,10 @@ class _Loop:
         # The divergence checks run here, on the host, on what the segment returned: the
         # losses are fetched anyway, and the params of a small net in microseconds (in the
         # compiled program the same checks cost ten more XLA kernels to compile).
-        seg_losses, acc, params = distributed.to_host((*outputs, seg_state.params))
+        seg_losses, acc = distributed.to_host(outputs)
         seg_losses = np.asarray(seg_losses[:num])
-        first_bad, finite = host_first_nonfinite(seg_losses), host_all_finite(params)
+        first_bad = host_first_nonfinite(seg_losses)
+        finite = host_all_finite(_params_on_host(seg_state.params))
         r = self.record
         r.losses.append(seg_losses)
         if per_epoch:

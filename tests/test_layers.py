@@ -3,6 +3,7 @@ autodiff of its plain forward and against finite differences, under jit, vmap an
 order, in float64 and float32. Adding a layer to ``REGISTRY`` adds it to every test here.
 """
 
+import functools
 import re
 
 import chex
@@ -10,10 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
 from funcnet import layers as L
-from funcnet.check import AUTODIFF_RTOL, NUMERICAL_RTOL, check_layer, gradients_three_ways
+from funcnet.check import AUTODIFF_RTOL, NUMERICAL_RTOL
+from funcnet.gradient import numerical_gradient
 
 CASES = [
     pytest.param(entry, case, id=f"{entry.name}-{case.name}")
@@ -65,12 +68,74 @@ def diff_args(args, argnums):
     return tuple(args[i] for i in argnums)
 
 
+def _three_way_cotangent(layer, args, seed):
+    """The cotangent funcnet.check.gradients_three_ways draws (its own stream)."""
+    out = jax.eval_shape(layer, *args)
+    rng = np.random.default_rng((seed, 0xC07A))
+    return jnp.asarray(rng.standard_normal(out.shape), out.dtype)
+
+
+def _sum_times(fn, cotangent, args, argnums):
+    def f(diff):
+        full = list(args)
+        for i, d in zip(argnums, diff, strict=True):
+            full[i] = d
+        return jnp.sum(fn(*full) * cotangent)
+
+    return f
+
+
+# The three gradients of funcnet.check.gradients_three_ways, as two compiled programs that
+# take the inputs and the cotangent as arguments: the float64 finite differences of a case
+# compile once for its float64 and its float32 test (the same shapes), and all the
+# finite differences of a case are one vmapped batch (its arguments raveled into one vector).
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _rule_and_autodiff(layer, argnums, args, cotangent):
+    diff = tuple(args[i] for i in argnums)
+    custom = jax.grad(_sum_times(layer, cotangent, args, argnums))(diff)
+    autodiff = jax.grad(_sum_times(layer.fun, cotangent, args, argnums))(diff)
+    return custom, autodiff
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _finite_differences(fun, argnums, args, cotangent):
+    flat, unravel = ravel_pytree(tuple(args[i] for i in argnums))
+    f = _sum_times(fun, cotangent, args, argnums)
+    return unravel(numerical_gradient(lambda v: f(unravel(v)), flat))
+
+
+def _three_ways(entry, case, dtype, cotangent_seed):
+    """(custom, autodiff, numerical) like gradients_three_ways, on the case's seed-0 inputs
+    of ``dtype`` (call with float64 enabled); numerical in float64 on the same values."""
+    args = inputs(case, dtype)
+    cotangent = _three_way_cotangent(entry.layer, args, cotangent_seed)
+    custom, autodiff = _rule_and_autodiff(entry.layer, case.argnums, args, cotangent)
+    args64 = tuple(
+        a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in args
+    )
+    numerical = _finite_differences(
+        entry.layer.fun, case.argnums, args64, cotangent.astype(jnp.float64)
+    )
+    return custom, autodiff, numerical
+
+
+def _relative_errors(got, reference):
+    """Per argument, max |got − reference| / max |reference| (NaN stays NaN: fails a <=)."""
+    errors = []
+    for g, r in zip(got, reference, strict=True):
+        g, r = np.asarray(g, np.float64), np.asarray(r, np.float64)
+        scale = max(float(np.max(np.abs(r))), 1e-300)
+        errors.append(float(np.max(np.abs(g - r))) / scale)
+    return errors
+
+
 @pytest.mark.parametrize("entry, case", CASES)
 def test_rule_matches_autodiff_and_finite_differences_in_float64(entry, case, x64):
-    custom, autodiff, numerical = gradients_three_ways(entry.layer, inputs(case), case.argnums)
-    for c, a, n in zip(custom, autodiff, numerical, strict=True):
-        assert c.dtype == jnp.float64
-        scale = max(float(jnp.max(jnp.abs(a))), 1e-300)
+    custom, autodiff, numerical = _three_ways(entry, case, jnp.float64, cotangent_seed=0)
+    assert all(c.dtype == jnp.float64 for c in custom)
+    # Each argument relative to the scale of its autodiff gradient.
+    scales = [max(float(jnp.max(jnp.abs(a))), 1e-300) for a in autodiff]
+    for c, a, n, scale in zip(custom, autodiff, numerical, scales, strict=True):
         assert float(jnp.max(jnp.abs(c - a))) / scale <= 1e-12
         assert float(jnp.max(jnp.abs(c - n))) / scale <= 1e-7
 
@@ -104,7 +169,9 @@ def test_hessian_vector_products_through_the_rule_equal_the_plain_forwards(entry
 
         return jax.grad(directional, argnums)(*primals)
 
-    chex.assert_trees_all_close(hvp(entry.layer), hvp(entry.layer.fun), rtol=1e-10, atol=1e-12)
+    # Both Hessian-vector products in one compiled program.
+    through_rule, through_plain = jax.jit(lambda: (hvp(entry.layer), hvp(entry.layer.fun)))()
+    chex.assert_trees_all_close(through_rule, through_plain, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("entry, case", FAMILY_CASES)
@@ -120,9 +187,15 @@ def test_per_example_gradients_under_vmap_match_a_python_loop(entry, case, x64):
 
         return per_example
 
-    batched = jax.vmap(grad_of(entry.layer))(*stacked)
-    looped = [grad_of(entry.layer)(*ex) for ex in examples]
-    reference = jax.vmap(grad_of(entry.layer.fun))(*stacked)
+    @jax.jit
+    def everything(stacked, examples):
+        # In one compiled program: the loop is unrolled, one gradient per example.
+        batched = jax.vmap(grad_of(entry.layer))(*stacked)
+        looped = [grad_of(entry.layer)(*ex) for ex in examples]
+        reference = jax.vmap(grad_of(entry.layer.fun))(*stacked)
+        return batched, looped, reference
+
+    batched, looped, reference = everything(stacked, examples)
     for i, loop in enumerate(looped):
         chex.assert_trees_all_close(
             jax.tree_util.tree_map(lambda b, i=i: b[i], batched), loop, rtol=1e-12, atol=1e-14
@@ -134,12 +207,12 @@ def test_per_example_gradients_under_vmap_match_a_python_loop(entry, case, x64):
 def test_float32_rule_agrees_with_float64_within_float32_tolerance(entry, case, x64):
     args64 = inputs(case, jnp.float64)
     args32 = inputs(case, jnp.float32)
-    g64 = jax.grad(scalarized(entry.layer, args64, case.argnums), range(len(case.argnums)))(
-        *diff_args(args64, case.argnums)
-    )
-    g32 = jax.grad(scalarized(entry.layer, args32, case.argnums), range(len(case.argnums)))(
-        *diff_args(args32, case.argnums)
-    )
+
+    def grads(args):
+        f = scalarized(entry.layer, args, case.argnums)
+        return jax.grad(f, range(len(case.argnums)))(*diff_args(args, case.argnums))
+
+    g32, g64 = jax.jit(lambda: (grads(args32), grads(args64)))()  # one compiled program
     for a, b in zip(g32, g64, strict=True):
         assert a.dtype == jnp.float32
         scale = float(jnp.max(jnp.abs(b)))
@@ -147,11 +220,16 @@ def test_float32_rule_agrees_with_float64_within_float32_tolerance(entry, case, 
 
 
 @pytest.mark.parametrize("entry, case", CASES)
-def test_check_layer_passes_in_float32_against_float64_finite_differences(entry, case):
-    result = check_layer(entry.name, entry.layer, case, jnp.float32)
-    assert result.passed, result
-    assert result.autodiff_rel <= AUTODIFF_RTOL[jnp.dtype("float32")]
-    assert result.numerical_rel <= NUMERICAL_RTOL[jnp.dtype("float32")]
+def test_rule_passes_in_float32_against_float64_finite_differences(entry, case, x64):
+    # What check_layer(…, jnp.float32) computes and decides (its own tests are in
+    # test_check.py): the float32 rule against float32 autodiff and float64 central
+    # differences on the same values, each argument against its reference's scale.
+    custom, autodiff, numerical = _three_ways(entry, case, jnp.float32, cotangent_seed=1)
+    assert all(c.dtype == jnp.float32 for c in custom)
+    assert all(e <= AUTODIFF_RTOL[jnp.dtype("float32")] for e in _relative_errors(custom, autodiff))
+    assert all(
+        e <= NUMERICAL_RTOL[jnp.dtype("float32")] for e in _relative_errors(custom, numerical)
+    )
 
 
 class LayerVariantsTest(chex.TestCase):
@@ -168,11 +246,21 @@ class LayerVariantsTest(chex.TestCase):
                 args = case.make_inputs(np.random.default_rng(0), jnp.float32)
                 # Not jitted here: the variant decides whether the rule runs eagerly.
                 f_rule = scalarized(entry.layer, args, case.argnums, jit=False)
-                f_plain = scalarized(entry.layer.fun, args, case.argnums)
                 argnums = tuple(range(len(case.argnums)))
                 got = self.variant(jax.grad(f_rule, argnums))(*diff_args(args, case.argnums))
-                want = jax.grad(f_plain, argnums)(*diff_args(args, case.argnums))
+                want = _autodiff_of_plain_forward(entry.name, case.name)
                 chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@functools.cache
+def _autodiff_of_plain_forward(name, case_name):
+    """The reference of LayerVariantsTest, computed once for the four variants: jax.grad of
+    the plain forward, jitted, on the case's float32 inputs (seed 0)."""
+    entry = L.REGISTRY[name]
+    (case,) = [c for c in entry.cases if c.name == case_name]
+    args = case.make_inputs(np.random.default_rng(0), jnp.float32)
+    f_plain = scalarized(entry.layer.fun, args, case.argnums)
+    return jax.grad(f_plain, tuple(range(len(case.argnums))))(*diff_args(args, case.argnums))
 
 
 # --- Layer-specific behaviour -----------------------------------------------------------

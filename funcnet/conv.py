@@ -761,7 +761,7 @@ _CONV_CONFIGS = {
     (1, 0): (
         _conv_case("odd", (2, 3, 7, 5), (4, 3, 3, 3)),
         _conv_case("batch1", (1, 1, 6, 6), (2, 1, 3, 3)),
-        _conv_case("wide", (1, 4, 5, 4), (2, 4, 3, 3)),  # C·FH·FW = 36: the 2-D layout
+        _conv_case("wide", (1, 4, 5, 4), (2, 4, 3, 3)),  # C·FH·FW = 36: XLA's convolution
     ),
     (2, 1): (
         _conv_case("odd", (2, 2, 7, 7), (3, 2, 3, 3)),
@@ -771,7 +771,12 @@ _CONV_CONFIGS = {
         _conv_case("floor", (1, 4, 6, 6), (2, 4, 3, 3)),
     ),
     (3, 0): (_conv_case("floor", (1, 2, 7, 6), (2, 2, 3, 3)),),  # height: 4 rows, 1 left
-    (1, 2): (_conv_case("odd", (2, 2, 5, 3), (3, 2, 3, 2)),),
+    # C·FH·FW = 36, stride 1, pad < filter: XLA's convolution (DeepConvNet's conv2, conv4)
+    (1, 1): (_conv_case("wide", (2, 4, 5, 4), (3, 4, 3, 3)),),
+    (1, 2): (
+        _conv_case("odd", (2, 2, 5, 3), (3, 2, 3, 2)),
+        _conv_case("wide", (1, 4, 4, 5), (2, 4, 3, 3)),
+    ),
     (2, 2): (_conv_case("batch1", (1, 2, 6, 6), (2, 2, 4, 4)),),
 }
 # (pool_h, pool_w, stride, pad): cases with x (N, C, H, W)

@@ -227,7 +227,15 @@ def test_execution_fails_on_an_error_in_any_cell(tmp_path: Path):
 
 @needs_notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom_with_a_jupyter_kernel(path: Path, tmp_path: Path):
+def test_notebook_runs_top_to_bottom_with_a_jupyter_kernel(
+    path: Path, tmp_path: Path, tmp_path_factory, monkeypatch
+):
+    # The kernel compiles many programs twice (the same layer in a new function): a
+    # persistent compilation cache of its own, outside the working folder, skips the
+    # second compilation. The kernel inherits it from this environment.
+    cache = tmp_path_factory.mktemp("kernel-jax-cache")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     committed = _read(path)
     if _needs_dot(committed) and shutil.which("dot") is None:
         pytest.skip(f"{path.name} draws graphs: needs Graphviz's dot (apt-get install graphviz)")

@@ -3,8 +3,12 @@
 import shutil
 import tempfile
 
-import jax
-import pytest
+from _xla_flags import use_fast_compile_flags
+
+use_fast_compile_flags()  # XLA's cheaper CPU compilation for the test run: see the module
+
+import jax  # noqa: E402  (after XLA_FLAGS: XLA reads it when JAX starts its backend)
+import pytest  # noqa: E402
 
 # GPUs (TF32) and TPUs (bf16 passes) lower float32 matmul precision by default; gradient
 # comparisons need full precision wherever the suite runs.

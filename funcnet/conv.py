@@ -84,11 +84,19 @@ def geometry(input_shape, filter_h: int, filter_w: int, stride: int, pad: int) -
 
 
 def check_geometry(
-    where: str, x_shape, filter_h: int, filter_w: int, stride: int, pad: int, what: str
+    where: str,
+    x_shape,
+    filter_h: int,
+    filter_w: int,
+    stride: int,
+    pad: int,
+    what: str,
+    shown_shape=None,
 ) -> None:
-    """The window fits in the padded input (height and width).
+    """The window fits in the padded input (height and width) of x ``(N, C, H, W)``.
 
-    ``what`` names the window in messages, e.g. ``"W (30, 1, 5, 5)"`` or ``"pool 2×2"``.
+    ``what`` names the window in messages, e.g. ``"W (30, 1, 5, 5)"`` or ``"pool 2×2"``;
+    ``shown_shape`` the shape messages show for x (the caller's, e.g. channels last).
     A stride that does not tile the padded input is fine: the output size is floored
     (see the module docstring).
 
@@ -96,7 +104,7 @@ def check_geometry(
         ValueError: the window is larger than the padded input.
     """
     _, _, h, w = x_shape
-    x_desc = f"x {tuple(x_shape)}"
+    x_desc = f"x {tuple(x_shape if shown_shape is None else shown_shape)}"
     for axis, size, window in (("height", h, filter_h), ("width", w, filter_w)):
         padded = size + 2 * pad
         if window > padded:
@@ -596,6 +604,181 @@ def _interleave(planes: list[jax.Array], g: Geometry) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------
+# Channels last: the same rules on images laid out (N, H, W, C), for nets that keep their
+# activations in that layout between layers (DeepConvNet: no transpose around each layer)
+
+
+def _nchw_shape(x_shape) -> tuple[int, int, int, int]:
+    n, h, w, c = x_shape
+    return n, c, h, w
+
+
+def _conv_nhwc_plain(x, W, b, stride: int, pad: int) -> jax.Array:
+    """Convolution (ch7.4.3) on channels-last images: x (N, H, W, C), W (FN, C, FH, FW) (the
+    book's filters), b (FN,) -> (N, OH, OW, FN); equals ``convolution(x in NCHW)`` moved to
+    NHWC. Where the default rule runs on XLA's convolution (stride 1, pad < filter, a
+    filter of more than :data:`_PER_IMAGE_MAX_K` weights) the same rule without the
+    transposes around it: forward x ⋆ W + b, backward dx the transposed convolution of
+    dout with W, dW the correlation of x with dout, db = Σ dout (residuals x and W);
+    elsewhere the NCHW default rule between transposes."""
+    return _conv_nhwc_fwd(x, W, b, stride, pad)[0]
+
+
+def _conv_nhwc_fwd(x, W, b, stride: int, pad: int):
+    if not _uses_xla_conv(W.shape, stride, pad):
+        out, res = _conv_fwd(x.transpose(0, 3, 1, 2), W, b, stride, pad)
+        return out.transpose(0, 2, 3, 1), res
+    dtype = jnp.result_type(x, W)
+    out = _conv_nhwc(x.astype(dtype), W.astype(dtype).transpose(2, 3, 1, 0), (pad, pad)) + b
+    return out, (x, _dtype_token(b), W)
+
+
+def _conv_nhwc_bwd(stride: int, pad: int, res, dout):
+    W = res[-1]
+    if not _uses_xla_conv(W.shape, stride, pad):
+        dx, dW, db = _conv_bwd(stride, pad, res, dout.transpose(0, 3, 1, 2))
+        return dx.transpose(0, 2, 3, 1), dW, db
+    x, b_token, W = res
+    dtype = jnp.result_type(x, W, dout)
+    d = dout.astype(dtype)
+    db = jnp.sum(d, axis=(0, 1, 2))
+    dW = _filter_grad_nhwc(x.astype(dtype), d, pad)
+    dx = _transpose_conv_nhwc(d, W.astype(dtype), pad)
+    return dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
+
+
+def _transpose_conv_nhwc(d: jax.Array, W: jax.Array, pad: int) -> jax.Array:
+    """dx (N, H, W, C) = dout (N, OH, OW, FN) convolved with the flipped filters, padding
+    FH − 1 − pad. With no padding left (pad = FH − 1, DeepConvNet's conv4) one more pixel
+    of padding and the result's border cut off: the same numbers, and XLA's CPU backend
+    runs the padded convolution about 20% faster."""
+    _, _, fh, fw = W.shape
+    Wt = jnp.flip(W, (2, 3)).transpose(2, 3, 0, 1)  # (FH, FW, FN, C)
+    ph, pw = fh - 1 - pad, fw - 1 - pad
+    if ph == 0 and pw == 0:
+        return _conv_nhwc(d, Wt, (1, 1))[:, 1:-1, 1:-1, :]
+    return _conv_nhwc(d, Wt, (ph, pw))
+
+
+def _filter_grad_nhwc(x: jax.Array, d: jax.Array, pad: int) -> jax.Array:
+    """dW (FN, C, FH, FW) = x (N, H, W, C) correlated with dout (N, OH, OW, FN) over the
+    batch, as :func:`_conv_filter_grad` (at most one pixel of the padding inside)."""
+    inner = min(pad, _FILTER_GRAD_INNER_PAD)
+    outer = pad - inner
+    xp = jnp.pad(x, ((0, 0), (outer, outer), (outer, outer), (0, 0))).transpose(3, 1, 2, 0)
+    dW = _conv_nhwc(xp, d.transpose(1, 2, 0, 3), (inner, inner))  # (C, FH, FW, FN)
+    return dW.transpose(3, 0, 1, 2)
+
+
+def _windows_nhwc(xp: jax.Array, g: Geometry) -> list[jax.Array]:
+    """:func:`_windows` for channels last: view ``fy·FW + fx`` is (N, OH, OW, C)."""
+    s = g.stride
+    return [
+        xp[:, fy : fy + s * (g.out_h - 1) + 1 : s, fx : fx + s * (g.out_w - 1) + 1 : s, :]
+        for fy in range(g.fh)
+        for fx in range(g.fw)
+    ]
+
+
+def _pad_nhwc(x: jax.Array, pad: int) -> jax.Array:
+    return x if pad == 0 else jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+
+def _pool_nhwc_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array:
+    """Max pooling (ch7.4.4) on channels-last images: x (N, H, W, C) -> (N, OH, OW, C),
+    :func:`pooling` moved to NHWC (zero padding, the first maximum of each window gets
+    dout, overlapping windows add)."""
+    g = geometry(_nchw_shape(x.shape), pool_h, pool_w, stride, pad)
+    return jnp.max(jnp.stack(_windows_nhwc(_pad_nhwc(x, pad), g), axis=-1), axis=-1)
+
+
+def _pool_nhwc_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int):
+    g = geometry(_nchw_shape(x.shape), pool_h, pool_w, stride, pad)
+    views = _windows_nhwc(_pad_nhwc(x, pad), g)
+    windows = jnp.stack(views, axis=-1)
+    arg = jnp.argmax(windows, axis=-1).astype(jnp.int8 if pool_h * pool_w <= 127 else jnp.int32)
+    out = views[-1]  # the element at the argmax, picked from the views (see _pool_fwd)
+    for k in range(len(views) - 2, -1, -1):
+        out = jnp.where(arg == k, views[k], out)
+    return out, (_dtype_token(x), arg)
+
+
+def _pool_nhwc_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
+    x_token, arg = res
+    n, h, w, c = x_token.shape[1:]
+    g = geometry((n, c, h, w), pool_h, pool_w, stride, pad)
+    zero = jnp.zeros((), dout.dtype)
+    planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
+    hp, wp = h + 2 * pad, w + 2 * pad
+    if _tiles(g):  # interleave: plane fy·FW + fx at rows oy·FH + fy, columns ox·FW + fx
+        rows = [
+            jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=3).reshape(
+                n, g.out_h, g.out_w * g.fw, c
+            )
+            for fy in range(g.fh)
+        ]
+        dx = jnp.stack(rows, axis=2).reshape(n, g.out_h * g.fh, g.out_w * g.fw, c)
+        rest = ((0, 0), (0, hp - g.out_h * g.fh), (0, wp - g.out_w * g.fw), (0, 0))
+        if any(r for _, r in rest):
+            dx = jnp.pad(dx, rest)
+    else:  # each plane added back at its strided positions (overlaps sum)
+        s, dx = g.stride, None
+        for k, v in enumerate(planes):
+            fy, fx = divmod(k, g.fw)
+            spread = lax.pad(
+                v,
+                zero,
+                (
+                    (0, 0, 0),
+                    (fy, hp - fy - s * (g.out_h - 1) - 1, s - 1),
+                    (fx, wp - fx - s * (g.out_w - 1) - 1, s - 1),
+                    (0, 0, 0),
+                ),
+            )
+            dx = spread if dx is None else dx + spread
+    dx = dx[:, pad : pad + h, pad : pad + w, :]
+    return (dx.astype(x_token.dtype),)
+
+
+def _check_image_nhwc(where: str, x) -> None:
+    shape = tuple(x.shape)
+    if x.ndim != 4:
+        raise ValueError(f"{where}: x must be 4-D (N, H, W, C), got x {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{where}: x holds an empty batch, x {shape}")
+    if shape[3] == 0:
+        raise ValueError(f"{where}: x has no channels (C = 0), x {shape}")
+
+
+def _check_conv_nhwc(where: str, stride: int, pad: int, x, W, b) -> None:
+    _check_floating(where, x=x, W=W, b=b)
+    _check_image_nhwc(where, x)
+    if W.ndim != 4:
+        raise ValueError(f"{where}: W must be 4-D (FN, C, FH, FW), got W {tuple(W.shape)}")
+    if W.shape[0] == 0:
+        raise ValueError(f"{where}: W has no filters (FN = 0), W {tuple(W.shape)}")
+    if x.shape[3] != W.shape[1]:
+        raise ValueError(
+            f"{where}: x has {x.shape[3]} channels (its last axis) but W expects "
+            f"{W.shape[1]}; x {tuple(x.shape)}, W {tuple(W.shape)}"
+        )
+    if b.shape != (W.shape[0],):
+        raise ValueError(
+            f"{where}: b must have shape ({W.shape[0]},), one bias per filter; "
+            f"b {tuple(b.shape)}, W {tuple(W.shape)}"
+        )
+    what = f"W {tuple(W.shape)}"
+    check_geometry(where, _nchw_shape(x.shape), W.shape[2], W.shape[3], stride, pad, what, x.shape)
+
+
+def _check_pool_nhwc(where: str, pool_h: int, pool_w: int, stride: int, pad: int, x) -> None:
+    _check_floating(where, x=x)
+    _check_image_nhwc(where, x)
+    what = f"pool {pool_h}×{pool_w}"
+    check_geometry(where, _nchw_shape(x.shape), pool_h, pool_w, stride, pad, what, x.shape)
+
+
+# --------------------------------------------------------------------------------------
 # Public layers: one compiled rule per (stride, pad), validated
 
 
@@ -619,7 +802,7 @@ def _conv_layer(name: str, stride: int, pad: int) -> Callable[..., jax.Array]:
         plain,
         lambda x, W, b: rule.fwd(x, W, b, stride, pad),
         functools.partial(rule.bwd, stride, pad),
-        functools.partial(_check_conv, name, stride, pad),
+        functools.partial(_NHWC_CHECKS.get(name, _check_conv), name, stride, pad),
     )
 
 
@@ -637,7 +820,7 @@ def _pool_layer(name: str, pool_h: int, pool_w: int, stride: int, pad: int):
         plain,
         lambda x: rule.fwd(x, pool_h, pool_w, stride, pad),
         functools.partial(rule.bwd, pool_h, pool_w, stride, pad),
-        functools.partial(_check_pool, name, pool_h, pool_w, stride, pad),
+        functools.partial(_NHWC_CHECKS.get(name, _check_pool), name, pool_h, pool_w, stride, pad),
     )
 
 
@@ -654,6 +837,21 @@ def convolution_layer(stride: int = 1, pad: int = 0, *, book: bool = False):
     name = "convolution_book" if book else "convolution"
     stride, pad = _check_stride_pad(name, stride, pad)
     return _conv_layer(name, stride, pad)
+
+
+def convolution_nhwc_layer(stride: int = 1, pad: int = 0):
+    """The custom_vjp layer ``f(x, W, b)`` of :func:`convolution_nhwc` for one stride and
+    pad (``.fun``, ``.rule``, ``.fwd``, ``.bwd`` as :func:`convolution_layer`)."""
+    stride, pad = _check_stride_pad("convolution_nhwc", stride, pad)
+    return _conv_layer("convolution_nhwc", stride, pad)
+
+
+def pooling_nhwc_layer(pool_h: int, pool_w: int, stride: int = 2, pad: int = 0):
+    """The custom_vjp layer ``f(x)`` of :func:`pooling_nhwc` for one window, stride, pad."""
+    pool_h = check_int("pooling_nhwc", "pool_h", pool_h, 1)
+    pool_w = check_int("pooling_nhwc", "pool_w", pool_w, 1)
+    stride, pad = _check_stride_pad("pooling_nhwc", stride, pad)
+    return _pool_layer("pooling_nhwc", pool_h, pool_w, stride, pad)
 
 
 def pooling_layer(pool_h: int, pool_w: int, stride: int = 2, pad: int = 0, *, book: bool = False):
@@ -698,6 +896,24 @@ def pooling(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> jax.A
     return pooling_layer(pool_h, pool_w, stride, pad)(x)
 
 
+def convolution_nhwc(x, W, b, stride: int = 1, pad: int = 0) -> jax.Array:
+    """:func:`convolution` on channels-last images, for nets that keep that layout between
+    layers (no transpose around each layer; DeepConvNet's default path).
+
+    Shapes: x (N, H, W, C), W (FN, C, FH, FW) (the book's filters), b (FN,) ->
+    (N, OH, OW, FN); ``convolution_nhwc(x, W, b) == convolution(x.transpose(0, 3, 1, 2),
+    W, b).transpose(0, 2, 3, 1)`` up to the order of the sums. See
+    :func:`_conv_nhwc_plain`. Raises as :func:`convolution` (messages name x's NHWC shape).
+    """
+    return convolution_nhwc_layer(stride, pad)(x, W, b)
+
+
+def pooling_nhwc(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> jax.Array:
+    """:func:`pooling` on channels-last images: x (N, H, W, C) -> (N, OH, OW, C), the same
+    numbers and gradients (zero padding, the first maximum of each window gets dout)."""
+    return pooling_nhwc_layer(pool_h, pool_w, stride, pad)(x)
+
+
 def convolution_book(x, W, b, stride: int = 1, pad: int = 0) -> jax.Array:
     """The book's ``Convolution`` layer (ch7.4.3) with its backward rule, as written there.
 
@@ -721,11 +937,14 @@ def pooling_book(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> 
 _CONV_RULES = {
     "convolution": _Rule(_conv_plain, _conv_fwd, _conv_bwd),
     "convolution_book": _Rule(_conv_book_plain, _conv_book_fwd, _conv_book_bwd),
+    "convolution_nhwc": _Rule(_conv_nhwc_plain, _conv_nhwc_fwd, _conv_nhwc_bwd),
 }
 _POOL_RULES = {
     "pooling": _Rule(_pool_plain, _pool_fwd, _pool_bwd),
     "pooling_book": _Rule(_pool_book_plain, _pool_book_fwd, _pool_book_bwd),
+    "pooling_nhwc": _Rule(_pool_nhwc_plain, _pool_nhwc_fwd, _pool_nhwc_bwd),
 }
+_NHWC_CHECKS = {"convolution_nhwc": _check_conv_nhwc, "pooling_nhwc": _check_pool_nhwc}
 
 
 # --------------------------------------------------------------------------------------
@@ -796,6 +1015,36 @@ _POOL_CONFIGS = {
 }
 
 
+def _channels_last(case: LayerCase) -> LayerCase:
+    """``case`` with its image moved to (N, H, W, C) (the first input)."""
+
+    def inputs(rng: np.random.Generator, dtype):
+        x, *rest = case.make_inputs(rng, dtype)
+        return (x.transpose(0, 2, 3, 1), *rest)
+
+    return case._replace(make_inputs=inputs)
+
+
+# The channels-last rules on the geometries where they run their own code (XLA's
+# convolution: stride 1, pad < filter, more than 32 weights per filter; pooling: tiling and
+# overlapping windows) and one where the convolution runs the NCHW rule between transposes.
+_NHWC_CONV_CONFIGS = ((1, 1), (1, 2), (2, 1))
+_NHWC_POOL_CONFIGS = ((2, 2, 2, 0), (3, 3, 2, 1), (3, 3, 3, 1))
+
+
+def _nhwc_registry_entries() -> list[RegisteredLayer]:
+    entries = []
+    for stride, pad in _NHWC_CONV_CONFIGS:
+        cases = tuple(_channels_last(c) for c in _CONV_CONFIGS[stride, pad])
+        layer = convolution_nhwc_layer(stride, pad)
+        entries.append(RegisteredLayer(f"convolution_nhwc_s{stride}p{pad}", layer, cases))
+    for ph, pw, stride, pad in _NHWC_POOL_CONFIGS:
+        cases = tuple(_channels_last(c) for c in _POOL_CONFIGS[ph, pw, stride, pad])
+        layer = pooling_nhwc_layer(ph, pw, stride, pad)
+        entries.append(RegisteredLayer(f"pooling_nhwc_{ph}x{pw}s{stride}p{pad}", layer, cases))
+    return entries
+
+
 def _registry_entries() -> tuple[RegisteredLayer, ...]:
     entries = []
     for book in (False, True):
@@ -806,9 +1055,9 @@ def _registry_entries() -> tuple[RegisteredLayer, ...]:
             layer = pooling_layer(ph, pw, stride, pad, book=book)
             name = f"{layer.__name__}_{ph}x{pw}s{stride}p{pad}"
             entries.append(RegisteredLayer(name, layer, cases))
-    return tuple(entries)
+    return tuple(entries) + tuple(_nhwc_registry_entries())
 
 
 REGISTRY_ENTRIES: tuple[RegisteredLayer, ...] = _registry_entries()
-"""The convolution and pooling rules (default and book's), one entry per stride and pad,
-for ``funcnet.layers.REGISTRY`` (verified by tests/test_conv.py)."""
+"""The convolution and pooling rules (default, book's and channels-last), one entry per
+stride and pad, for ``funcnet.layers.REGISTRY`` (verified by tests/test_conv.py)."""

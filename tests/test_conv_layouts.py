@@ -94,3 +94,89 @@ def test_xla_layout_keeps_nhwc_convolutions_inside_a_scan():
         lhs_rhs, out = label.split("->")
         lhs, rhs = lhs_rhs.split("_")
         assert lhs == "b01f" and rhs == "01io" and out == "b01f", labels
+
+
+# --------------------------------------------------------------------------------------
+# Channels last (convolution_nhwc, pooling_nhwc): the default rules moved to (N, H, W, C)
+
+
+def _nhwc(a):
+    return a.transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, pad, layout", CASES)
+def test_channels_last_convolution_is_the_default_rule_moved_to_nhwc(
+    x_shape, w_shape, stride, pad, layout
+):
+    del layout  # every layout: the NHWC rule's own (XLA) and the NCHW rule between transposes
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(sum(x_shape) + 11 * pad)
+        x = jnp.asarray(rng.standard_normal(x_shape))
+        W = jnp.asarray(rng.standard_normal(w_shape))
+        b = jnp.asarray(rng.standard_normal(w_shape[:1]))
+
+        @jax.jit
+        def both(x, W, b, g):
+            out, vjp = jax.vjp(lambda *a: conv.convolution_nhwc(*a, stride, pad), _nhwc(x), W, b)
+            ref, vjp_ref = jax.vjp(lambda *a: conv.convolution(*a, stride, pad), x, W, b)
+            dx, dW, db = vjp(_nhwc(g))
+            return (out.transpose(0, 3, 1, 2), dx.transpose(0, 3, 1, 2), dW, db), (
+                ref,
+                *vjp_ref(g),
+            )
+
+        out_shape = jax.eval_shape(lambda: conv.convolution(x, W, b, stride, pad)).shape
+        g = jnp.asarray(rng.standard_normal(out_shape))
+        got, want = both(x, W, b, g)
+        for name, a, e in zip(("out", "dx", "dW", "db"), got, want, strict=True):
+            assert a.shape == e.shape and a.dtype == jnp.float64, name
+            np.testing.assert_allclose(a, e, rtol=0, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "x_shape, window, stride, pad",
+    [
+        ((2, 3, 6, 8), 2, 2, 0),  # DeepConvNet's pools
+        ((1, 2, 7, 7), 2, 2, 0),  # odd size: the last row and column get no gradient
+        ((2, 2, 7, 7), 3, 2, 1),  # overlapping windows
+        ((2, 2, 4, 7), 3, 3, 1),  # tiling the padded input
+    ],
+)
+def test_channels_last_pooling_is_the_default_rule_moved_to_nhwc(x_shape, window, stride, pad):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(window + 5 * pad)
+        x = jnp.asarray(rng.permutation(int(np.prod(x_shape))).reshape(x_shape) * 0.1 - 2.0)
+        ref, vjp_ref = jax.vjp(lambda x: conv.pooling(x, window, window, stride, pad), x)
+        out, vjp = jax.vjp(lambda x: conv.pooling_nhwc(x, window, window, stride, pad), _nhwc(x))
+        g = jnp.asarray(rng.standard_normal(ref.shape))
+        np.testing.assert_array_equal(out.transpose(0, 3, 1, 2), ref)
+        np.testing.assert_array_equal(vjp(_nhwc(g))[0].transpose(0, 3, 1, 2), vjp_ref(g)[0])
+
+
+def test_channels_last_errors_name_the_callers_nhwc_shapes():
+    x = jnp.ones((2, 5, 5, 3))
+    with pytest.raises(ValueError, match=r"x has 3 channels \(its last axis\) but W expects 2"):
+        conv.convolution_nhwc(x, jnp.ones((4, 2, 3, 3)), jnp.ones(4))
+    with pytest.raises(ValueError, match=r"exceeds the padded input.*x \(2, 2, 2, 3\)"):
+        conv.convolution_nhwc(jnp.ones((2, 2, 2, 3)), jnp.ones((4, 3, 3, 3)), jnp.ones(4))
+    with pytest.raises(ValueError, match=r"x must be 4-D \(N, H, W, C\)"):
+        conv.pooling_nhwc(jnp.ones((2, 5, 5)), 2, 2)
+    with pytest.raises(TypeError, match="x must be floating point"):
+        conv.pooling_nhwc(jnp.ones((1, 4, 4, 2), jnp.int32), 2, 2)
+
+
+def test_deep_convnet_keeps_its_activations_channels_last_between_layers():
+    """The default DeepConvNet's training step runs no NCHW convolution or pooling after
+    the first layer: one transpose in (after conv1), one out (before the affine layer),
+    and the same gradient as the book's rules on NCHW."""
+    params = convnet.init_deep_convnet(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (2, 1, 28, 28))
+    t = jnp.array([3, 7])
+    key = jax.random.key(2)
+    jaxpr = str(jax.make_jaxpr(convnet.deep_convnet_loss)(params, x, t, key))
+    assert jaxpr.count("name=convolution_nhwc") == 5 and jaxpr.count("name=pooling_nhwc") == 3
+    assert jaxpr.count("name=pooling\n") + jaxpr.count("name=pooling ") == 0
+    got = jax.grad(convnet.deep_convnet_loss)(params, x, t, key)
+    want = jax.grad(lambda p: convnet.deep_convnet_loss(p, x, t, key, book=True))(params)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=2e-4, atol=2e-6, err_msg=k)

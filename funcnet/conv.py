@@ -440,11 +440,9 @@ def _xla_conv(x: jax.Array, W: jax.Array, pad: int) -> jax.Array:
 
 def _conv_transpose_x(dout: jax.Array, W: jax.Array, pad: int) -> jax.Array:
     """dx = col2im(dout · W_col), (N, C, H, W): dout (N, FN, OH, OW) convolved with the
-    flipped filters, W's in and out swapped, padding FH − 1 − pad (stride 1)."""
-    _, _, fh, fw = W.shape
-    Wt = jnp.flip(W, (2, 3)).transpose(2, 3, 0, 1)  # (FH, FW, FN, C)
-    dx = _conv_nhwc(dout.transpose(0, 2, 3, 1), Wt, (fh - 1 - pad, fw - 1 - pad))
-    return dx.transpose(0, 3, 1, 2)
+    flipped filters, W's in and out swapped, padding FH − 1 − pad (stride 1), computed in
+    NHWC (:func:`_transpose_conv_nhwc`)."""
+    return _transpose_conv_nhwc(dout.transpose(0, 2, 3, 1), W, pad).transpose(0, 3, 1, 2)
 
 
 _FILTER_GRAD_INNER_PAD = 1
@@ -457,11 +455,9 @@ pad 2: 645 ms with 2 inside, 69 ms with 0, 33 ms with 1; conv2, pad 1: 25 ms wit
 
 def _conv_filter_grad(x: jax.Array, dout: jax.Array, pad: int) -> jax.Array:
     """dW = doutᵀ · col, (FN, C, FH, FW): x (N, C, H, W) correlated with dout (N, FN, OH,
-    OW) over the batch (N is the contracted feature axis, C the batch axis)."""
-    inner = min(pad, _FILTER_GRAD_INNER_PAD)
-    xp = _pad_image(x, pad - inner).transpose(1, 2, 3, 0)  # (C, H', W', N)
-    dW = _conv_nhwc(xp, dout.transpose(2, 3, 0, 1), (inner, inner))  # (C, FH, FW, FN)
-    return dW.transpose(3, 0, 1, 2)
+    OW) over the batch (N is the contracted feature axis, C the batch axis), computed as
+    :func:`_filter_grad_nhwc` (XLA folds the two transposes of each operand into one)."""
+    return _filter_grad_nhwc(x.transpose(0, 2, 3, 1), dout.transpose(0, 2, 3, 1), pad)
 
 
 def _col_cnhw(x: jax.Array, g: Geometry) -> jax.Array:

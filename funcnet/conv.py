@@ -133,16 +133,19 @@ def _check_floating(where: str, **arrays) -> None:
             raise TypeError(f"{where}: {name} must be floating point, got {describe(a)}")
 
 
-def _check_conv(where: str, stride: int, pad: int, x, W, b) -> None:
+def _check_conv(where: str, stride: int, pad: int, x, W, b, *, channels_last=False) -> None:
+    """x (N, C, H, W), or (N, H, W, C) with ``channels_last``; W (FN, C, FH, FW); b (FN,)."""
     _check_floating(where, x=x, W=W, b=b)
-    _check_image(where, x)
+    (_check_image_nhwc if channels_last else _check_image)(where, x)
     if W.ndim != 4:
         raise ValueError(f"{where}: W must be 4-D (FN, C, FH, FW), got W {tuple(W.shape)}")
     if W.shape[0] == 0:
         raise ValueError(f"{where}: W has no filters (FN = 0), W {tuple(W.shape)}")
-    if x.shape[1] != W.shape[1]:
+    channels = x.shape[3 if channels_last else 1]
+    if channels != W.shape[1]:
+        axis = " (its last axis)" if channels_last else ""
         raise ValueError(
-            f"{where}: x has {x.shape[1]} channels but W expects {W.shape[1]}; "
+            f"{where}: x has {channels} channels{axis} but W expects {W.shape[1]}; "
             f"x {tuple(x.shape)}, W {tuple(W.shape)}"
         )
     if b.shape != (W.shape[0],):
@@ -150,7 +153,9 @@ def _check_conv(where: str, stride: int, pad: int, x, W, b) -> None:
             f"{where}: b must have shape ({W.shape[0]},), one bias per filter; "
             f"b {tuple(b.shape)}, W {tuple(W.shape)}"
         )
-    check_geometry(where, x.shape, W.shape[2], W.shape[3], stride, pad, f"W {tuple(W.shape)}")
+    nchw = _nchw_shape(x.shape) if channels_last else x.shape
+    what = f"W {tuple(W.shape)}"
+    check_geometry(where, nchw, W.shape[2], W.shape[3], stride, pad, what, x.shape)
 
 
 # --------------------------------------------------------------------------------------
@@ -385,9 +390,10 @@ def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
       ``pad``), which reads x in place instead of writing and reading col (9× x for a 3×3
       filter): forward out = x ⋆ W + b, and backward with the same products as the book's
       rule written as convolutions — dx = col2im(dout·W_col) is the transposed
-      convolution of dout with W (:func:`_conv_transpose_x`), dW = doutᵀ·col the
-      correlation of x with dout (:func:`_conv_filter_grad`), db = Σ dout. Residuals: x
-      and W.
+      convolution of dout with W (:func:`_transpose_conv_nhwc`), dW = doutᵀ·col the
+      correlation of x with dout (:func:`_filter_grad_nhwc`), db = Σ dout: the
+      channels-last rule (:func:`_conv_nhwc_plain`) between transposes. Residuals: x (in
+      NHWC) and W.
     - K large, other strides or pads: colᵀ (C·FH·FW, N·OH·OW) built for the whole batch
       from x with its two leading axes swapped, (C, N, H, W) (:func:`_col_cnhw`);
       out = W_col · colᵀ is ONE 2-D matmul that XLA spreads over all cores (batched
@@ -431,33 +437,12 @@ def _conv_nhwc(lhs: jax.Array, rhs: jax.Array, pad: tuple[int, int]) -> jax.Arra
     return lax.conv_general_dilated(lhs, rhs, (1, 1), padding, dimension_numbers=_NHWC)
 
 
-def _xla_conv(x: jax.Array, W: jax.Array, pad: int) -> jax.Array:
-    """out = x ⋆ W (stride 1, zero padding ``pad``): x (N, C, H, W), W (FN, C, FH, FW) ->
-    (N, FN, OH, OW), computed in NHWC."""
-    out = _conv_nhwc(x.transpose(0, 2, 3, 1), W.transpose(2, 3, 1, 0), (pad, pad))
-    return out.transpose(0, 3, 1, 2)
-
-
-def _conv_transpose_x(dout: jax.Array, W: jax.Array, pad: int) -> jax.Array:
-    """dx = col2im(dout · W_col), (N, C, H, W): dout (N, FN, OH, OW) convolved with the
-    flipped filters, W's in and out swapped, padding FH − 1 − pad (stride 1), computed in
-    NHWC (:func:`_transpose_conv_nhwc`)."""
-    return _transpose_conv_nhwc(dout.transpose(0, 2, 3, 1), W, pad).transpose(0, 3, 1, 2)
-
-
 _FILTER_GRAD_INNER_PAD = 1
 """The filter gradient is computed with at most this much of the padding inside XLA's
 convolution, the rest padded beforehand (same numbers): XLA's CPU backend ran it 2–20×
 slower with padding 0 or 2 inside than with 1 (measured in NCHW: DeepConvNet's conv4,
 pad 2: 645 ms with 2 inside, 69 ms with 0, 33 ms with 1; conv2, pad 1: 25 ms with 1,
 105 ms with 0; loaded 2-core machine, one process, best of 5)."""
-
-
-def _conv_filter_grad(x: jax.Array, dout: jax.Array, pad: int) -> jax.Array:
-    """dW = doutᵀ · col, (FN, C, FH, FW): x (N, C, H, W) correlated with dout (N, FN, OH,
-    OW) over the batch (N is the contracted feature axis, C the batch axis), computed as
-    :func:`_filter_grad_nhwc` (XLA folds the two transposes of each operand into one)."""
-    return _filter_grad_nhwc(x.transpose(0, 2, 3, 1), dout.transpose(0, 2, 3, 1), pad)
 
 
 def _col_cnhw(x: jax.Array, g: Geometry) -> jax.Array:
@@ -475,10 +460,9 @@ def _col_cnhw(x: jax.Array, g: Geometry) -> jax.Array:
 def _conv_fwd(x, W, b, stride: int, pad: int):
     fn, _, fh, fw = W.shape
     g = geometry(x.shape, fh, fw, stride, pad)
-    if _uses_xla_conv(W.shape, stride, pad):
-        dtype = jnp.result_type(x, W)
-        out = _xla_conv(x.astype(dtype), W.astype(dtype), pad) + b[None, :, None, None]
-        return out, (x, _dtype_token(b), W)
+    if _uses_xla_conv(W.shape, stride, pad):  # the channels-last rule between transposes
+        out, res = _conv_nhwc_fwd(x.transpose(0, 2, 3, 1), W, b, stride, pad)
+        return out.transpose(0, 3, 1, 2), res
     W_col = W.reshape(fn, g.c * fh * fw)
     if not _per_image_layout(W.shape):
         col_t = _col_cnhw(x, g)  # (C·FH·FW, N·OH·OW)
@@ -493,14 +477,9 @@ def _conv_fwd(x, W, b, stride: int, pad: int):
 
 def _conv_bwd(stride: int, pad: int, res, dout):
     W = res[-1]
-    if _uses_xla_conv(W.shape, stride, pad):
-        x, b_token, W = res
-        dtype = jnp.result_type(x, W, dout)
-        d = dout.astype(dtype)
-        db = jnp.sum(d, axis=(0, 2, 3))
-        dW = _conv_filter_grad(x.astype(dtype), d, pad)
-        dx = _conv_transpose_x(d, W.astype(dtype), pad)
-        return dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
+    if _uses_xla_conv(W.shape, stride, pad):  # residuals: x in NHWC, b's dtype, W
+        dx, dW, db = _conv_nhwc_bwd(stride, pad, res, dout.transpose(0, 2, 3, 1))
+        return dx.transpose(0, 3, 1, 2), dW, db
     x_token, b_token, col, W = res
     fn, c, fh, fw = W.shape
     g = geometry(x_token.shape[1:], fh, fw, stride, pad)
@@ -658,7 +637,8 @@ def _transpose_conv_nhwc(d: jax.Array, W: jax.Array, pad: int) -> jax.Array:
 
 def _filter_grad_nhwc(x: jax.Array, d: jax.Array, pad: int) -> jax.Array:
     """dW (FN, C, FH, FW) = x (N, H, W, C) correlated with dout (N, OH, OW, FN) over the
-    batch, as :func:`_conv_filter_grad` (at most one pixel of the padding inside)."""
+    batch (N is the contracted feature axis, C the batch axis), with at most
+    :data:`_FILTER_GRAD_INNER_PAD` pixels of the padding inside XLA's convolution."""
     inner = min(pad, _FILTER_GRAD_INNER_PAD)
     outer = pad - inner
     xp = jnp.pad(x, ((0, 0), (outer, outer), (outer, outer), (0, 0))).transpose(3, 1, 2, 0)
@@ -746,34 +726,6 @@ def _check_image_nhwc(where: str, x) -> None:
         raise ValueError(f"{where}: x has no channels (C = 0), x {shape}")
 
 
-def _check_conv_nhwc(where: str, stride: int, pad: int, x, W, b) -> None:
-    _check_floating(where, x=x, W=W, b=b)
-    _check_image_nhwc(where, x)
-    if W.ndim != 4:
-        raise ValueError(f"{where}: W must be 4-D (FN, C, FH, FW), got W {tuple(W.shape)}")
-    if W.shape[0] == 0:
-        raise ValueError(f"{where}: W has no filters (FN = 0), W {tuple(W.shape)}")
-    if x.shape[3] != W.shape[1]:
-        raise ValueError(
-            f"{where}: x has {x.shape[3]} channels (its last axis) but W expects "
-            f"{W.shape[1]}; x {tuple(x.shape)}, W {tuple(W.shape)}"
-        )
-    if b.shape != (W.shape[0],):
-        raise ValueError(
-            f"{where}: b must have shape ({W.shape[0]},), one bias per filter; "
-            f"b {tuple(b.shape)}, W {tuple(W.shape)}"
-        )
-    what = f"W {tuple(W.shape)}"
-    check_geometry(where, _nchw_shape(x.shape), W.shape[2], W.shape[3], stride, pad, what, x.shape)
-
-
-def _check_pool_nhwc(where: str, pool_h: int, pool_w: int, stride: int, pad: int, x) -> None:
-    _check_floating(where, x=x)
-    _check_image_nhwc(where, x)
-    what = f"pool {pool_h}×{pool_w}"
-    check_geometry(where, _nchw_shape(x.shape), pool_h, pool_w, stride, pad, what, x.shape)
-
-
 # --------------------------------------------------------------------------------------
 # Public layers: one compiled rule per (stride, pad), validated
 
@@ -820,10 +772,15 @@ def _pool_layer(name: str, pool_h: int, pool_w: int, stride: int, pad: int):
     )
 
 
-def _check_pool(where: str, pool_h: int, pool_w: int, stride: int, pad: int, x) -> None:
+def _check_pool(
+    where: str, pool_h: int, pool_w: int, stride: int, pad: int, x, *, channels_last=False
+) -> None:
+    """x (N, C, H, W), or (N, H, W, C) with ``channels_last``."""
     _check_floating(where, x=x)
-    _check_image(where, x)
-    check_geometry(where, x.shape, pool_h, pool_w, stride, pad, f"pool {pool_h}×{pool_w}")
+    (_check_image_nhwc if channels_last else _check_image)(where, x)
+    nchw = _nchw_shape(x.shape) if channels_last else x.shape
+    what = f"pool {pool_h}×{pool_w}"
+    check_geometry(where, nchw, pool_h, pool_w, stride, pad, what, x.shape)
 
 
 def convolution_layer(stride: int = 1, pad: int = 0, *, book: bool = False):
@@ -940,7 +897,10 @@ _POOL_RULES = {
     "pooling_book": _Rule(_pool_book_plain, _pool_book_fwd, _pool_book_bwd),
     "pooling_nhwc": _Rule(_pool_nhwc_plain, _pool_nhwc_fwd, _pool_nhwc_bwd),
 }
-_NHWC_CHECKS = {"convolution_nhwc": _check_conv_nhwc, "pooling_nhwc": _check_pool_nhwc}
+_NHWC_CHECKS = {
+    "convolution_nhwc": functools.partial(_check_conv, channels_last=True),
+    "pooling_nhwc": functools.partial(_check_pool, channels_last=True),
+}
 
 
 # --------------------------------------------------------------------------------------

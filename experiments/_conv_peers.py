@@ -29,6 +29,7 @@ import optax
 from jax import lax
 
 from funcnet import train
+from funcnet._compile import compile_program
 from funcnet.nets import convnet
 
 BATCH = 100
@@ -55,7 +56,6 @@ def _fused(loss_fn: Callable, params: dict, x: np.ndarray, t: np.ndarray, key) -
     state0 = train.init_state(params, optimizer, key)
     xd, td = jax.device_put(jnp.asarray(x)), jax.device_put(jnp.asarray(t))
 
-    @jax.jit
     def run_steps(state, x, t, steps_marker):
         def body(state, _):
             state, loss = step(state, x, t)
@@ -66,8 +66,12 @@ def _fused(loss_fn: Callable, params: dict, x: np.ndarray, t: np.ndarray, key) -
     cache: dict[int, Any] = {}
 
     def run(steps: int) -> None:
-        marker = cache.setdefault(steps, jnp.zeros((steps,), jnp.int8))
-        state, losses = run_steps(state0, xd, td, marker)
+        # compiled as fit compiles its loop (funcnet._compile: XLA's Eigen convolutions)
+        if steps not in cache:
+            marker = jnp.zeros((steps,), jnp.int8)
+            cache[steps] = (compile_program(run_steps, state0, xd, td, marker), marker)
+        compiled, marker = cache[steps]
+        state, losses = compiled(state0, xd, td, marker)
         jax.block_until_ready(losses)
 
     return run

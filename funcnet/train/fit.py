@@ -16,6 +16,7 @@ import optax
 from jax.sharding import Mesh
 
 from funcnet import _checks, distributed, parallel
+from funcnet._compile import compile_program
 from funcnet.train import checkpoint
 from funcnet.train.loop import (
     host_all_finite,
@@ -344,7 +345,7 @@ def fit(
     evaluate = full_evaluate = make_model_evaluate(model, eval_batch_size)
     if eval_sample is not None:
         evaluate = _on_sample(full_evaluate, eval_sample)
-        full_evaluate = jax.jit(full_evaluate).lower(state, data).compile()
+        full_evaluate = compile_program(full_evaluate, state, data)
     compile_ = _compile_fused if fused else _compile_unfused
     run = compile_(train_step, evaluate, max(n for _, n, _ in plan), loss_dtype, state, data)
     compile_time = time.perf_counter() - t_compile
@@ -449,15 +450,15 @@ def _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data) -> 
     ``run(state, data, num_steps) -> (state, losses (max_steps,), accuracies (2,))``; the
     host checks the losses and params (:meth:`_Loop.finish`)."""
     segment = make_steps_and_evaluate(train_step, evaluate, max_steps, loss_dtype)
-    return jax.jit(segment).lower(state, data, jnp.int32(1)).compile()
+    return compile_program(segment, state, data, jnp.int32(1))
 
 
 def _compile_unfused(train_step, evaluate, max_steps, loss_dtype, state, data) -> Callable:
     """One compiled step per iteration and a compiled evaluation, driven from Python
     (``max_steps`` unused: the same signature as :func:`_compile_fused`)."""
     del max_steps
-    step = jax.jit(train_step).lower(state, data[0], data[1]).compile()
-    accuracies = jax.jit(evaluate).lower(state, data).compile()
+    step = compile_program(train_step, state, data[0], data[1])
+    accuracies = compile_program(evaluate, state, data)
 
     def run(state, data, num_steps):
         losses = []

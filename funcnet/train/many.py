@@ -21,6 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from funcnet import _checks, distributed, parallel
+from funcnet._compile import compile_program
 from funcnet.train.fit import _check_data, _check_labels, _check_loss, _num_classes
 from funcnet.train.loop import iters_per_epoch, make_model_evaluate, make_segment, segments
 from funcnet.train.step import Model, PyTree, init_state, make_train_step, stateful
@@ -196,11 +197,8 @@ def fit_many(
     else:
         states, data, hp_all = jax.device_put((states, data, hp_all))
     t_compile = time.perf_counter()
-    run = (
-        jax.jit(jax.vmap(segment_one, in_axes=(0, None, None, 0)))
-        .lower(states, data, jnp.int32(1), hp_all)
-        .compile()
-    )
+    run_all = jax.vmap(segment_one, in_axes=(0, None, None, 0))
+    run = compile_program(run_all, states, data, jnp.int32(1), hp_all)
     compile_time = time.perf_counter() - t_compile
 
     with distributed.naming_lost_processes("fit_many"):

@@ -40,7 +40,7 @@ def compiler_options(lowered: Any) -> dict[str, Any] | None:
     for a CPU program holding a convolution, else None (XLA's defaults)."""
     if jax.default_backend() != "cpu" or not _option_known():
         return None
-    if "convolution" not in lowered.as_text():
+    if "stablehlo.convolution" not in lowered.as_text():  # the op, not a function's name
         return None
     return dict(CONVOLUTIONS_ON_EIGEN)
 

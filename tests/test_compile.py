@@ -26,6 +26,12 @@ def test_a_program_with_a_convolution_gets_eigen_and_one_without_gets_the_defaul
     assert _compile.compiler_options(with_conv) == _compile.CONVOLUTIONS_ON_EIGEN
     assert _compile.compiler_options(without) is None
 
+    def convolution_in_name_only(a):  # a function's name is not a convolution
+        return a * 2
+
+    named = jax.jit(convolution_in_name_only).lower(jnp.ones(3))
+    assert _compile.compiler_options(named) is None
+
 
 def _library_convolutions(hlo: str) -> list[str]:
     """The convolutions inside library (custom, e.g. YNNPACK) fusions of compiled HLO."""

@@ -162,18 +162,37 @@ def _check_conv(where: str, stride: int, pad: int, x, W, b, *, channels_last=Fal
 # im2col and col2im (the book's common/util.py)
 
 
-def _pad_image(x: jax.Array, pad: int, value: float = 0.0) -> jax.Array:
+def _spatial(h, w, other, channels_last: bool = False) -> tuple:
+    """A per-axis tuple (an index or a padding) with ``h`` and ``w`` at the image's height
+    and width axes and ``other`` at the rest: (N, C, H, W), or (N, H, W, C) with
+    ``channels_last``."""
+    return (other, h, w, other) if channels_last else (other, other, h, w)
+
+
+def _pad_image(
+    x: jax.Array, pad: int, value: float = 0.0, channels_last: bool = False
+) -> jax.Array:
     if pad == 0:
         return x
-    return jnp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
+    return jnp.pad(
+        x, _spatial((pad, pad), (pad, pad), (0, 0), channels_last), constant_values=value
+    )
 
 
-def _windows(xp: jax.Array, g: Geometry) -> list[jax.Array]:
+def _windows(xp: jax.Array, g: Geometry, channels_last: bool = False) -> list[jax.Array]:
     """The FH·FW strided views of the padded input, (fy, fx) in row-major order: view
-    ``fy·FW + fx`` holds ``xp[:, :, fy + stride·oy, fx + stride·ox]``, shape (N, C, OH, OW)."""
+    ``fy·FW + fx`` holds ``xp[:, :, fy + stride·oy, fx + stride·ox]``, shape (N, C, OH, OW)
+    (``xp[:, fy + stride·oy, fx + stride·ox, :]``, (N, OH, OW, C), with ``channels_last``)."""
     s = g.stride
     return [
-        xp[:, :, fy : fy + s * (g.out_h - 1) + 1 : s, fx : fx + s * (g.out_w - 1) + 1 : s]
+        xp[
+            _spatial(
+                slice(fy, fy + s * (g.out_h - 1) + 1, s),
+                slice(fx, fx + s * (g.out_w - 1) + 1, s),
+                slice(None),
+                channels_last,
+            )
+        ]
         for fy in range(g.fh)
         for fx in range(g.fw)
     ]
@@ -191,9 +210,10 @@ def _window_grid(x: jax.Array, g: Geometry) -> jax.Array:
     return jnp.stack(rows, axis=2)
 
 
-def _unwindow(views: list[jax.Array], g: Geometry) -> jax.Array:
+def _unwindow(views: list[jax.Array], g: Geometry, channels_last: bool = False) -> jax.Array:
     """The transpose of :func:`_windows`: each (N, C, OH, OW) view added back at its strided
-    positions of the padded image (overlaps sum), then the padding cut off: (N, C, H, W)."""
+    positions of the padded image (overlaps sum), then the padding cut off: (N, C, H, W)
+    (all channels last with ``channels_last``)."""
     s = g.stride
     hp, wp = g.h + 2 * g.pad, g.w + 2 * g.pad
     total = None
@@ -204,15 +224,21 @@ def _unwindow(views: list[jax.Array], g: Geometry) -> jax.Array:
         spread = lax.pad(
             v,
             zero,
-            (
-                (0, 0, 0),
-                (0, 0, 0),
+            _spatial(
                 (fy, hp - fy - s * (g.out_h - 1) - 1, s - 1),
                 (fx, wp - fx - s * (g.out_w - 1) - 1, s - 1),
+                (0, 0, 0),
+                channels_last,
             ),
         )
         total = spread if total is None else total + spread
-    return total[:, :, g.pad : g.pad + g.h, g.pad : g.pad + g.w]
+    return _crop_padding(total, g, channels_last)
+
+
+def _crop_padding(xp: jax.Array, g: Geometry, channels_last: bool = False) -> jax.Array:
+    """The padded image ``xp`` without its ``g.pad`` rows and columns on each side."""
+    rows, cols = slice(g.pad, g.pad + g.h), slice(g.pad, g.pad + g.w)
+    return xp[_spatial(rows, cols, slice(None), channels_last)]
 
 
 def _check_im2col_args(where, input_shape, filter_h, filter_w, stride, pad) -> Geometry:
@@ -501,13 +527,22 @@ def _conv_bwd(stride: int, pad: int, res, dout):
     return dx.astype(x_token.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
 
 
-def _window_stack(x: jax.Array, g: Geometry) -> jax.Array:
+def _window_stack(x: jax.Array, g: Geometry, channels_last: bool = False) -> jax.Array:
     """The book's pooling col without its transposes: every window of the (zero-)padded x
-    along a new last axis, (N, C, OH, OW, pool_h·pool_w), (fy, fx) in row-major order."""
-    return jnp.stack(_windows(_pad_image(x, g.pad), g), axis=-1)
+    along a new last axis, (N, C, OH, OW, pool_h·pool_w), (fy, fx) in row-major order
+    ((N, OH, OW, C, ·) with ``channels_last``)."""
+    views = _windows(_pad_image(x, g.pad, channels_last=channels_last), g, channels_last)
+    return jnp.stack(views, axis=-1)
 
 
-def _pool_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array:
+def _image_geometry(x_shape, pool_h: int, pool_w: int, stride: int, pad: int, channels_last):
+    shape = _nchw_shape(x_shape) if channels_last else x_shape
+    return geometry(shape, pool_h, pool_w, stride, pad)
+
+
+def _pool_plain(
+    x, pool_h: int, pool_w: int, stride: int, pad: int, channels_last: bool = False
+) -> jax.Array:
     """Max pooling (ch7.4.4), the default: the book's rule on NCHW windows.
 
     Shapes: x (N, C, H, W) -> (N, C, OH, OW). Forward: the windows of the (zero-)padded x
@@ -517,44 +552,46 @@ def _pool_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array
     argmax). Backward: dout goes to that element of each window, overlapping windows add
     (the book's col2im; when the windows tile the input, as the book's 2×2 stride 2, an
     interleave of the planes, :func:`_interleave`). Padding as in :func:`pooling_book`
-    (zeros).
+    (zeros). With ``channels_last`` the same on x (N, H, W, C) -> (N, OH, OW, C).
     """
-    g = geometry(x.shape, pool_h, pool_w, stride, pad)
-    return jnp.max(_window_stack(x, g), axis=-1)
+    g = _image_geometry(x.shape, pool_h, pool_w, stride, pad, channels_last)
+    return jnp.max(_window_stack(x, g, channels_last), axis=-1)
 
 
-def _pool_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int):
-    g = geometry(x.shape, pool_h, pool_w, stride, pad)
-    windows = _window_stack(x, g)
+def _pool_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int, channels_last: bool = False):
+    g = _image_geometry(x.shape, pool_h, pool_w, stride, pad, channels_last)
+    windows = _window_stack(x, g, channels_last)
     arg = jnp.argmax(windows, axis=-1).astype(jnp.int8 if pool_h * pool_w <= 127 else jnp.int32)
     if pool_h * pool_w > 16:
         return jnp.max(windows, axis=-1), (_dtype_token(x), arg)
     # The maximum is the element at the argmax: picked from the views (elementwise selects
     # XLA fuses) rather than reduced a second time over the stacked windows.
-    views = _windows(_pad_image(x, g.pad), g)
+    views = _windows(_pad_image(x, g.pad, channels_last=channels_last), g, channels_last)
     out = views[-1]
     for k in range(len(views) - 2, -1, -1):
         out = jnp.where(arg == k, views[k], out)
     return out, (_dtype_token(x), arg)
 
 
-def _pool_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
+def _pool_bwd(
+    pool_h: int, pool_w: int, stride: int, pad: int, res, dout, channels_last: bool = False
+):
     x_token, arg = res
-    g = geometry(x_token.shape[1:], pool_h, pool_w, stride, pad)
+    g = _image_geometry(x_token.shape[1:], pool_h, pool_w, stride, pad, channels_last)
     zero = jnp.zeros((), dout.dtype)
     # dmax[arange, arg_max] = dout: one (N, C, OH, OW) plane per window element.
     planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
     if _tiles(g):
-        dx = _interleave(planes, g)  # (N, C, OH·FH, OW·FW)
+        dx = _interleave(planes, g, channels_last)  # (N, C, OH·FH, OW·FW)
         # Rows and columns of the padded input that no window reaches (a floored output
         # size) get no gradient: zeros after the interleave, then the padding cut off.
         hp, wp = g.h + 2 * g.pad, g.w + 2 * g.pad
-        rest = ((0, 0), (0, 0), (0, hp - g.out_h * g.fh), (0, wp - g.out_w * g.fw))
+        rest = _spatial((0, hp - g.out_h * g.fh), (0, wp - g.out_w * g.fw), (0, 0), channels_last)
         if any(r for _, r in rest):
             dx = jnp.pad(dx, rest)
-        dx = dx[:, :, g.pad : g.pad + g.h, g.pad : g.pad + g.w]
+        dx = _crop_padding(dx, g, channels_last)
     else:
-        dx = _unwindow(planes, g)
+        dx = _unwindow(planes, g, channels_last)
     return (dx.astype(x_token.dtype),)
 
 
@@ -565,12 +602,21 @@ def _tiles(g: Geometry) -> bool:
     return g.stride == g.fh == g.fw
 
 
-def _interleave(planes: list[jax.Array], g: Geometry) -> jax.Array:
+def _interleave(planes: list[jax.Array], g: Geometry, channels_last: bool = False) -> jax.Array:
     """col2im for windows that tile the input: the FH·FW (N, C, OH, OW) planes put back in
     place, (N, C, OH·FH, OW·FW), plane ``fy·FW + fx`` at rows ``oy·FH + fy``, columns
     ``ox·FW + fx``. Stacking on a new last axis and reshaping interleaves without the
     zero-filled pads and sums of the general :func:`_unwindow` (no overlap: nothing to add),
-    which XLA's CPU backend runs about twice as fast for the book's 2×2 pooling."""
+    which XLA's CPU backend runs about twice as fast for the book's 2×2 pooling. With
+    ``channels_last`` the planes and the result are (N, OH, OW, C), (N, OH·FH, OW·FW, C)."""
+    if channels_last:  # stack after OW, then after OH: C stays last
+        rows = [
+            jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=3).reshape(
+                g.n, g.out_h, g.out_w * g.fw, g.c
+            )
+            for fy in range(g.fh)
+        ]
+        return jnp.stack(rows, axis=2).reshape(g.n, g.out_h * g.fh, g.out_w * g.fw, g.c)
     rows = []
     for fy in range(g.fh):
         row = jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=-1)  # (N, C, OH, OW, FW)
@@ -646,74 +692,11 @@ def _filter_grad_nhwc(x: jax.Array, d: jax.Array, pad: int) -> jax.Array:
     return dW.transpose(3, 0, 1, 2)
 
 
-def _windows_nhwc(xp: jax.Array, g: Geometry) -> list[jax.Array]:
-    """:func:`_windows` for channels last: view ``fy·FW + fx`` is (N, OH, OW, C)."""
-    s = g.stride
-    return [
-        xp[:, fy : fy + s * (g.out_h - 1) + 1 : s, fx : fx + s * (g.out_w - 1) + 1 : s, :]
-        for fy in range(g.fh)
-        for fx in range(g.fw)
-    ]
-
-
-def _pad_nhwc(x: jax.Array, pad: int) -> jax.Array:
-    return x if pad == 0 else jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-
-
 def _pool_nhwc_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array:
-    """Max pooling (ch7.4.4) on channels-last images: x (N, H, W, C) -> (N, OH, OW, C),
-    :func:`pooling` moved to NHWC (zero padding, the first maximum of each window gets
-    dout, overlapping windows add)."""
-    g = geometry(_nchw_shape(x.shape), pool_h, pool_w, stride, pad)
-    return jnp.max(jnp.stack(_windows_nhwc(_pad_nhwc(x, pad), g), axis=-1), axis=-1)
-
-
-def _pool_nhwc_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int):
-    g = geometry(_nchw_shape(x.shape), pool_h, pool_w, stride, pad)
-    views = _windows_nhwc(_pad_nhwc(x, pad), g)
-    windows = jnp.stack(views, axis=-1)
-    arg = jnp.argmax(windows, axis=-1).astype(jnp.int8 if pool_h * pool_w <= 127 else jnp.int32)
-    out = views[-1]  # the element at the argmax, picked from the views (see _pool_fwd)
-    for k in range(len(views) - 2, -1, -1):
-        out = jnp.where(arg == k, views[k], out)
-    return out, (_dtype_token(x), arg)
-
-
-def _pool_nhwc_bwd(pool_h: int, pool_w: int, stride: int, pad: int, res, dout):
-    x_token, arg = res
-    n, h, w, c = x_token.shape[1:]
-    g = geometry((n, c, h, w), pool_h, pool_w, stride, pad)
-    zero = jnp.zeros((), dout.dtype)
-    planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
-    hp, wp = h + 2 * pad, w + 2 * pad
-    if _tiles(g):  # interleave: plane fy·FW + fx at rows oy·FH + fy, columns ox·FW + fx
-        rows = [
-            jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=3).reshape(
-                n, g.out_h, g.out_w * g.fw, c
-            )
-            for fy in range(g.fh)
-        ]
-        dx = jnp.stack(rows, axis=2).reshape(n, g.out_h * g.fh, g.out_w * g.fw, c)
-        rest = ((0, 0), (0, hp - g.out_h * g.fh), (0, wp - g.out_w * g.fw), (0, 0))
-        if any(r for _, r in rest):
-            dx = jnp.pad(dx, rest)
-    else:  # each plane added back at its strided positions (overlaps sum)
-        s, dx = g.stride, None
-        for k, v in enumerate(planes):
-            fy, fx = divmod(k, g.fw)
-            spread = lax.pad(
-                v,
-                zero,
-                (
-                    (0, 0, 0),
-                    (fy, hp - fy - s * (g.out_h - 1) - 1, s - 1),
-                    (fx, wp - fx - s * (g.out_w - 1) - 1, s - 1),
-                    (0, 0, 0),
-                ),
-            )
-            dx = spread if dx is None else dx + spread
-    dx = dx[:, pad : pad + h, pad : pad + w, :]
-    return (dx.astype(x_token.dtype),)
+    """Max pooling (ch7.4.4) on channels-last images: x (N, H, W, C) -> (N, OH, OW, C), the
+    default rule (:func:`_pool_plain`) on the (N, H, W, C) axes: zero padding, the first
+    maximum of each window gets dout, overlapping windows add."""
+    return _pool_plain(x, pool_h, pool_w, stride, pad, channels_last=True)
 
 
 def _check_image_nhwc(where: str, x) -> None:
@@ -895,7 +878,11 @@ _CONV_RULES = {
 _POOL_RULES = {
     "pooling": _Rule(_pool_plain, _pool_fwd, _pool_bwd),
     "pooling_book": _Rule(_pool_book_plain, _pool_book_fwd, _pool_book_bwd),
-    "pooling_nhwc": _Rule(_pool_nhwc_plain, _pool_nhwc_fwd, _pool_nhwc_bwd),
+    "pooling_nhwc": _Rule(
+        _pool_nhwc_plain,
+        functools.partial(_pool_fwd, channels_last=True),
+        functools.partial(_pool_bwd, channels_last=True),
+    ),
 }
 _NHWC_CHECKS = {
     "convolution_nhwc": functools.partial(_check_conv, channels_last=True),

@@ -645,7 +645,50 @@ def _conv_nhwc_plain(x, W, b, stride: int, pad: int) -> jax.Array:
     return _conv_nhwc_fwd(x, W, b, stride, pad)[0]
 
 
+def _col_nhwc(x: jax.Array, g: Geometry) -> jax.Array:
+    """im2col on channels-last x (N, H, W, C): (N·OH·OW, FH·FW·C), columns in (fy, fx, c)
+    order, the FH·FW strided views stacked along the contiguous channel axis (the book's
+    col with its columns in filter-position-major order)."""
+    views = _windows(_pad_image(x, g.pad, channels_last=True), g, channels_last=True)
+    return jnp.stack(views, axis=3).reshape(g.n * g.out_h * g.out_w, g.fh * g.fw * g.c)
+
+
+def _filter_matrix_nhwc(W: jax.Array) -> jax.Array:
+    """W (FN, C, FH, FW) as the (FH·FW·C, FN) matrix that multiplies :func:`_col_nhwc`."""
+    fn, c, fh, fw = W.shape
+    return W.transpose(2, 3, 1, 0).reshape(fh * fw * c, fn)
+
+
+def _small_conv_nhwc_fwd(x, W, b, stride: int, pad: int):
+    """The book's rule on channels-last images for a small filter (a first layer over
+    data): out = col · W_mat + b, one 2-D matmul that writes (N, OH, OW, FN) in place."""
+    fn, _, fh, fw = W.shape
+    g = geometry(_nchw_shape(x.shape), fh, fw, stride, pad)
+    dtype = jnp.result_type(x, W)
+    col = _col_nhwc(x.astype(dtype), g)  # (N·OH·OW, FH·FW·C)
+    out = jnp.dot(col, _filter_matrix_nhwc(W.astype(dtype)))
+    return out.reshape(g.n, g.out_h, g.out_w, fn) + b, (_dtype_token(x), _dtype_token(b), col, W)
+
+
+def _small_conv_nhwc_bwd(stride: int, pad: int, res, dout):
+    """dW = colᵀ · dout, db = Σ dout, dx = col2im(dout · W_matᵀ) (unused, and dropped by
+    XLA, when x is data)."""
+    x_token, b_token, col, W = res
+    fn, c, fh, fw = W.shape
+    g = geometry(_nchw_shape(x_token.shape[1:]), fh, fw, stride, pad)
+    d = dout.astype(col.dtype).reshape(-1, fn)  # (N·OH·OW, FN), read in place
+    db = _channel_sum(d)
+    dW = lax.dot_general(col, d, (((0,), (0,)), ((), ())))  # (FH·FW·C, FN)
+    dW = dW.reshape(fh, fw, c, fn).transpose(3, 2, 0, 1)
+    dcol = jnp.dot(d, _filter_matrix_nhwc(W.astype(col.dtype)).T)  # (N·OH·OW, FH·FW·C)
+    dcol = dcol.reshape(g.n, g.out_h, g.out_w, fh * fw, c)
+    dx = _unwindow([dcol[:, :, :, k] for k in range(fh * fw)], g, channels_last=True)
+    return dx.astype(x_token.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
+
+
 def _conv_nhwc_fwd(x, W, b, stride: int, pad: int):
+    if _per_image_layout(W.shape):
+        return _small_conv_nhwc_fwd(x, W, b, stride, pad)
     if not _uses_xla_conv(W.shape, stride, pad):
         out, res = _conv_fwd(x.transpose(0, 3, 1, 2), W, b, stride, pad)
         return out.transpose(0, 2, 3, 1), res
@@ -656,16 +699,28 @@ def _conv_nhwc_fwd(x, W, b, stride: int, pad: int):
 
 def _conv_nhwc_bwd(stride: int, pad: int, res, dout):
     W = res[-1]
+    if _per_image_layout(W.shape):
+        return _small_conv_nhwc_bwd(stride, pad, res, dout)
     if not _uses_xla_conv(W.shape, stride, pad):
         dx, dW, db = _conv_bwd(stride, pad, res, dout.transpose(0, 3, 1, 2))
         return dx.transpose(0, 2, 3, 1), dW, db
     x, b_token, W = res
     dtype = jnp.result_type(x, W, dout)
     d = dout.astype(dtype)
-    db = jnp.sum(d, axis=(0, 1, 2))
+    db = _channel_sum(d)
     dW = _filter_grad_nhwc(x.astype(dtype), d, pad)
     dx = _transpose_conv_nhwc(d, W.astype(dtype), pad)
     return dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
+
+
+def _channel_sum(d: jax.Array) -> jax.Array:
+    """db (FN,) = Σ dout over every axis but the last (channels-last dout (..., FN)), as a
+    matrix-vector product with ones: XLA's CPU backend reduced DeepConvNet's (N·OH·OW, FN)
+    douts with its loop emitter at a third of the speed (conv2's: 0.98 vs 0.57 ms)."""
+    rows = d.reshape(-1, d.shape[-1])
+    acc = jnp.promote_types(d.dtype, jnp.float32)  # half precision sums in float32
+    ones = jnp.ones((rows.shape[0],), d.dtype)
+    return jnp.dot(ones, rows, preferred_element_type=acc).astype(d.dtype)
 
 
 def _transpose_conv_nhwc(d: jax.Array, W: jax.Array, pad: int) -> jax.Array:

@@ -24,6 +24,7 @@ CASES = [
     ((2, 4, 6, 6), (3, 4, 3, 3), 2, 1, "2-d"),  # stride 2 (floored)
     ((1, 4, 5, 5), (2, 4, 3, 3), 1, 3, "2-d"),  # pad >= filter
     ((2, 1, 6, 5), (3, 1, 3, 3), 1, 1, "per-image"),  # a first layer over data
+    ((2, 2, 7, 6), (3, 2, 3, 3), 2, 1, "per-image"),  # small filter, stride 2 (floored)
 ]
 
 
@@ -166,17 +167,46 @@ def test_channels_last_errors_name_the_callers_nhwc_shapes():
 
 
 def test_deep_convnet_keeps_its_activations_channels_last_between_layers():
-    """The default DeepConvNet's training step runs no NCHW convolution or pooling after
-    the first layer: one transpose in (after conv1), one out (before the affine layer),
-    and the same gradient as the book's rules on NCHW."""
+    """The default DeepConvNet's training step runs no NCHW convolution or pooling: one
+    transpose in (the data), one out (before the affine layer), and the same gradient as
+    the book's rules on NCHW."""
     params = convnet.init_deep_convnet(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (2, 1, 28, 28))
     t = jnp.array([3, 7])
     key = jax.random.key(2)
     jaxpr = str(jax.make_jaxpr(convnet.deep_convnet_loss)(params, x, t, key))
-    assert jaxpr.count("name=convolution_nhwc") == 5 and jaxpr.count("name=pooling_nhwc") == 3
+    assert jaxpr.count("name=convolution_nhwc") == 6 and jaxpr.count("name=pooling_nhwc") == 3
     assert jaxpr.count("name=pooling\n") + jaxpr.count("name=pooling ") == 0
+    assert jaxpr.count("name=convolution\n") + jaxpr.count("name=convolution ") == 0
     got = jax.grad(convnet.deep_convnet_loss)(params, x, t, key)
     want = jax.grad(lambda p: convnet.deep_convnet_loss(p, x, t, key, book=True))(params)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=2e-4, atol=2e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("w_shape", [(4, 1, 3, 3), (4, 6, 3, 3)], ids=["per-image", "xla"])
+def test_channels_last_convolution_in_half_precision_sums_in_float32(dtype, w_shape):
+    """The half-precision rule's outputs and gradients keep the input dtype and stay
+    within half-precision rounding of the float32 rule. dout = 1/3 everywhere: db sums 512
+    of them (170.6), which a running sum in float16 (spacing 0.125 above 128) or bfloat16
+    (spacing 1 above 128: it stops at 128) gets wrong by far more than the tolerance."""
+    rng = np.random.default_rng(5)
+    x32 = jnp.asarray(rng.standard_normal((2, 16, 16, w_shape[1])), jnp.float32)
+    W32 = jnp.asarray(0.3 * rng.standard_normal(w_shape), jnp.float32)
+    b32 = jnp.asarray(rng.standard_normal(w_shape[:1]), jnp.float32)
+    g32 = jnp.full((2, 16, 16, 4), 1 / 3, jnp.float32)
+
+    def grads(x, W, b, g):
+        out, vjp = jax.vjp(lambda *a: conv.convolution_nhwc(*a, 1, 1), x, W, b)
+        return (out, *vjp(g))
+
+    half = jax.jit(grads)(*(a.astype(dtype) for a in (x32, W32, b32, g32)))
+    full = jax.jit(grads)(x32, W32, b32, g32.astype(dtype).astype(jnp.float32))
+    tol = {jnp.float16: 2e-2, jnp.bfloat16: 1e-1}[dtype]
+    for name, h, f in zip(("out", "dx", "dW", "db"), half, full, strict=True):
+        assert h.dtype == dtype, name
+        scale = float(jnp.max(jnp.abs(f)))
+        np.testing.assert_allclose(
+            np.asarray(h, np.float32), f, rtol=0, atol=tol * scale + 1e-3, err_msg=name
+        )

@@ -328,18 +328,17 @@ def init_deep_convnet(
 def _deep_features(ops: _Ops, params: Params, x: jax.Array) -> jax.Array:
     """The six convolutions and three pools: x (N, C, H, W) -> (N, 64, H', W') (NCHW, the
     order the book flattens for W7). The default rules keep the activations channels last
-    between the first convolution and the last pool (:func:`funcnet.conv.convolution_nhwc`:
+    from the first convolution to the last pool (:func:`funcnet.conv.convolution_nhwc`:
     no transpose around each layer, about 8% less time per training iteration on CPU); the
     book's rules run on NCHW activations, as the book does."""
     channels_last = ops.convolution_nhwc is not None
-    h = x
+    h = x.transpose(0, 2, 3, 1) if channels_last else x
     for i, (_, pad) in enumerate(DEEP_CONVNET_CONVS, start=1):
         W, b = params[f"W{i}"], params[f"b{i}"]
-        if i == 1 or not channels_last:  # the first: the per-image rule over the data
-            h = ops.relu(ops.convolution(h, W, b, 1, pad))
-            h = h.transpose(0, 2, 3, 1) if channels_last else h
-        else:
+        if channels_last:
             h = ops.relu(ops.convolution_nhwc(h, W, b, 1, pad))
+        else:
+            h = ops.relu(ops.convolution(h, W, b, 1, pad))
         if i % 2 == 0:
             h = ops.pooling_nhwc(h, 2, 2, 2) if channels_last else ops.pooling(h, 2, 2, 2)
     return h.transpose(0, 3, 1, 2) if channels_last else h

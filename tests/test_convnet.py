@@ -101,8 +101,18 @@ def test_simple_convnet_accepts_flat_rows_and_names_bad_shapes():
         C.simple_convnet_predict(params, np.ones((2, 783), np.float32))
     with pytest.raises(ValueError, match=r"params must hold W1, b1, W2, b2, W3, b3"):
         C.simple_convnet_predict({"W1": params["W1"]}, x)
-    with pytest.raises(ValueError, match=r"convolution: x has 3 channels but W expects 1"):
+    # named in the caller's NCHW terms, not the channels-last layout the layers run in
+    with pytest.raises(
+        ValueError,
+        match=r"simple_convnet_predict: x has 3 channels \(axis 1 of \(N, C, H, W\)\) but W1 "
+        r"expects 1; got x \(2, 3, 28, 28\)",
+    ):
         C.simple_convnet_predict(params, np.ones((2, 3, 28, 28), np.float32))
+    deep = C.init_deep_convnet(jax.random.key(0))
+    with pytest.raises(
+        ValueError, match=r"deep_convnet_loss: x has 3 channels .* x \(2, 3, 28, 28\)"
+    ):
+        C.deep_convnet_loss(deep, np.ones((2, 3, 28, 28), np.float32), np.array([1, 2]), train=False)
 
 
 def test_simple_convnet_loss_decreases_with_adam_on_a_few_images():

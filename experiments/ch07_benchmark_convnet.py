@@ -3,7 +3,8 @@ against PyTorch, plain JAX and the book's NumPy layers; ratios below 1 are faste
 
 The peers (see :mod:`experiments._conv_peers`):
 
-    funcnet             the default rules (funcnet.conv.convolution / pooling)
+    funcnet             the default rules (channels last: funcnet.conv.convolution_nhwc /
+                        pooling_nhwc)
     funcnet-book        the book's rules (convolution_book / pooling_book)
     plain-jax           lax.conv_general_dilated + reduce_window, jax.grad, optax.adam
     torch               PyTorch eager, 2 threads (skipped when torch is not importable)
@@ -47,6 +48,7 @@ import numpy as np
 from experiments import _common
 from experiments import _conv_peers as peers
 from funcnet import conv, dropout, layers
+from funcnet._compile import compile_program
 from funcnet.nets import convnet
 
 NAME = "ch07_benchmark_convnet"
@@ -289,20 +291,31 @@ Unit = tuple[str, Callable[..., Any], tuple[str, ...]]
 
 def funcnet_units(model: str, params: dict, key: jax.Array) -> list[Unit]:
     """The net as a chain of units ``(name, f(h, *weights) -> h', weight keys)`` with
-    funcnet's default rules; the last unit ends in the loss, ``f(h, W, b, t)``."""
+    funcnet's default rules as the nets run them: the data moved to channels last in the
+    first convolution's unit, NHWC activations from there to the last pool
+    (:func:`funcnet.conv.convolution_nhwc`, :func:`funcnet.conv.pooling_nhwc`), moved back
+    to NCHW (the book's flatten order) in the first affine's unit; the last unit ends in
+    the loss, ``f(h, W, b, t)``."""
     relu, affine = layers.relu, layers.affine
 
-    def conv_unit(pad: int) -> Callable[..., Any]:
-        return lambda h, W, b: relu(conv.convolution(h, W, b, 1, pad))
+    def conv_unit(pad: int, first: bool) -> Callable[..., Any]:
+        def unit(h, W, b):
+            h = h.transpose(0, 2, 3, 1) if first else h
+            return relu(conv.convolution_nhwc(h, W, b, 1, pad))
+
+        return unit
 
     def pool(h):
-        return conv.pooling(h, 2, 2, 2)
+        return conv.pooling_nhwc(h, 2, 2, 2)
+
+    def flat_affine(h, W, b):
+        return affine(h.transpose(0, 3, 1, 2), W, b)
 
     if model != "deep-convnet":
         return [
-            ("conv1 30x5x5 + relu", conv_unit(0), ("W1", "b1")),
+            ("conv1 30x5x5 + relu", conv_unit(0, True), ("W1", "b1")),
             ("pool1 2x2", pool, ()),
-            ("affine2 4320-100 + relu", lambda h, W, b: relu(affine(h, W, b)), ("W2", "b2")),
+            ("affine2 4320-100 + relu", lambda h, W, b: relu(flat_affine(h, W, b)), ("W2", "b2")),
             (
                 "affine3 100-10 + loss",
                 lambda h, W, b, t: layers.softmax_with_loss(affine(h, W, b), t),
@@ -314,13 +327,13 @@ def funcnet_units(model: str, params: dict, key: jax.Array) -> list[Unit]:
     units: list[Unit] = []
     for i, (filters, pad) in enumerate(convnet.DEEP_CONVNET_CONVS, start=1):
         name = f"conv{i} {filters}x3x3 pad {pad} + relu"
-        units.append((name, conv_unit(pad), (f"W{i}", f"b{i}")))
+        units.append((name, conv_unit(pad, i == 1), (f"W{i}", f"b{i}")))
         if i % 2 == 0:
             units.append((f"pool{i // 2} 2x2", pool, ()))
     units.append(
         (
             "affine7 1024-50 + relu + dropout",
-            lambda h, W, b: dropout.dropout(relu(affine(h, W, b)), k7, ratio),
+            lambda h, W, b: dropout.dropout(relu(flat_affine(h, W, b)), k7, ratio),
             ("W7", "b7"),
         )
     )
@@ -374,8 +387,9 @@ def layer_breakdown(
     model: str, params: dict, x: np.ndarray, t: np.ndarray, rounds: int, with_torch: bool
 ) -> list[dict[str, Any]]:
     """Each unit of :func:`funcnet_units` on one batch of :data:`peers.BATCH` images,
-    compiled alone: forward ms, and backward ms = (forward + backward) − forward (no dx for
-    the first unit: its input is data), best of ``rounds`` means of 5 calls; the same for
+    compiled alone (as fit compiles, :func:`funcnet._compile.compile_program`): forward
+    ms, and backward ms = (forward + backward) − forward (no dx for the first unit: its
+    input is data), best of ``rounds`` means of 5 calls; the same for
     PyTorch's modules (:func:`torch_units`, autograd) where ``with_torch`` and torch imports
     on the CPU. Layers timed alone: inside the training step XLA fuses across them, so the
     rows add up to about, not exactly, the step's time."""
@@ -397,7 +411,8 @@ def layer_breakdown(
         last = j == len(units) - 1
         weights = tuple(params[k] for k in keys)
         extra = (tb,) if last else ()
-        fwd = jax.jit(lambda h, ws, f=f, extra=extra: f(h, *ws, *extra))
+        # compiled as fit compiles the training step (funcnet._compile)
+        fwd = compile_program(lambda h, ws, f=f, extra=extra: f(h, *ws, *extra), h, weights)
         out = fwd(h, weights)
         g = jnp.ones_like(out)
 
@@ -408,7 +423,7 @@ def layer_breakdown(
                 out, vjp = jax.vjp(lambda h, *ws: f(h, *ws, *extra), h, *ws)
             return out, vjp(g)
 
-        both_jit = jax.jit(both)
+        both_jit = compile_program(both, h, weights)
         f_ms = _best_ms(_ready, rounds, fwd, h, weights)
         fb_ms = _best_ms(_ready, rounds, both_jit, h, weights)
         row = {"layer": name, "forward_ms": f_ms, "backward_ms": max(fb_ms - f_ms, 0.0)}

@@ -889,7 +889,8 @@ def pooling(x, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> jax.A
 
 def convolution_nhwc(x, W, b, stride: int = 1, pad: int = 0) -> jax.Array:
     """:func:`convolution` on channels-last images, for nets that keep that layout between
-    layers (no transpose around each layer; DeepConvNet's default path).
+    layers (no transpose around each layer; the default path of DeepConvNet and
+    SimpleConvNet).
 
     Shapes: x (N, H, W, C), W (FN, C, FH, FW) (the book's filters), b (FN,) ->
     (N, OH, OW, FN); ``convolution_nhwc(x, W, b) == convolution(x.transpose(0, 3, 1, 2),

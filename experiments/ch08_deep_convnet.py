@@ -135,6 +135,8 @@ def train(args, x_train, t_train, x_test, t_test) -> tuple[dict, dict]:
 def infer(params: dict, x: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
     """Scores of x (N, 10) and the images per second: one program per batch size (``batch``
     and a shorter last one), compiled as fit compiles its evaluations, before the timing."""
+    if len(x) == 0:
+        raise ValueError("infer: x holds no images (N = 0)")
     sizes = {min(batch, len(x)), len(x) % batch or batch} & set(range(1, len(x) + 1))
     programs = {
         n: compile_program(convnet.deep_convnet_predict, params, x[:n]) for n in sorted(sizes)

@@ -141,6 +141,11 @@ def _check_conv(where: str, stride: int, pad: int, x, W, b, *, channels_last=Fal
         raise ValueError(f"{where}: W must be 4-D (FN, C, FH, FW), got W {tuple(W.shape)}")
     if W.shape[0] == 0:
         raise ValueError(f"{where}: W has no filters (FN = 0), W {tuple(W.shape)}")
+    if W.shape[2] == 0 or W.shape[3] == 0:
+        raise ValueError(
+            f"{where}: W's filters must be at least 1×1, got {W.shape[2]}×{W.shape[3]}; "
+            f"W {tuple(W.shape)}"
+        )
     channels = x.shape[3 if channels_last else 1]
     if channels != W.shape[1]:
         axis = " (its last axis)" if channels_last else ""
@@ -399,9 +404,11 @@ def _bmm(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
 
 
 _PER_IMAGE_MAX_K = 32
-"""The default convolution runs per image (batched matmuls over im2col, NCHW in and out)
-when a filter has at most this many weights (C·FH·FW: a first layer over data, e.g.
-SimpleConvNet's 1×5×5, DeepConvNet's 1×3×3), and on XLA's own convolution otherwise."""
+"""A filter with at most this many weights (C·FH·FW: a first layer over data, e.g.
+SimpleConvNet's 1×5×5, DeepConvNet's 1×3×3) runs as the book's im2col rule: per image
+(batched matmuls, NCHW in and out) in :func:`convolution`, as one 2-D matmul over a
+channels-last col in :func:`convolution_nhwc`; a larger one on XLA's own convolution
+(stride 1, pad < filter) or the 2-D layout."""
 
 
 def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
@@ -676,11 +683,12 @@ def _small_conv_nhwc_bwd(stride: int, pad: int, res, dout):
     x_token, b_token, col, W = res
     fn, c, fh, fw = W.shape
     g = geometry(_nchw_shape(x_token.shape[1:]), fh, fw, stride, pad)
-    d = dout.astype(col.dtype).reshape(-1, fn)  # (N·OH·OW, FN), read in place
+    dtype = jnp.result_type(col, W, dout)  # dout's precision kept (a float64 b, say)
+    d = dout.astype(dtype).reshape(-1, fn)  # (N·OH·OW, FN), read in place
     db = _channel_sum(d)
-    dW = lax.dot_general(col, d, (((0,), (0,)), ((), ())))  # (FH·FW·C, FN)
+    dW = lax.dot_general(col.astype(dtype), d, (((0,), (0,)), ((), ())))  # (FH·FW·C, FN)
     dW = dW.reshape(fh, fw, c, fn).transpose(3, 2, 0, 1)
-    dcol = jnp.dot(d, _filter_matrix_nhwc(W.astype(col.dtype)).T)  # (N·OH·OW, FH·FW·C)
+    dcol = jnp.dot(d, _filter_matrix_nhwc(W.astype(dtype)).T)  # (N·OH·OW, FH·FW·C)
     dcol = dcol.reshape(g.n, g.out_h, g.out_w, fh * fw, c)
     dx = _unwindow([dcol[:, :, :, k] for k in range(fh * fw)], g, channels_last=True)
     return dx.astype(x_token.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
@@ -720,7 +728,9 @@ def _channel_sum(d: jax.Array) -> jax.Array:
     rows = d.reshape(-1, d.shape[-1])
     acc = jnp.promote_types(d.dtype, jnp.float32)  # half precision sums in float32
     ones = jnp.ones((rows.shape[0],), d.dtype)
-    return jnp.dot(ones, rows, preferred_element_type=acc).astype(d.dtype)
+    # HIGHEST: no TF32 or bfloat16 passes on accelerators, every term summed as given
+    total = jnp.dot(ones, rows, precision=lax.Precision.HIGHEST, preferred_element_type=acc)
+    return total.astype(d.dtype)
 
 
 def _transpose_conv_nhwc(d: jax.Array, W: jax.Array, pad: int) -> jax.Array:

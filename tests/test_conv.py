@@ -451,6 +451,17 @@ def test_convolution_names_both_shapes_on_a_channel_mismatch():
         conv.convolution(jnp.ones((2, 3, 8, 8)), jnp.ones((4, 1, 3, 3)), jnp.ones(4))
 
 
+@pytest.mark.parametrize(
+    "fn", [conv.convolution, conv.convolution_book, conv.convolution_nhwc], ids=lambda f: f.__name__
+)
+@pytest.mark.parametrize("w_shape", [(2, 1, 0, 3), (2, 1, 3, 0)])
+def test_convolution_rejects_a_filter_of_zero_height_or_width(fn, w_shape):
+    """Every rule names the empty filter (it used to pass the checks and fail inside
+    im2col with "need at least one array to stack")."""
+    with pytest.raises(ValueError, match=r"W's filters must be at least 1×1, got \d×\d; W \("):
+        fn(jnp.ones((1, 1, 4, 4)), jnp.ones(w_shape), jnp.ones(2))
+
+
 def test_convolution_rejects_a_filter_larger_than_the_padded_input():
     with pytest.raises(
         ValueError,

@@ -210,3 +210,19 @@ def test_channels_last_convolution_in_half_precision_sums_in_float32(dtype, w_sh
         np.testing.assert_allclose(
             np.asarray(h, np.float32), f, rtol=0, atol=tol * scale + 1e-3, err_msg=name
         )
+
+
+@pytest.mark.parametrize("w_shape", [(3, 2, 3, 3), (3, 4, 3, 3)], ids=["per-image", "xla"])
+def test_channels_last_gradients_keep_the_precision_of_dout(w_shape):
+    """x and W in bfloat16, b in float32: out and dout are float32, and db = Σ dout is
+    summed in float32, not after rounding dout to bfloat16 (a relative error of ~1e-3)."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 8, 8, w_shape[1])), jnp.bfloat16)
+    W = jnp.asarray(rng.standard_normal(w_shape), jnp.bfloat16)
+    b = jnp.zeros(w_shape[:1], jnp.float32)
+    out, vjp = jax.vjp(lambda *a: conv.convolution_nhwc(*a, 1, 1), x, W, b)
+    g = jnp.asarray(rng.standard_normal(out.shape), jnp.float32)
+    assert out.dtype == jnp.float32
+    db = vjp(g)[2]
+    exact = np.asarray(g, np.float64).sum(axis=(0, 1, 2))
+    np.testing.assert_allclose(np.asarray(db, np.float64), exact, rtol=1e-5, atol=1e-5)

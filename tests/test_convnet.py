@@ -109,10 +109,30 @@ def test_simple_convnet_accepts_flat_rows_and_names_bad_shapes():
     ):
         C.simple_convnet_predict(params, np.ones((2, 3, 28, 28), np.float32))
     deep = C.init_deep_convnet(jax.random.key(0))
+    # what the layers check, named by the net on the caller's shape (the default rules run
+    # channels last: the layer would name a transposed shape the caller never passed)
+    t2 = np.array([1, 2])
+    for call in (
+        lambda x: C.simple_convnet_predict(params, x),
+        lambda x: C.simple_convnet_loss(params, x, t2[: len(x)]),
+        lambda x: C.deep_convnet_predict(deep, x),
+        lambda x: C.deep_convnet_loss(deep, x, t2[: len(x)], train=False),
+    ):
+        empty = r"_convnet_\w+: x holds an empty batch, x "
+        with pytest.raises(ValueError, match=empty + r"\(0, 1, 28, 28\)"):
+            call(np.ones((0, 1, 28, 28), np.float32))
+        with pytest.raises(ValueError, match=empty + r"\(0, 784\)"):
+            call(np.ones((0, 784), np.float32))
+        with pytest.raises(
+            TypeError, match=r"_convnet_\w+: x must be floating point, got int32 \(2, 1, 28, 28\)"
+        ):
+            call(np.ones((2, 1, 28, 28), np.int32))
     with pytest.raises(
         ValueError, match=r"deep_convnet_loss: x has 3 channels .* x \(2, 3, 28, 28\)"
     ):
-        C.deep_convnet_loss(deep, np.ones((2, 3, 28, 28), np.float32), np.array([1, 2]), train=False)
+        C.deep_convnet_loss(
+            deep, np.ones((2, 3, 28, 28), np.float32), np.array([1, 2]), train=False
+        )
 
 
 def test_simple_convnet_loss_decreases_with_adam_on_a_few_images():

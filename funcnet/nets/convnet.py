@@ -104,26 +104,41 @@ def as_images(where: str, x: Any, channels: int) -> jax.Array:
     """x as (N, C, H, W): images unchanged, flat rows (N, C·H·W) of square images reshaped.
 
     Raises:
-        ValueError: x is neither, its images do not have ``channels`` channels (named in
-            the caller's NCHW terms, before any layer moves them), or its rows are not
-            ``channels`` square images.
+        ValueError: x is neither, its rows are not ``channels`` square images, its batch
+            is empty, or its images do not have ``channels`` channels (named in the
+            caller's NCHW terms, before the default rules move them channels last).
+        TypeError: x is not floating point.
     """
     x = jnp.asarray(x)
     if x.ndim == 4:
-        if x.shape[1] != channels:
-            raise ValueError(
-                f"{where}: x has {x.shape[1]} channels (axis 1 of (N, C, H, W)) but W1 "
-                f"expects {channels}; got x {tuple(x.shape)}"
-            )
+        _check_images(where, x, channels)
         return x
     if x.ndim == 2 and x.shape[1] % channels == 0:
         side = math.isqrt(x.shape[1] // channels)
         if channels * side * side == x.shape[1]:
-            return x.reshape(x.shape[0], channels, side, side)
+            images = x.reshape(x.shape[0], channels, side, side)
+            _check_images(where, images, channels, x.shape)
+            return images
     raise ValueError(
         f"{where}: x must be images (N, {channels}, H, W) or flat rows of {channels} square "
         f"image(s) (N, {channels}·H·W); got x {tuple(x.shape)}"
     )
+
+
+def _check_images(where: str, x: jax.Array, channels: int, given=None) -> None:
+    """What the convolution layers check, on the caller's (N, C, H, W) images, before the
+    default rules move them channels last: floating point, a non-empty batch, ``channels``
+    channels. Messages name ``where`` and the shape the caller passed (``given``)."""
+    shape = tuple(x.shape if given is None else given)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{where}: x must be floating point, got {x.dtype} {shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: x holds an empty batch, x {shape}")
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{where}: x has {x.shape[1]} channels (axis 1 of (N, C, H, W)) but W1 "
+            f"expects {channels}; got x {shape}"
+        )
 
 
 def _check_input_dim(where: str, input_dim: Any) -> tuple[int, int, int]:

@@ -633,7 +633,8 @@ def _interleave(planes: list[jax.Array], g: Geometry, channels_last: bool = Fals
 
 # --------------------------------------------------------------------------------------
 # Channels last: the same rules on images laid out (N, H, W, C), for nets that keep their
-# activations in that layout between layers (DeepConvNet: no transpose around each layer)
+# activations in that layout between layers (DeepConvNet, SimpleConvNet: no transpose
+# around each layer)
 
 
 def _nchw_shape(x_shape) -> tuple[int, int, int, int]:
@@ -647,8 +648,11 @@ def _conv_nhwc_plain(x, W, b, stride: int, pad: int) -> jax.Array:
     NHWC. Where the default rule runs on XLA's convolution (stride 1, pad < filter, a
     filter of more than :data:`_PER_IMAGE_MAX_K` weights) the same rule without the
     transposes around it: forward x ⋆ W + b, backward dx the transposed convolution of
-    dout with W, dW the correlation of x with dout, db = Σ dout (residuals x and W);
-    elsewhere the NCHW default rule between transposes."""
+    dout with W, dW the correlation of x with dout, db = Σ dout (residuals x and W). A
+    filter of at most :data:`_PER_IMAGE_MAX_K` weights (a first layer over data): the
+    book's rule on a channels-last col (:func:`_col_nhwc`; out = col · W_mat, one 2-D
+    matmul that writes NHWC; dW = colᵀ · dout; residuals col and W). Elsewhere (a larger
+    filter with stride > 1 or pad ≥ filter) the NCHW default rule between transposes."""
     return _conv_nhwc_fwd(x, W, b, stride, pad)[0]
 
 

@@ -34,29 +34,37 @@ def _layout(w_shape, stride: int, pad: int) -> str:
     return "per-image" if conv._per_image_layout(w_shape) else "2-d"
 
 
+def _assert_rules_agree_in_float64(x_shape, w_shape, stride, pad, seed, rule, reference):
+    """``rule`` and ``reference``, each ``(x, W, b, stride, pad) -> out`` on NCHW x, give
+    the same output and gradients (dx, dW, db) in float64, to 1e-12, on random inputs."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(seed)
+        x = jnp.asarray(rng.standard_normal(x_shape))
+        W = jnp.asarray(rng.standard_normal(w_shape))
+        b = jnp.asarray(rng.standard_normal(w_shape[:1]))
+
+        def outputs(layer, x, W, b, g):
+            out, vjp = jax.vjp(lambda *a: layer(*a, stride, pad), x, W, b)
+            return (out, *vjp(g))
+
+        out_shape = jax.eval_shape(lambda: conv.convolution_book(x, W, b, stride, pad)).shape
+        g = jnp.asarray(rng.standard_normal(out_shape))
+        both = jax.jit(lambda *a: (outputs(rule, *a), outputs(reference, *a)))
+        got, want = both(x, W, b, g)
+        for name, a, e in zip(("out", "dx", "dW", "db"), got, want, strict=True):
+            assert a.shape == e.shape and a.dtype == jnp.float64, name
+            np.testing.assert_allclose(a, e, rtol=0, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, stride, pad, layout", CASES)
 def test_default_convolution_layouts_equal_the_books_rule_in_float64(
     x_shape, w_shape, stride, pad, layout
 ):
     assert _layout(w_shape, stride, pad) == layout
-    with jax.enable_x64(True):
-        rng = np.random.default_rng(sum(x_shape) + 7 * pad)
-        x = jnp.asarray(rng.standard_normal(x_shape))
-        W = jnp.asarray(rng.standard_normal(w_shape))
-        b = jnp.asarray(rng.standard_normal(w_shape[:1]))
-
-        @jax.jit
-        def both(x, W, b, g):
-            out, vjp = jax.vjp(lambda *a: conv.convolution(*a, stride, pad), x, W, b)
-            ref, vjp_ref = jax.vjp(lambda *a: conv.convolution_book(*a, stride, pad), x, W, b)
-            return (out, *vjp(g)), (ref, *vjp_ref(g))
-
-        out_shape = jax.eval_shape(lambda: conv.convolution_book(x, W, b, stride, pad)).shape
-        g = jnp.asarray(rng.standard_normal(out_shape))
-        got, want = both(x, W, b, g)
-        for name, a, e in zip(("out", "dx", "dW", "db"), got, want, strict=True):
-            assert a.shape == e.shape and a.dtype == jnp.float64, name
-            np.testing.assert_allclose(a, e, rtol=0, atol=1e-12, err_msg=name)
+    seed = sum(x_shape) + 7 * pad
+    _assert_rules_agree_in_float64(
+        x_shape, w_shape, stride, pad, seed, conv.convolution, conv.convolution_book
+    )
 
 
 def test_deep_convnet_runs_its_later_convolutions_on_xla():
@@ -109,29 +117,15 @@ def _nhwc(a):
 def test_channels_last_convolution_is_the_default_rule_moved_to_nhwc(
     x_shape, w_shape, stride, pad, layout
 ):
-    del layout  # every layout: the NHWC rule's own (XLA) and the NCHW rule between transposes
-    with jax.enable_x64(True):
-        rng = np.random.default_rng(sum(x_shape) + 11 * pad)
-        x = jnp.asarray(rng.standard_normal(x_shape))
-        W = jnp.asarray(rng.standard_normal(w_shape))
-        b = jnp.asarray(rng.standard_normal(w_shape[:1]))
+    del layout  # every layout: the NHWC rule's own (XLA, small filter), NCHW's in transposes
 
-        @jax.jit
-        def both(x, W, b, g):
-            out, vjp = jax.vjp(lambda *a: conv.convolution_nhwc(*a, stride, pad), _nhwc(x), W, b)
-            ref, vjp_ref = jax.vjp(lambda *a: conv.convolution(*a, stride, pad), x, W, b)
-            dx, dW, db = vjp(_nhwc(g))
-            return (out.transpose(0, 3, 1, 2), dx.transpose(0, 3, 1, 2), dW, db), (
-                ref,
-                *vjp_ref(g),
-            )
+    def channels_last(x, W, b, stride, pad):  # NCHW in and out: exact transposes around it
+        return conv.convolution_nhwc(_nhwc(x), W, b, stride, pad).transpose(0, 3, 1, 2)
 
-        out_shape = jax.eval_shape(lambda: conv.convolution(x, W, b, stride, pad)).shape
-        g = jnp.asarray(rng.standard_normal(out_shape))
-        got, want = both(x, W, b, g)
-        for name, a, e in zip(("out", "dx", "dW", "db"), got, want, strict=True):
-            assert a.shape == e.shape and a.dtype == jnp.float64, name
-            np.testing.assert_allclose(a, e, rtol=0, atol=1e-12, err_msg=name)
+    seed = sum(x_shape) + 11 * pad
+    _assert_rules_agree_in_float64(
+        x_shape, w_shape, stride, pad, seed, channels_last, conv.convolution
+    )
 
 
 @pytest.mark.parametrize(

@@ -137,17 +137,14 @@ def infer(params: dict, x: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
     and a shorter last one), compiled as fit compiles its evaluations, before the timing."""
     if len(x) == 0:
         raise ValueError("infer: x holds no images (N = 0)")
-    sizes = {min(batch, len(x)), len(x) % batch or batch} & set(range(1, len(x) + 1))
-    programs = {
-        n: compile_program(convnet.deep_convnet_predict, params, x[:n]) for n in sorted(sizes)
-    }
-    for n, predict in programs.items():  # warm: the first call of each program
-        jax.block_until_ready(predict(params, x[:n]))
+    batches = [x[i : i + batch] for i in range(0, len(x), batch)]
+    programs = {}
+    for xb in batches:  # at most two sizes: batch and a shorter last one
+        if len(xb) not in programs:
+            programs[len(xb)] = compile_program(convnet.deep_convnet_predict, params, xb)
+            jax.block_until_ready(programs[len(xb)](params, xb))  # warm, outside the timing
     start = time.perf_counter()
-    scores = [
-        np.asarray(programs[len(x[i : i + batch])](params, x[i : i + batch]))
-        for i in range(0, len(x), batch)
-    ]
+    scores = [np.asarray(programs[len(xb)](params, xb)) for xb in batches]
     return np.concatenate(scores), len(x) / (time.perf_counter() - start)
 
 

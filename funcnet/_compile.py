@@ -5,9 +5,10 @@ kernels instead of YNNPACK's, which this JAX's XLA uses by default: for DeepConv
 training step (channels-last 3×3 convolutions, their dx and dW) the Eigen kernels
 measured 14% faster (one process, interleaved, quiet: 53.1 -> 45.6 ms per iteration). It
 is the XLA option ``xla_cpu_experimental_ynn_fusion_type`` set to YNNPACK's matmuls only
-(:data:`CONVOLUTIONS_ON_EIGEN`). Programs without convolutions (the ch5 net,
-SimpleConvNet's per-image rule) and other backends compile with XLA's defaults; a JAX
-whose XLA does not know the option compiles everything with its defaults. The numbers
+(:data:`CONVOLUTIONS_ON_EIGEN`). Programs without convolutions (the ch5 net, and
+SimpleConvNet, whose small filter runs as an im2col matmul) and other backends compile
+with XLA's defaults; a JAX whose XLA does not know the option compiles everything with
+its defaults. The numbers
 differ from YNNPACK's in float32 rounding only.
 """
 

@@ -1039,7 +1039,8 @@ def _channels_last(case: LayerCase) -> LayerCase:
 
 
 # The channels-last rules on the geometries where they run their own code (XLA's
-# convolution: stride 1, pad < filter, more than 32 weights per filter; pooling: tiling and
+# convolution: stride 1, pad < filter, more than 32 weights per filter; the col rule for
+# filters of at most 32 weights, the "odd" and "batch1" cases; pooling: tiling and
 # overlapping windows) and one where the convolution runs the NCHW rule between transposes.
 _NHWC_CONV_CONFIGS = ((1, 1), (1, 2), (2, 1))
 _NHWC_POOL_CONFIGS = ((2, 2, 2, 0), (3, 3, 2, 1), (3, 3, 3, 1))

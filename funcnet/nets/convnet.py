@@ -110,35 +110,31 @@ def as_images(where: str, x: Any, channels: int) -> jax.Array:
         TypeError: x is not floating point.
     """
     x = jnp.asarray(x)
+    images = _images_of(where, x, channels)
+    # what the convolution layers check, here on the shape the caller passed (the default
+    # rules move the images channels last before any layer sees them)
+    conv._check_floating(where, x=x)
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: x holds an empty batch, x {tuple(x.shape)}")
+    if images.shape[1] != channels:
+        raise ValueError(
+            f"{where}: x has {images.shape[1]} channels (axis 1 of (N, C, H, W)) but W1 "
+            f"expects {channels}; got x {tuple(x.shape)}"
+        )
+    return images
+
+
+def _images_of(where: str, x: jax.Array, channels: int) -> jax.Array:
     if x.ndim == 4:
-        _check_images(where, x, channels)
         return x
     if x.ndim == 2 and x.shape[1] % channels == 0:
         side = math.isqrt(x.shape[1] // channels)
         if channels * side * side == x.shape[1]:
-            images = x.reshape(x.shape[0], channels, side, side)
-            _check_images(where, images, channels, x.shape)
-            return images
+            return x.reshape(x.shape[0], channels, side, side)
     raise ValueError(
         f"{where}: x must be images (N, {channels}, H, W) or flat rows of {channels} square "
         f"image(s) (N, {channels}·H·W); got x {tuple(x.shape)}"
     )
-
-
-def _check_images(where: str, x: jax.Array, channels: int, given=None) -> None:
-    """What the convolution layers check, on the caller's (N, C, H, W) images, before the
-    default rules move them channels last: floating point, a non-empty batch, ``channels``
-    channels. Messages name ``where`` and the shape the caller passed (``given``)."""
-    shape = tuple(x.shape if given is None else given)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{where}: x must be floating point, got {x.dtype} {shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{where}: x holds an empty batch, x {shape}")
-    if x.shape[1] != channels:
-        raise ValueError(
-            f"{where}: x has {x.shape[1]} channels (axis 1 of (N, C, H, W)) but W1 "
-            f"expects {channels}; got x {shape}"
-        )
 
 
 def _check_input_dim(where: str, input_dim: Any) -> tuple[int, int, int]:

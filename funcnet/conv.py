@@ -591,7 +591,7 @@ def _pool_bwd(
     # dmax[arange, arg_max] = dout: one (N, C, OH, OW) plane per window element.
     planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
     if _tiles(g):
-        dx = _interleave(planes, g, channels_last)  # (N, C, OH·FH, OW·FW)
+        dx = _interleave(planes, g, channels_last)  # (N, C, OH·FH, OW·FW), or NHWC
         # Rows and columns of the padded input that no window reaches (a floored output
         # size) get no gradient: zeros after the interleave, then the padding cut off.
         hp, wp = g.h + 2 * g.pad, g.w + 2 * g.pad
@@ -614,23 +614,24 @@ def _tiles(g: Geometry) -> bool:
 def _interleave(planes: list[jax.Array], g: Geometry, channels_last: bool = False) -> jax.Array:
     """col2im for windows that tile the input: the FH·FW (N, C, OH, OW) planes put back in
     place, (N, C, OH·FH, OW·FW), plane ``fy·FW + fx`` at rows ``oy·FH + fy``, columns
-    ``ox·FW + fx``. Stacking on a new last axis and reshaping interleaves without the
-    zero-filled pads and sums of the general :func:`_unwindow` (no overlap: nothing to add),
-    which XLA's CPU backend runs about twice as fast for the book's 2×2 pooling. With
-    ``channels_last`` the planes and the result are (N, OH, OW, C), (N, OH·FH, OW·FW, C)."""
-    if channels_last:  # stack after OW, then after OH: C stays last
-        rows = [
-            jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=3).reshape(
-                g.n, g.out_h, g.out_w * g.fw, g.c
-            )
-            for fy in range(g.fh)
-        ]
-        return jnp.stack(rows, axis=2).reshape(g.n, g.out_h * g.fh, g.out_w * g.fw, g.c)
-    rows = []
-    for fy in range(g.fh):
-        row = jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=-1)  # (N, C, OH, OW, FW)
-        rows.append(row.reshape(g.n, g.c, g.out_h, g.out_w * g.fw))
-    return jnp.stack(rows, axis=3).reshape(g.n, g.c, g.out_h * g.fh, g.out_w * g.fw)
+    ``ox·FW + fx``. Stacking on a new axis after OW (the last in NCHW) and reshaping
+    interleaves without the zero-filled pads and sums of the general :func:`_unwindow` (no
+    overlap: nothing to add), which XLA's CPU backend runs about twice as fast for the
+    book's 2×2 pooling. With ``channels_last`` the planes and the result are (N, OH, OW,
+    C), (N, OH·FH, OW·FW, C)."""
+    h_axis, w_axis = (1, 2) if channels_last else (2, 3)
+
+    def image(h: int, w: int) -> tuple[int, int, int, int]:
+        return (g.n, h, w, g.c) if channels_last else (g.n, g.c, h, w)
+
+    # each row: the planes stacked right after OW and merged into it, (.., OH, OW·FW, ..)
+    rows = [
+        jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=w_axis + 1).reshape(
+            image(g.out_h, g.out_w * g.fw)
+        )
+        for fy in range(g.fh)
+    ]
+    return jnp.stack(rows, axis=h_axis + 1).reshape(image(g.out_h * g.fh, g.out_w * g.fw))
 
 
 # --------------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ is the XLA option ``xla_cpu_experimental_ynn_fusion_type`` set to YNNPACK's matm
 (:data:`CONVOLUTIONS_ON_EIGEN`). Programs without convolutions (the ch5 net, and
 SimpleConvNet, whose small filter runs as an im2col matmul) and other backends compile
 with XLA's defaults; a JAX whose XLA does not know the option compiles everything with
-its defaults. The numbers
-differ from YNNPACK's in float32 rounding only.
+its defaults. The numbers differ from YNNPACK's in float32 rounding only.
 """
 
 from __future__ import annotations

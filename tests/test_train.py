@@ -93,6 +93,16 @@ def test_segments_follow_the_books_evaluations():
     assert train.segments(1, 40) == [(0, 1, True)]
 
 
+def test_step_counts_are_int32_device_scalars_one_per_segment_length():
+    from funcnet.train.loop import step_counts
+
+    counts = step_counts(train.segments(10000, 600))
+    assert sorted(counts) == [1, 399, 600]
+    for num, count in counts.items():
+        assert isinstance(count, jax.Array) and count.dtype == jnp.int32 and count.shape == ()
+        assert int(count) == num
+
+
 # --------------------------------------------------------------------------------------
 # fit
 

@@ -25,6 +25,7 @@ from funcnet.train.loop import (
     make_model_evaluate,
     make_steps_and_evaluate,
     segments,
+    step_counts,
 )
 from funcnet.train.step import (
     LossFn,
@@ -580,10 +581,11 @@ class _Loop:
         if self.good is None:
             self.good = (state, 0)
         done, pending = int(self.good[1]), None
+        num_steps = step_counts(self.plan)
         for start, num, per_epoch in self.plan:
             if start < done:
                 continue  # run before the checkpoint this loop resumed from
-            state, seg_losses, acc = self.run(state, self.data, jnp.int32(num))
+            state, seg_losses, acc = self.run(state, self.data, num_steps[num])
             if pending is not None:
                 self.finish(*pending)
             pending = (start, num, per_epoch, state, (seg_losses, acc))

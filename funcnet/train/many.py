@@ -23,7 +23,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from funcnet import _checks, distributed, parallel
 from funcnet._compile import compile_program
 from funcnet.train.fit import _check_data, _check_labels, _check_loss, _num_classes
-from funcnet.train.loop import iters_per_epoch, make_model_evaluate, make_segment, segments
+from funcnet.train.loop import (
+    iters_per_epoch,
+    make_model_evaluate,
+    make_segment,
+    segments,
+    step_counts,
+)
 from funcnet.train.step import Model, PyTree, init_state, make_train_step, stateful
 
 Hparams = Mapping[str, jax.Array]
@@ -213,8 +219,9 @@ def _run_many(run, states, data, hp_all, plan, t_begin: float, compile_time: flo
     runs = states.step.shape[0]
     losses, per_epoch_acc, final_acc = [], [], None
     diverged = np.zeros(runs, bool)
+    num_steps = step_counts(plan)
     for _, num, per_epoch in plan:
-        states, seg_losses, first_bad, finite, acc = run(states, data, jnp.int32(num), hp_all)
+        states, seg_losses, first_bad, finite, acc = run(states, data, num_steps[num], hp_all)
         # every run's figures in every process (gathered when the runs are split over them)
         outputs = distributed.to_host((seg_losses, first_bad, finite, acc))
         seg_losses, first_bad, finite, acc = outputs

@@ -639,10 +639,12 @@ def _fit_parts(data, params, protocol, plan, evals) -> dict[str, Callable[[], An
     )
     evaluate = jax.jit(train.make_evaluate(net.predict)).lower(params, *data).compile()
 
+    num_steps = train.loop.step_counts(plan)
+
     def steps():
         state = state0
         for _, num, _ in plan:
-            state, losses, *_ = segment(state, data, jnp.int32(num))
+            state, losses, *_ = segment(state, data, num_steps[num])
             jax.device_get(losses)
         return state
 

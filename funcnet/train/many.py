@@ -219,17 +219,26 @@ def _run_many(run, states, data, hp_all, plan, t_begin: float, compile_time: flo
     runs = states.step.shape[0]
     losses, per_epoch_acc, final_acc = [], [], None
     diverged = np.zeros(runs, bool)
-    num_steps = step_counts(plan)
-    for _, num, per_epoch in plan:
-        states, seg_losses, first_bad, finite, acc = run(states, data, num_steps[num], hp_all)
+
+    def record(num: int, per_epoch: bool, outputs) -> None:
+        nonlocal diverged, final_acc
         # every run's figures in every process (gathered when the runs are split over them)
-        outputs = distributed.to_host((seg_losses, first_bad, finite, acc))
-        seg_losses, first_bad, finite, acc = outputs
+        seg_losses, first_bad, finite, acc = distributed.to_host(outputs)
         losses.append(np.asarray(seg_losses)[:, :num])
         diverged |= (np.asarray(first_bad) >= 0) | ~np.asarray(finite)
         if per_epoch:
             per_epoch_acc.append(np.asarray(acc))
         final_acc = np.asarray(acc)
+
+    # Segment k+1 is queued before the host fetches segment k's figures (as in fit), so
+    # the device does not wait for the host between segments.
+    num_steps, pending = step_counts(plan), None
+    for _, num, per_epoch in plan:
+        states, *outputs = run(states, data, num_steps[num], hp_all)
+        if pending is not None:
+            record(*pending)
+        pending = (num, per_epoch, tuple(outputs))
+    record(*pending)
     eval_iteration = [start + num - 1 for start, num, per_epoch in plan if per_epoch]
     per_epoch_acc = np.stack(per_epoch_acc, axis=1)  # (R, E, 2)
     history = ManyHistory(

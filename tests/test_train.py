@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from funcnet import datasets, nets, train
+from funcnet.train.loop import step_counts
 
 RELU = nets.two_layer_net("relu")
 
@@ -94,8 +95,6 @@ def test_segments_follow_the_books_evaluations():
 
 
 def test_step_counts_are_int32_device_scalars_one_per_segment_length():
-    from funcnet.train.loop import step_counts
-
     counts = step_counts(train.segments(10000, 600))
     assert sorted(counts) == [1, 399, 600]
     for num, count in counts.items():

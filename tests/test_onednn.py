@@ -1,0 +1,190 @@
+"""funcnet._onednn: float32 CPU convolutions on oneDNN's kernels through XLA's own
+``__onednn$convolution`` call, equal to a NumPy reference and to the book's rule, with
+XLA's convolution wherever the call is not used (other dtypes, zero sizes, GPU and TPU
+lowerings, an unverified jaxlib, the persistent compilation cache on)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from funcnet import _onednn, conv
+from funcnet._compile import compile_program
+
+# the suite's persistent compilation cache cannot store the programs that hold the call
+pytestmark = pytest.mark.filterwarnings("ignore:Error writing persistent compilation cache")
+
+needs_onednn = pytest.mark.skipif(
+    not _onednn.available(), reason="this jaxlib's XLA has no verified oneDNN convolution"
+)
+
+
+@pytest.fixture
+def onednn_on(monkeypatch):
+    """oneDNN's kernels for this test although the suite's persistent compilation cache is
+    on (conftest.py); JAX's trace caches are cleared before and after, so that no program
+    traced one way is reused the other."""
+    monkeypatch.setattr(_onednn, "_persistent_cache_on", lambda: False)
+    jax.clear_caches()
+    yield
+    jax.clear_caches()
+
+
+def _lowered_text(fn, *args, platforms=("cpu",)) -> str:
+    return jax.jit(fn).trace(*args).lower(lowering_platforms=platforms).as_text()
+
+
+def _random(shape, seed, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# (x NHWC, filter HWIO, (pad rows, pad columns))
+GRID = [
+    ((2, 7, 7, 3), (3, 3, 3, 4), (0, 0)),
+    ((2, 7, 7, 3), (3, 3, 3, 4), (1, 1)),
+    ((2, 7, 7, 3), (3, 3, 3, 4), (2, 2)),  # no padding left for dx (DeepConvNet's conv4)
+    ((2, 6, 8, 5), (2, 3, 5, 3), (1, 2)),  # non-square filter, unequal paddings
+    ((3, 5, 5, 1), (3, 3, 1, 6), (1, 1)),  # one channel
+    ((2, 4, 4, 6), (1, 1, 6, 2), (0, 0)),  # a 1×1 filter
+    ((1, 3, 3, 2), (3, 3, 2, 2), (4, 3)),  # padding wider than the filter
+    ((4, 28, 28, 16), (3, 3, 16, 16), (1, 1)),  # DeepConvNet's conv2
+]
+
+
+@needs_onednn
+@pytest.mark.parametrize("x_shape, w_shape, pad", GRID)
+def test_onednn_convolution_equals_a_float64_numpy_reference(onednn_on, x_shape, w_shape, pad):
+    x, w = _random(x_shape, 0), _random(w_shape, 1)
+    assert _onednn.TARGET in _lowered_text(lambda x, w: _onednn.conv_nhwc(x, w, pad), x, w)
+    got = jax.jit(lambda x, w: _onednn.conv_nhwc(x, w, pad))(x, w)
+    want = _onednn._numpy_conv(x, w, pad)
+    assert got.shape == want.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.max(np.abs(want)))
+
+
+def test_the_numpy_reference_equals_xla_s_convolution():
+    x, w = _random((2, 6, 8, 5), 2, np.float64), _random((2, 3, 5, 3), 3, np.float64)
+    with jax.enable_x64(True):
+        want = _onednn.xla_conv_nhwc(jnp.asarray(x), jnp.asarray(w), (1, 2))
+    np.testing.assert_allclose(_onednn._numpy_conv(x, w, (1, 2)), want, rtol=1e-12, atol=1e-12)
+
+
+def _outputs_and_gradients(layer, x, W, b, pad):
+    out, vjp = jax.vjp(lambda *a: layer(*a, 1, pad), x, W, b)
+    return (out, *vjp(jnp.cos(out)))
+
+
+@needs_onednn
+@pytest.mark.parametrize("pad", [0, 1, 2])
+@pytest.mark.parametrize("layer", [conv.convolution, conv.convolution_nhwc])
+def test_default_rule_on_onednn_equals_the_books_rule_in_float32(onednn_on, layer, pad):
+    """Forward on oneDNN, dx on oneDNN (the transposed convolution), dW on XLA's kernel:
+    out, dx, dW and db within float32 rounding of the book's rule."""
+    x, W, b = _random((3, 8, 9, 7), 4), 0.3 * _random((5, 8, 3, 3), 5), _random((5,), 6)
+    nhwc = layer is conv.convolution_nhwc
+    xin = x.transpose(0, 2, 3, 1) if nhwc else x
+    got = jax.jit(lambda *a: _outputs_and_gradients(layer, *a, pad))(xin, W, b)
+    assert (
+        _lowered_text(lambda *a: _outputs_and_gradients(layer, *a, pad), xin, W, b).count(
+            _onednn.TARGET
+        )
+        == 2
+    )
+    with jax.enable_x64(True):
+        args64 = [jnp.asarray(a, jnp.float64) for a in (x, W, b)]
+        out64 = conv.convolution_book(*args64, 1, pad)
+        g = jnp.cos(jnp.asarray(got[0].transpose(0, 3, 1, 2) if nhwc else got[0], jnp.float64))
+        _, vjp = jax.vjp(lambda *a: conv.convolution_book(*a, 1, pad), *args64)
+        want = (out64, *vjp(g))
+    for name, a, e in zip(("out", "dx", "dW", "db"), got, want, strict=True):
+        a = np.asarray(a)
+        if nhwc and name in ("out", "dx"):
+            a = a.transpose(0, 3, 1, 2)
+        assert a.dtype == np.float32, name
+        np.testing.assert_allclose(
+            a, e, rtol=0, atol=1e-5 * np.max(np.abs(np.asarray(e))), err_msg=name
+        )
+
+
+def _grad_of_grad(x, W, b):
+    def inner(W):
+        return jnp.sum(jnp.tanh(conv.convolution(x, W, b, 1, 1)))
+
+    return jax.jit(jax.grad(lambda W: jnp.sum(jax.grad(inner)(W) ** 2)))(W)
+
+
+@needs_onednn
+def test_gradients_of_gradients_through_onednn_equal_xla_s(monkeypatch):
+    """The call has no derivative of its own: its JVP is XLA's convolution, so a gradient
+    of the rule's backward (which runs dx on oneDNN) still works, and equals the one
+    computed on XLA's kernels."""
+    x, W, b = _random((2, 4, 6, 6), 7), 0.3 * _random((3, 4, 3, 3), 8), _random((3,), 9)
+    monkeypatch.setattr(_onednn, "_persistent_cache_on", lambda: False)
+    jax.clear_caches()
+    on_onednn = _grad_of_grad(x, W, b)
+    monkeypatch.setattr(_onednn, "_persistent_cache_on", lambda: True)
+    jax.clear_caches()
+    on_xla = _grad_of_grad(x, W, b)
+    jax.clear_caches()
+    np.testing.assert_allclose(on_onednn, on_xla, rtol=1e-4, atol=1e-5 * np.max(np.abs(on_xla)))
+
+
+@needs_onednn
+def test_vmap_of_the_onednn_convolution_equals_each_example_alone(onednn_on):
+    xs, w = _random((3, 2, 6, 6, 4), 10), _random((3, 3, 4, 5), 11)
+    batched = jax.jit(jax.vmap(lambda x: _onednn.conv_nhwc(x, w, (1, 1))))(xs)
+    for x, got in zip(xs, batched, strict=True):
+        np.testing.assert_allclose(got, _onednn._numpy_conv(x, w, (1, 1)), rtol=0, atol=1e-4)
+
+
+@needs_onednn
+def test_deep_convnet_training_step_runs_its_convolutions_on_onednn(onednn_on):
+    """fit's program for DeepConvNet: 5 forward and 5 dx convolutions on oneDNN, the 6
+    filter gradients on XLA's Eigen kernel with the channels-last layout it needs."""
+    from funcnet.nets import convnet
+
+    params = convnet.init_deep_convnet(jax.random.key(0))
+    x = jnp.zeros((4, 1, 28, 28), jnp.float32)
+    t = jnp.zeros((4,), jnp.int32)
+    grads = jax.grad(convnet.deep_convnet_loss)
+    hlo = compile_program(grads, params, x, t, jax.random.key(1)).as_text()
+    assert hlo.count(f'custom_call_target="{_onednn.TARGET}"') == 10
+    labels = [
+        ln.split("dim_labels=")[1].split(",")[0] for ln in hlo.splitlines() if " convolution(" in ln
+    ]
+    assert labels == ["b01f_01io->b01f"] * 5, labels
+
+
+def test_no_onednn_call_for_other_dtypes_zero_sizes_or_other_platforms(onednn_on):
+    w = _random((3, 3, 4, 2), 12)
+    x = _random((2, 5, 5, 4), 13)
+
+    def f(x, w):
+        return _onednn.conv_nhwc(x, w, (1, 1))
+
+    with jax.enable_x64(True):
+        assert _onednn.TARGET not in _lowered_text(f, x.astype(np.float64), w.astype(np.float64))
+    assert _onednn.TARGET not in _lowered_text(f, x.astype(np.float16), w.astype(np.float16))
+    assert _onednn.TARGET not in _lowered_text(f, x[:0], w)  # no images
+    assert _onednn.TARGET not in _lowered_text(f, x[..., :0], w[:, :, :0])  # no channels
+    for platform in ("cuda", "tpu"):
+        text = _lowered_text(f, x, w, platforms=(platform,))
+        assert _onednn.TARGET not in text and "stablehlo.convolution" in text
+    empty = jax.jit(f)(x[..., :0], w[:, :, :0])
+    np.testing.assert_array_equal(empty, np.zeros((2, 5, 5, 2), np.float32))
+
+
+def test_persistent_cache_or_unverified_jaxlib_keeps_xla_s_kernels(monkeypatch):
+    """The suite runs with JAX's persistent compilation cache on (conftest.py), which
+    cannot store a program holding the call: XLA's kernels then, as with a jaxlib the
+    call was not verified on."""
+    assert _onednn._persistent_cache_on() and _onednn.kernel() == "xla"
+    monkeypatch.setattr(_onednn, "_persistent_cache_on", lambda: False)
+    monkeypatch.setattr(_onednn, "VERIFIED_JAXLIB", ())
+    _onednn.available.cache_clear()
+    try:
+        assert not _onednn.available() and _onednn.kernel() == "xla"
+    finally:
+        _onednn.available.cache_clear()

@@ -408,8 +408,9 @@ _PER_IMAGE_MAX_K = 32
 """A filter with at most this many weights (C·FH·FW: a first layer over data, e.g.
 SimpleConvNet's 1×5×5, DeepConvNet's 1×3×3) runs as the book's im2col rule: per image
 (batched matmuls, NCHW in and out) in :func:`convolution`, as one 2-D matmul over a
-channels-last col in :func:`convolution_nhwc`; a larger one on XLA's own convolution
-(stride 1, pad < filter) or the 2-D layout."""
+channels-last col in :func:`convolution_nhwc` — except in float32 on CPU where oneDNN's
+kernels are used (:mod:`funcnet._onednn`), which run it faster as a convolution; a
+larger one on XLA's own convolution (stride 1, pad < filter) or the 2-D layout."""
 
 
 def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
@@ -419,7 +420,8 @@ def _conv_plain(x, W, b, stride: int, pad: int) -> jax.Array:
     multiplies im2col(x) (N·OH·OW, C·FH·FW) by W_colᵀ; the same sums are computed three
     ways, chosen by the filter's size K = C·FH·FW (:data:`_PER_IMAGE_MAX_K`) and the geometry:
 
-    - K large, stride 1, pad < filter (every DeepConvNet layer after the first): XLA's own
+    - K large, stride 1, pad < filter (every DeepConvNet layer after the first; and in
+      float32 on CPU where oneDNN's kernels are used, a first layer too): XLA's own
       convolution (``lax.conv_general_dilated`` in NHWC, :func:`_conv_nhwc`, zero padding
       ``pad``), which reads x in place instead of writing and reading col (9× x for a 3×3
       filter): forward out = x ⋆ W + b, and backward with the same products as the book's
@@ -448,12 +450,21 @@ def _per_image_layout(W_shape) -> bool:
     return c * fh * fw <= _PER_IMAGE_MAX_K
 
 
-def _uses_xla_conv(W_shape, stride: int, pad: int) -> bool:
-    """Whether the default rule runs on XLA's convolution: a filter larger than
-    :data:`_PER_IMAGE_MAX_K`, stride 1 and a pad smaller than the filter (so that dx is a
-    convolution of dout with non-negative padding)."""
+def _uses_xla_conv(W_shape, stride: int, pad: int, dtype=None) -> bool:
+    """Whether the default rule runs on XLA's convolution (:func:`_conv_nhwc`): stride 1,
+    a pad smaller than the filter (so that dx is a convolution of dout with non-negative
+    padding), and a filter larger than :data:`_PER_IMAGE_MAX_K`, or a smaller one (a first
+    layer over data) whose ``dtype`` convolution runs on oneDNN's kernels, where it beats
+    the col matmul (alone, best of 7: DeepConvNet's conv1 forward 0.64 against 1.26 ms,
+    dW 0.44 against 0.60; SimpleConvNet's 1.29 against 1.82, 0.97 against 1.66; on
+    XLA's own kernels the forward is slower than the col matmul, 2.4 ms)."""
     _, _, fh, fw = W_shape
-    return not _per_image_layout(W_shape) and stride == 1 and pad < min(fh, fw)
+    if stride != 1 or pad >= min(fh, fw):
+        return False
+    if not _per_image_layout(W_shape):
+        return True
+    on_cpu = jax.default_backend() == "cpu"  # elsewhere the col rule, as before
+    return dtype == jnp.float32 and on_cpu and _onednn.kernel() == "onednn"
 
 
 def _conv_nhwc(lhs: jax.Array, rhs: jax.Array, pad: tuple[int, int]) -> jax.Array:
@@ -493,7 +504,7 @@ def _col_cnhw(x: jax.Array, g: Geometry) -> jax.Array:
 def _conv_fwd(x, W, b, stride: int, pad: int):
     fn, _, fh, fw = W.shape
     g = geometry(x.shape, fh, fw, stride, pad)
-    if _uses_xla_conv(W.shape, stride, pad):  # the channels-last rule between transposes
+    if _uses_xla_conv(W.shape, stride, pad, jnp.result_type(x, W)):  # NHWC, transposed
         out, res = _conv_nhwc_fwd(x.transpose(0, 2, 3, 1), W, b, stride, pad)
         return out.transpose(0, 3, 1, 2), res
     W_col = W.reshape(fn, g.c * fh * fw)
@@ -510,7 +521,7 @@ def _conv_fwd(x, W, b, stride: int, pad: int):
 
 def _conv_bwd(stride: int, pad: int, res, dout):
     W = res[-1]
-    if _uses_xla_conv(W.shape, stride, pad):  # residuals: x in NHWC, b's dtype, W
+    if len(res) == 3:  # the channels-last rule's residuals: x in NHWC, b's dtype, W
         dx, dW, db = _conv_nhwc_bwd(stride, pad, res, dout.transpose(0, 2, 3, 1))
         return dx.transpose(0, 3, 1, 2), dW, db
     x_token, b_token, col, W = res
@@ -700,21 +711,21 @@ def _small_conv_nhwc_bwd(stride: int, pad: int, res, dout):
 
 
 def _conv_nhwc_fwd(x, W, b, stride: int, pad: int):
-    if _per_image_layout(W.shape):
-        return _small_conv_nhwc_fwd(x, W, b, stride, pad)
-    if not _uses_xla_conv(W.shape, stride, pad):
+    dtype = jnp.result_type(x, W)
+    if not _uses_xla_conv(W.shape, stride, pad, dtype):
+        if _per_image_layout(W.shape):
+            return _small_conv_nhwc_fwd(x, W, b, stride, pad)
         out, res = _conv_fwd(x.transpose(0, 3, 1, 2), W, b, stride, pad)
         return out.transpose(0, 2, 3, 1), res
-    dtype = jnp.result_type(x, W)
     out = _conv_nhwc(x.astype(dtype), W.astype(dtype).transpose(2, 3, 1, 0), (pad, pad)) + b
     return out, (x, _dtype_token(b), W)
 
 
 def _conv_nhwc_bwd(stride: int, pad: int, res, dout):
     W = res[-1]
-    if _per_image_layout(W.shape):
-        return _small_conv_nhwc_bwd(stride, pad, res, dout)
-    if not _uses_xla_conv(W.shape, stride, pad):
+    if len(res) == 4:  # the col rules' residuals (:func:`_conv_nhwc_fwd` chose one)
+        if _per_image_layout(W.shape):
+            return _small_conv_nhwc_bwd(stride, pad, res, dout)
         dx, dW, db = _conv_bwd(stride, pad, res, dout.transpose(0, 3, 1, 2))
         return dx.transpose(0, 2, 3, 1), dW, db
     x, b_token, W = res
@@ -751,11 +762,15 @@ def _transpose_conv_nhwc(d: jax.Array, W: jax.Array, pad: int) -> jax.Array:
 def _filter_grad_nhwc(x: jax.Array, d: jax.Array, pad: int) -> jax.Array:
     """dW (FN, C, FH, FW) = x (N, H, W, C) correlated with dout (N, OH, OW, FN) over the
     batch (N is the contracted feature axis, C the batch axis), with at most
-    :data:`_FILTER_GRAD_INNER_PAD` pixels of the padding inside XLA's convolution."""
+    :data:`_FILTER_GRAD_INNER_PAD` pixels of the padding inside XLA's convolution. Always
+    XLA's (Eigen) kernel: on oneDNN's (the same convolution through
+    :func:`_onednn.conv_nhwc`) it ran faster alone for DeepConvNet's conv2–conv6 (in a
+    10-step loop, best of 7: conv2 4.61 against 5.42 ms, conv6 3.26 against 5.64), but
+    DeepConvNet's whole training step ran slower (best of 12 interleaved: 37.8 against
+    36.4 ms with only the forward and dx on oneDNN)."""
     inner = min(pad, _FILTER_GRAD_INNER_PAD)
     outer = pad - inner
     xp = jnp.pad(x, ((0, 0), (outer, outer), (outer, outer), (0, 0))).transpose(3, 1, 2, 0)
-    # XLA's (Eigen) kernel: oneDNN's forward convolution measured no faster for this shape
     dW = _onednn.xla_conv_nhwc(xp, d.transpose(1, 2, 0, 3), (inner, inner))  # (C, FH, FW, FN)
     return dW.transpose(3, 0, 1, 2)
 

@@ -78,11 +78,15 @@ def _outputs_and_gradients(layer, x, W, b, pad):
 
 @needs_onednn
 @pytest.mark.parametrize("pad", [0, 1, 2])
+@pytest.mark.parametrize("w_shape", [(5, 8, 3, 3), (6, 1, 3, 3), (4, 1, 5, 5)])
 @pytest.mark.parametrize("layer", [conv.convolution, conv.convolution_nhwc])
-def test_default_rule_on_onednn_equals_the_books_rule_in_float32(onednn_on, layer, pad):
-    """Forward on oneDNN, dx on oneDNN (the transposed convolution), dW on XLA's kernel:
+def test_default_rule_on_onednn_equals_the_books_rule_in_float32(onednn_on, layer, w_shape, pad):
+    """Forward and dx (the transposed convolution) on oneDNN, dW on XLA's kernel, for later
+    layers and for first layers (one channel, which on XLA's kernels take the col rule):
     out, dx, dW and db within float32 rounding of the book's rule."""
-    x, W, b = _random((3, 8, 9, 7), 4), 0.3 * _random((5, 8, 3, 3), 5), _random((5,), 6)
+    c = w_shape[1]
+    x, W = _random((3, c, 9, 7), 4), 0.3 * _random(w_shape, 5)
+    b = _random(w_shape[:1], 6)
     nhwc = layer is conv.convolution_nhwc
     xin = x.transpose(0, 2, 3, 1) if nhwc else x
     got = jax.jit(lambda *a: _outputs_and_gradients(layer, *a, pad))(xin, W, b)
@@ -141,8 +145,9 @@ def test_vmap_of_the_onednn_convolution_equals_each_example_alone(onednn_on):
 
 @needs_onednn
 def test_deep_convnet_training_step_runs_its_convolutions_on_onednn(onednn_on):
-    """fit's program for DeepConvNet: 5 forward and 5 dx convolutions on oneDNN, the 6
-    filter gradients on XLA's Eigen kernel with the channels-last layout it needs."""
+    """fit's program for DeepConvNet: 6 forward and 5 dx convolutions on oneDNN (the first
+    layer's dx, over data, is dropped), the 6 filter gradients on XLA's Eigen kernel with
+    the channels-last layout it needs."""
     from funcnet.nets import convnet
 
     params = convnet.init_deep_convnet(jax.random.key(0))
@@ -150,11 +155,11 @@ def test_deep_convnet_training_step_runs_its_convolutions_on_onednn(onednn_on):
     t = jnp.zeros((4,), jnp.int32)
     grads = jax.grad(convnet.deep_convnet_loss)
     hlo = compile_program(grads, params, x, t, jax.random.key(1)).as_text()
-    assert hlo.count(f'custom_call_target="{_onednn.TARGET}"') == 10
+    assert hlo.count(f'custom_call_target="{_onednn.TARGET}"') == 11
     labels = [
         ln.split("dim_labels=")[1].split(",")[0] for ln in hlo.splitlines() if " convolution(" in ln
     ]
-    assert labels == ["b01f_01io->b01f"] * 5, labels
+    assert labels == ["b01f_01io->b01f"] * 6, labels
 
 
 def test_no_onednn_call_for_other_dtypes_zero_sizes_or_other_platforms(onednn_on):

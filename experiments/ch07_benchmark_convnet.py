@@ -47,7 +47,7 @@ import numpy as np
 
 from experiments import _common
 from experiments import _conv_peers as peers
-from funcnet import conv, dropout, layers
+from funcnet import _onednn, conv, dropout, layers
 from funcnet._compile import compile_program
 from funcnet.nets import convnet
 
@@ -153,7 +153,7 @@ def make_runners(
     for name in args.peers:
         if name == "funcnet":
             run = peers.funcnet_runner(params, x, t, key, model=model)
-            runners[name] = (run, args.steps, "")
+            runners[name] = (run, args.steps, _kernels_note())
         elif name == "funcnet-book":
             run = peers.funcnet_runner(params, x, t, key, book=True, model=model)
             runners[name] = (run, args.steps, "")
@@ -165,6 +165,13 @@ def make_runners(
         else:
             runners[name] = (peers.numpy_runner(params, x, t, args.seed), args.numpy_steps, "")
     return runners
+
+
+def _kernels_note() -> str:
+    """Which kernels funcnet's float32 convolutions run on here (funcnet._onednn)."""
+    if jax.default_backend() != "cpu":
+        return ""
+    return f"convolutions on {'oneDNN' if _onednn.kernel() == 'onednn' else 'XLA'}'s kernels"
 
 
 def measure(

@@ -171,7 +171,9 @@ def _kernels_note() -> str:
     """Which kernels funcnet's float32 convolutions run on here (funcnet._onednn)."""
     if jax.default_backend() != "cpu":
         return ""
-    return f"convolutions on {'oneDNN' if _onednn.kernel() == 'onednn' else 'XLA'}'s kernels"
+    if _onednn.kernel() == "onednn":
+        return "convolutions on oneDNN's kernels (filter gradients on XLA's)"
+    return "convolutions on XLA's kernels"
 
 
 def measure(

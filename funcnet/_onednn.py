@@ -10,16 +10,25 @@ for a float32 stride-1 convolution lowered for CPU, and XLA's convolution everyw
 
 The call is an XLA internal, not a documented API: a config the running XLA reads
 differently can abort the process (oneDNN's error is not an exception XLA returns), so
-it is used only with the jaxlib versions it was verified on (:data:`VERIFIED_JAXLIB`),
-and only after :func:`available` has compiled it once per process for a few geometries
-(non-square filter, unequal paddings, one channel) and compared it with a NumPy
-reference. Any other jaxlib, one without oneDNN, or a failed check keeps every
-convolution on XLA's kernels, which compute the same numbers up to float32 rounding;
-:func:`kernel` says which ones a float32 CPU convolution runs on. Zero-size operands
-(which oneDNN refuses) stay on XLA's too, and so does everything while JAX's persistent
-compilation cache is on: this jaxlib cannot serialize a program holding the call (the
-cache write fails with ``std::bad_alloc`` and a warning), so the cache would keep none
-of them.
+it is used only with the jaxlib versions and machines it was verified on
+(:data:`VERIFIED_JAXLIB`, x86-64), and only after :func:`available` has compiled it once
+per process for a few geometries (non-square filter, unequal paddings, one channel) and
+compared it with a NumPy reference (a failure warns). XLA's kernels, which compute the
+same numbers up to float32 rounding, run everything else:
+
+- a process with several devices (XLA cannot partition the call: a sharded program would
+  gather every batch onto each device), or ``FUNCNET_ONEDNN=0`` in the environment (for
+  ``jax.export``, which refuses a custom call without a compatibility guarantee);
+- zero-size operands (which oneDNN refuses) and symbolic sizes (``jax.export``);
+- functions traced while JAX's persistent compilation cache is on: this jaxlib cannot
+  serialize a program holding the call (the cache write fails with ``std::bad_alloc``
+  and a warning), so the cache would keep none of them.
+
+The choice is made when a function is traced (JAX reuses a traced function's program).
+:func:`kernel` says which kernels a float32 CPU convolution traced now runs on.
+Where the padding meets a non-finite weight, oneDNN skips the padded taps and XLA
+multiplies them (0·inf = NaN): an infinite weight gives NaN on XLA's borders and ±inf or
+a finite value on oneDNN's (its inside is non-finite either way).
 
 Its derivatives (for ``jax.jvp`` and gradients of gradients through funcnet's backward
 rules) are XLA's convolutions: the call itself has none.
@@ -29,6 +38,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import platform
 import warnings
 
 import jax
@@ -38,6 +49,10 @@ from jax import lax
 from jaxlib import version as jaxlib_version
 
 TARGET = "__onednn$convolution"
+DISABLE_ENV = "FUNCNET_ONEDNN"
+"""``FUNCNET_ONEDNN=0`` keeps every convolution on XLA's kernels (e.g. for ``jax.export``,
+which refuses a custom call without a compatibility guarantee)."""
+_X86_64 = ("x86_64", "AMD64")
 VERIFIED_JAXLIB = ("0.10.2",)
 """jaxlib versions whose XLA reads :func:`_backend_config` as written here (checked on
 AVX-512 x86-64; the probe checks each process too)."""
@@ -87,7 +102,8 @@ def _out_shape(lhs_shape, rhs_shape, pad) -> tuple[int, int, int, int]:
 
 
 def _onednn_call(lhs: jax.Array, rhs: jax.Array, pad: tuple[int, int]) -> jax.Array:
-    out = jax.ShapeDtypeStruct(_out_shape(lhs.shape, rhs.shape, pad), lhs.dtype)
+    # XLA's convolution's result type, inside shard_map too (its manual mesh axes)
+    out = jax.eval_shape(functools.partial(xla_conv_nhwc, pad=pad), lhs, rhs)
     call = jax.ffi.ffi_call(
         TARGET,
         out,
@@ -156,19 +172,38 @@ def _probe_passes() -> bool:
 
 @functools.cache
 def available() -> bool:
-    """Whether this process runs float32 CPU convolutions on oneDNN (checked once: the call
-    compiles and equals XLA's convolution on :data:`_PROBES`)."""
-    if jaxlib_version.__version__ not in VERIFIED_JAXLIB:
+    """Whether this process may run float32 CPU convolutions on oneDNN, decided once: not
+    with ``FUNCNET_ONEDNN=0`` in the environment, nor on a jaxlib or machine the call was
+    not verified on (:data:`VERIFIED_JAXLIB`, x86-64), nor with several devices (a sharded
+    program: XLA cannot partition the call and would gather every batch onto each
+    device); otherwise the call must compile and equal a NumPy reference on
+    :data:`_PROBES` (a failure warns once)."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return False
+    if jaxlib_version.__version__ not in VERIFIED_JAXLIB or platform.machine() not in _X86_64:
         return False
     try:
         cpu = jax.devices("cpu")[0]
     except RuntimeError:  # no CPU backend in this process (JAX_PLATFORMS without cpu)
         return False
-    try:
-        with jax.ensure_compile_time_eval(), jax.default_device(cpu):
-            return _probe_passes()
-    except Exception:  # noqa: BLE001 - no oneDNN in this jaxlib, or another config format
+    if len(jax.devices()) > 1 or len(jax.devices("cpu")) > 1:
         return False
+    try:  # whatever the caller's context: eager values, transfers allowed, jit on
+        with (
+            jax.ensure_compile_time_eval(),
+            jax.default_device(cpu),
+            jax.transfer_guard("allow"),
+            jax.disable_jit(False),
+        ):
+            passed = _probe_passes()
+    except Exception as e:  # noqa: BLE001 - no oneDNN in this jaxlib, another config format
+        message = f"funcnet: oneDNN's convolution failed its check ({e!r}); XLA's is used"
+        warnings.warn(message, stacklevel=2)
+        return False
+    if not passed:
+        message = "funcnet: oneDNN's convolution differs from the reference; XLA's is used"
+        warnings.warn(message, stacklevel=2)
+    return passed
 
 
 def _persistent_cache_on() -> bool:
@@ -179,9 +214,12 @@ def _persistent_cache_on() -> bool:
 
 
 def kernel() -> str:
-    """``"onednn"`` or ``"xla"``: the kernels a float32 stride-1 convolution of funcnet's
-    default rules runs on when it is traced now for CPU (XLA's on GPU and TPU, and while
-    JAX's persistent compilation cache is on)."""
+    """``"onednn"`` or ``"xla"``: the kernels the forward and dx convolutions of funcnet's
+    default rules (float32, stride 1) run on when a function is traced now for CPU (the
+    filter gradient always runs on XLA's; GPU and TPU lowerings use XLA's; and so do
+    functions traced while JAX's persistent compilation cache is on — a function traced
+    before the cache was turned on keeps its traced program, whose compilation then
+    warns that the cache cannot store it)."""
     return "onednn" if not _persistent_cache_on() and available() else "xla"
 
 
@@ -190,8 +228,18 @@ def conv_nhwc(lhs: jax.Array, rhs: jax.Array, pad: tuple[int, int]) -> jax.Array
     = (rows, columns) on each side -> (N, OH, OW, FN): oneDNN's kernels on CPU for float32
     operands where :func:`kernel` says so, XLA's otherwise (the same numbers up to float32
     rounding)."""
-    nonempty = lhs.size > 0 and rhs.size > 0 and min(_out_shape(lhs.shape, rhs.shape, pad)) > 0
-    float32 = lhs.dtype == rhs.dtype == jnp.float32
-    if float32 and min(pad) >= 0 and nonempty and kernel() == "onednn":
+    if _eligible(lhs, rhs, pad):
         return _fast_conv(lhs, rhs, (int(pad[0]), int(pad[1])))
     return xla_conv_nhwc(lhs, rhs, pad)
+
+
+def _eligible(lhs, rhs, pad) -> bool:
+    """float32 operands of known, non-zero sizes (oneDNN aborts the process on an empty
+    one; a symbolic size, as ``jax.export`` traces, is XLA's), padding ≥ 0, and oneDNN's
+    kernels in use."""
+    if not (lhs.dtype == rhs.dtype == jnp.float32 and kernel() == "onednn"):
+        return False
+    sizes = (*lhs.shape, *rhs.shape)
+    if not all(isinstance(d, int) for d in sizes) or min(pad) < 0:
+        return False
+    return min(sizes) > 0 and min(_out_shape(lhs.shape, rhs.shape, pad)) > 0

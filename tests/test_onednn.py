@@ -5,10 +5,18 @@ lowerings, an unverified jaxlib, the persistent compilation cache on)."""
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+from jaxlib import version as jaxlib_version
 
 from funcnet import _onednn, conv
 from funcnet._compile import compile_program
@@ -16,9 +24,22 @@ from funcnet._compile import compile_program
 # the suite's persistent compilation cache cannot store the programs that hold the call
 pytestmark = pytest.mark.filterwarnings("ignore:Error writing persistent compilation cache")
 
-needs_onednn = pytest.mark.skipif(
-    not _onednn.available(), reason="this jaxlib's XLA has no verified oneDNN convolution"
+VERIFIED_HERE = (
+    jaxlib_version.__version__ in _onednn.VERIFIED_JAXLIB
+    and platform.machine() in _onednn._X86_64
+    and os.environ.get(_onednn.DISABLE_ENV, "1") != "0"
+    and len(jax.devices()) == 1
 )
+needs_onednn = pytest.mark.skipif(
+    not VERIFIED_HERE, reason="oneDNN's convolution was not verified on this jaxlib/machine"
+)
+
+
+@pytest.mark.skipif(not VERIFIED_HERE, reason="oneDNN's convolution not verified here")
+def test_onednn_is_available_where_it_was_verified():
+    """On a verified jaxlib and machine the probe must pass: a broken config would
+    otherwise only show as skipped tests."""
+    assert _onednn.available()
 
 
 @pytest.fixture
@@ -128,6 +149,7 @@ def test_gradients_of_gradients_through_onednn_equal_xla_s(monkeypatch):
     monkeypatch.setattr(_onednn, "_persistent_cache_on", lambda: False)
     jax.clear_caches()
     on_onednn = _grad_of_grad(x, W, b)
+    assert _onednn.TARGET in _lowered_text(jax.grad(lambda W: _grad_of_grad(x, W, b).sum()), W)
     monkeypatch.setattr(_onednn, "_persistent_cache_on", lambda: True)
     jax.clear_caches()
     on_xla = _grad_of_grad(x, W, b)
@@ -138,6 +160,7 @@ def test_gradients_of_gradients_through_onednn_equal_xla_s(monkeypatch):
 @needs_onednn
 def test_vmap_of_the_onednn_convolution_equals_each_example_alone(onednn_on):
     xs, w = _random((3, 2, 6, 6, 4), 10), _random((3, 3, 4, 5), 11)
+    assert _onednn.TARGET in _lowered_text(jax.vmap(lambda x: _onednn.conv_nhwc(x, w, (1, 1))), xs)
     batched = jax.jit(jax.vmap(lambda x: _onednn.conv_nhwc(x, w, (1, 1))))(xs)
     for x, got in zip(xs, batched, strict=True):
         np.testing.assert_allclose(got, _onednn._numpy_conv(x, w, (1, 1)), rtol=0, atol=1e-4)
@@ -174,8 +197,8 @@ def test_no_onednn_call_for_other_dtypes_zero_sizes_or_other_platforms(onednn_on
     assert _onednn.TARGET not in _lowered_text(f, x.astype(np.float16), w.astype(np.float16))
     assert _onednn.TARGET not in _lowered_text(f, x[:0], w)  # no images
     assert _onednn.TARGET not in _lowered_text(f, x[..., :0], w[:, :, :0])  # no channels
-    for platform in ("cuda", "tpu"):
-        text = _lowered_text(f, x, w, platforms=(platform,))
+    for target in ("cuda", "tpu"):
+        text = _lowered_text(f, x, w, platforms=(target,))
         assert _onednn.TARGET not in text and "stablehlo.convolution" in text
     empty = jax.jit(f)(x[..., :0], w[:, :, :0])
     np.testing.assert_array_equal(empty, np.zeros((2, 5, 5, 2), np.float32))
@@ -193,3 +216,68 @@ def test_persistent_cache_or_unverified_jaxlib_keeps_xla_s_kernels(monkeypatch):
         assert not _onednn.available() and _onednn.kernel() == "xla"
     finally:
         _onednn.available.cache_clear()
+
+
+@needs_onednn
+def test_shard_map_over_one_device_runs_the_call_with_xla_s_result_type(onednn_on):
+    x, W, b = _random((4, 8, 8, 8), 14), 0.3 * _random((4, 8, 3, 3), 15), _random((4,), 16)
+    mesh = Mesh(np.array(jax.devices()[:1]), ("batch",))
+    f = jax.shard_map(
+        lambda x, W, b: conv.convolution_nhwc(x, W, b, 1, 1),
+        mesh=mesh,
+        in_specs=(P("batch"), P(), P()),
+        out_specs=P("batch"),
+    )
+    assert _onednn.TARGET in _lowered_text(f, x, W, b)
+    with jax.enable_x64(True):
+        want = conv.convolution_book(
+            *(np.float64(a) for a in (x.transpose(0, 3, 1, 2), W, b)), 1, 1
+        )
+    got = np.asarray(jax.jit(f)(x, W, b)).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.max(np.abs(want)))
+
+
+@needs_onednn
+def test_export_with_a_symbolic_batch_keeps_xla_s_convolution(onednn_on):
+    """jax.export traces symbolic sizes: the call needs known ones, so XLA's convolution."""
+    w = _random((3, 3, 4, 2), 17)
+    (n,) = jax.export.symbolic_shape("n")
+    spec = jax.ShapeDtypeStruct((n, 6, 6, 4), jnp.float32)
+    exported = jax.export.export(jax.jit(lambda x: _onednn.conv_nhwc(x, w, (1, 1))))(spec)
+    assert _onednn.TARGET not in exported.mlir_module()
+    x = _random((2, 6, 6, 4), 18)
+    np.testing.assert_allclose(exported.call(x), _onednn._numpy_conv(x, w, (1, 1)), atol=1e-4)
+
+
+@needs_onednn
+def test_the_check_runs_whatever_the_callers_context(monkeypatch):
+    """The probe compiles and transfers its own inputs: a caller's transfer guard or
+    disabled jit must not switch oneDNN off for the rest of the process."""
+    _onednn.available.cache_clear()
+    try:
+        with jax.transfer_guard("disallow"), jax.disable_jit():
+            assert _onednn.available()
+    finally:
+        _onednn.available.cache_clear()
+
+
+def _kernel_in_a_fresh_process(env: dict) -> str:
+    code = "from funcnet import _onednn; print(_onednn.kernel())"
+    env = {**os.environ, **env}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+@needs_onednn
+def test_opt_out_and_several_devices_keep_xla_s_kernels():
+    """FUNCNET_ONEDNN=0 (for jax.export, say), and several devices (a program may be
+    sharded, and XLA cannot partition the call: it would gather each batch onto every
+    device)."""
+    assert _kernel_in_a_fresh_process({}) == "onednn"
+    assert _kernel_in_a_fresh_process({"FUNCNET_ONEDNN": "0"}) == "xla"
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    assert _kernel_in_a_fresh_process({"XLA_FLAGS": flags}) == "xla"

@@ -520,7 +520,6 @@ def _conv_fwd(x, W, b, stride: int, pad: int):
 
 
 def _conv_bwd(stride: int, pad: int, res, dout):
-    W = res[-1]
     if len(res) == 3:  # the channels-last rule's residuals: x in NHWC, b's dtype, W
         dx, dW, db = _conv_nhwc_bwd(stride, pad, res, dout.transpose(0, 2, 3, 1))
         return dx.transpose(0, 3, 1, 2), dW, db

@@ -567,8 +567,8 @@ def _pool_plain(
     NCHW order so no transpose is needed), and their maxima. Residual: the argmax of each
     window (int8; the first maximum on ties, a NaN counting as the maximum, NumPy's
     argmax). Backward: dout goes to that element of each window, overlapping windows add
-    (the book's col2im; when the windows tile the input, as the book's 2×2 stride 2, an
-    interleave of the planes, :func:`_interleave`). Padding as in :func:`pooling_book`
+    (the book's col2im; when the windows tile the input, as the book's 2×2 stride 2, one
+    select and a reshape, :func:`_scatter_tiles`). Padding as in :func:`pooling_book`
     (zeros). With ``channels_last`` the same on x (N, H, W, C) -> (N, OH, OW, C).
     """
     g = _image_geometry(x.shape, pool_h, pool_w, stride, pad, channels_last)
@@ -596,18 +596,18 @@ def _pool_bwd(
     x_token, arg = res
     g = _image_geometry(x_token.shape[1:], pool_h, pool_w, stride, pad, channels_last)
     zero = jnp.zeros((), dout.dtype)
-    # dmax[arange, arg_max] = dout: one (N, C, OH, OW) plane per window element.
-    planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
     if _tiles(g):
-        dx = _interleave(planes, g, channels_last)  # (N, C, OH·FH, OW·FW), or NHWC
+        dx = _scatter_tiles(arg, dout, g, channels_last)  # (N, C, OH·FH, OW·FW), or NHWC
         # Rows and columns of the padded input that no window reaches (a floored output
-        # size) get no gradient: zeros after the interleave, then the padding cut off.
+        # size) get no gradient: zeros after the scatter, then the padding cut off.
         hp, wp = g.h + 2 * g.pad, g.w + 2 * g.pad
         rest = _spatial((0, hp - g.out_h * g.fh), (0, wp - g.out_w * g.fw), (0, 0), channels_last)
         if any(r for _, r in rest):
             dx = jnp.pad(dx, rest)
         dx = _crop_padding(dx, g, channels_last)
     else:
+        # dmax[arange, arg_max] = dout: one (N, C, OH, OW) plane per window element.
+        planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
         dx = _unwindow(planes, g, channels_last)
     return (dx.astype(x_token.dtype),)
 
@@ -619,27 +619,26 @@ def _tiles(g: Geometry) -> bool:
     return g.stride == g.fh == g.fw
 
 
-def _interleave(planes: list[jax.Array], g: Geometry, channels_last: bool = False) -> jax.Array:
-    """col2im for windows that tile the input: the FH·FW (N, C, OH, OW) planes put back in
-    place, (N, C, OH·FH, OW·FW), plane ``fy·FW + fx`` at rows ``oy·FH + fy``, columns
-    ``ox·FW + fx``. Stacking on a new axis after OW (the last in NCHW) and reshaping
-    interleaves without the zero-filled pads and sums of the general :func:`_unwindow` (no
-    overlap: nothing to add), which XLA's CPU backend runs about twice as fast for the
-    book's 2×2 pooling. With ``channels_last`` the planes and the result are (N, OH, OW,
-    C), (N, OH·FH, OW·FW, C)."""
-    h_axis, w_axis = (1, 2) if channels_last else (2, 3)
-
-    def image(h: int, w: int) -> tuple[int, int, int, int]:
-        return (g.n, h, w, g.c) if channels_last else (g.n, g.c, h, w)
-
-    # each row: the planes stacked right after OW and merged into it, (.., OH, OW·FW, ..)
-    rows = [
-        jnp.stack(planes[fy * g.fw : (fy + 1) * g.fw], axis=w_axis + 1).reshape(
-            image(g.out_h, g.out_w * g.fw)
-        )
-        for fy in range(g.fh)
-    ]
-    return jnp.stack(rows, axis=h_axis + 1).reshape(image(g.out_h * g.fh, g.out_w * g.fw))
+def _scatter_tiles(
+    arg: jax.Array, dout: jax.Array, g: Geometry, channels_last: bool = False
+) -> jax.Array:
+    """col2im of the pooling's dmax for windows that tile the input: each dout element put
+    at its window's argmax, zeros elsewhere, (N, C, OH·FH, OW·FW) from arg and dout (N, C,
+    OH, OW) (NHWC with ``channels_last``). Window element ``k = fy·FW + fx`` lies at row
+    ``oy·FH + fy``, column ``ox·FW + fx``: one select over (N, C, OH, FH, OW, FW) (or (N,
+    OH, FH, OW, FW, C)) between dout and arg broadcast along the window axes and the
+    window index, then a reshape. No overlap, so nothing to add; XLA's CPU backend runs it
+    in one elementwise loop (DeepConvNet's first pooling with the ReLU mask beside it:
+    0.88 against 1.44 ms for stacking the FH·FW planes, in the training step)."""
+    k = jnp.arange(g.fh, dtype=arg.dtype)[:, None] * g.fw + jnp.arange(g.fw, dtype=arg.dtype)
+    if channels_last:  # (N, OH, OW, C) -> (N, OH, FH, OW, FW, C)
+        arg, dout, k = arg[:, :, None, :, None], dout[:, :, None, :, None], k[:, None, :, None]
+        shape = (g.n, g.out_h * g.fh, g.out_w * g.fw, g.c)
+    else:  # (N, C, OH, OW) -> (N, C, OH, FH, OW, FW)
+        arg, dout = arg[:, :, :, None, :, None], dout[:, :, :, None, :, None]
+        k = k[:, None, :]
+        shape = (g.n, g.c, g.out_h * g.fh, g.out_w * g.fw)
+    return jnp.where(arg == k, dout, jnp.zeros((), dout.dtype)).reshape(shape)
 
 
 # --------------------------------------------------------------------------------------

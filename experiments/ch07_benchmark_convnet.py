@@ -7,7 +7,9 @@ The peers (see :mod:`experiments._conv_peers`):
                         pooling_nhwc)
     funcnet-book        the book's rules (convolution_book / pooling_book)
     plain-jax           lax.conv_general_dilated + reduce_window, jax.grad, optax.adam
-    torch               PyTorch eager, 2 threads (skipped when torch is not importable)
+    torch               PyTorch eager, 2 threads, NCHW (skipped when torch is not importable)
+    torch-nhwc          the same in PyTorch's channels_last memory format (NHWC, funcnet's
+                        layout), which its CPU convolutions run faster
     numpy-book          the book's NumPy layers and Adam
 
 Every peer starts from the same weights and trains on the same images (synthetic
@@ -17,7 +19,7 @@ are flushed by XLA and, for torch, explicitly). Timing: after a warm-up (compila
 peer each round, a short pause before each timing so that the previous peer's idle
 BLAS/OpenMP threads stop spinning), each timing ``--steps`` iterations (``--numpy-steps``
 for the slow NumPy peer); the best round counts. Prints the per-iteration milliseconds
-and their ratios to torch and plain JAX; writes them (and every round's milliseconds) to
+and their ratios to torch, torch-nhwc and plain JAX; writes them (and every round's milliseconds) to
 ``results.json`` in ``--out`` (default ``runs/ch07_benchmark_convnet``).
 
 This module is the one implementation of the SimpleConvNet measurement:
@@ -52,9 +54,9 @@ from funcnet._compile import compile_program
 from funcnet.nets import convnet
 
 NAME = "ch07_benchmark_convnet"
-PEERS = ("funcnet", "funcnet-book", "plain-jax", "torch", "numpy-book")
+PEERS = ("funcnet", "funcnet-book", "plain-jax", "torch", "torch-nhwc", "numpy-book")
 # DeepConvNet (experiments.benchmark --model deep-convnet): no NumPy peer.
-MODEL_PEERS = {"simple-convnet": PEERS, "deep-convnet": PEERS[:4]}
+MODEL_PEERS = {"simple-convnet": PEERS, "deep-convnet": PEERS[:5]}
 MODEL_TITLES = {"simple-convnet": "SimpleConvNet", "deep-convnet": "DeepConvNet"}
 # The flags of the measurement and their defaults (also used by experiments.benchmark).
 DEFAULTS = {"steps": 50, "numpy_steps": 100, "rounds": 3, "images": 10000}
@@ -64,7 +66,11 @@ DEEP_DEFAULTS = {"steps": 10, "rounds": 3, "images": 10000}
 # spinning, so that they do not steal the cores of the peer being timed.
 PAUSE_S = 0.2
 # The references of the ratios: (peer, key in results.json).
-REFERENCES = (("torch", "ratio_to_torch"), ("plain-jax", "ratio_to_plain_jax"))
+REFERENCES = (
+    ("torch", "ratio_to_torch"),
+    ("torch-nhwc", "ratio_to_torch_nhwc"),
+    ("plain-jax", "ratio_to_plain_jax"),
+)
 
 
 def add_flags(p: argparse.ArgumentParser | Any, *, defaults: bool = True) -> None:
@@ -159,8 +165,9 @@ def make_runners(
             runners[name] = (run, args.steps, "")
         elif name == "plain-jax":
             runners[name] = (peers.plain_jax_runner(params, x, t, key, model=model), args.steps, "")
-        elif name == "torch":
-            run, note = peers.torch_runner(params, x, t, args.seed, model=model)
+        elif name in ("torch", "torch-nhwc"):
+            nhwc = name == "torch-nhwc"
+            run, note = peers.torch_runner(params, x, t, args.seed, model=model, channels_last=nhwc)
             runners[name] = (run, args.steps if run else 0, note)
         else:
             runners[name] = (peers.numpy_runner(params, x, t, args.seed), args.numpy_steps, "")
@@ -213,16 +220,21 @@ def ratios(best: dict[str, float | None], reference: str) -> dict[str, float | N
 
 
 def table(best: dict[str, float | None], runners: dict) -> str:
-    """The printed table: ms per iteration and the ratios to torch and plain JAX."""
+    """The printed table: ms per iteration and the ratios to torch, torch-nhwc and plain
+    JAX ("-" where that peer did not run)."""
     by_ref = [ratios(best, ref) for ref, _ in REFERENCES]
-    lines = [f"{'peer':<14} {'ms/iter':>9} {'vs torch':>9} {'vs plain-jax':>13}  note"]
+    widths = [max(len(f"vs {ref}"), 9) for ref, _ in REFERENCES]
+    head = " ".join(f"{'vs ' + ref:>{w}}" for (ref, _), w in zip(REFERENCES, widths, strict=True))
+    lines = [f"{'peer':<14} {'ms/iter':>9} {head}  note"]
     for name, ms in best.items():
         note = runners[name][2]
         if ms is None:
-            lines.append(f"{name:<14} {'skipped':>9} {'':>9} {'':>13}  {note}")
+            blank = " ".join(" " * w for w in widths)
+            lines.append(f"{name:<14} {'skipped':>9} {blank}  {note}")
             continue
-        r_t, r_j = (f"{r[name]:.2f}x" if r else "-" for r in by_ref)
-        lines.append(f"{name:<14} {ms:9.2f} {r_t:>9} {r_j:>13}  {note}")
+        cells = (f"{r[name]:.2f}x" if r else "-" for r in by_ref)
+        row = " ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+        lines.append(f"{name:<14} {ms:9.2f} {row}  {note}")
     return "\n".join(lines)
 
 
@@ -256,7 +268,8 @@ def run(
     print(table(best, runners))
     breakdown = None
     if not getattr(args, "no_layers", False):
-        breakdown = layer_breakdown(model, params, x, t, args.rounds, "torch" in args.peers)
+        torch_peer = next((p for p in ("torch-nhwc", "torch") if p in args.peers), None)
+        breakdown = layer_breakdown(model, params, x, t, args.rounds, torch_peer)
         print(breakdown_table(breakdown))
     settings = {
         "batch_size": peers.BATCH,
@@ -393,26 +406,29 @@ def _best_ms(fn: Callable[..., Any], rounds: int, *args: Any, calls: int = 5) ->
 
 
 def layer_breakdown(
-    model: str, params: dict, x: np.ndarray, t: np.ndarray, rounds: int, with_torch: bool
+    model: str, params: dict, x: np.ndarray, t: np.ndarray, rounds: int, torch_peer: str | None
 ) -> list[dict[str, Any]]:
     """Each unit of :func:`funcnet_units` on one batch of :data:`peers.BATCH` images,
     compiled alone (as fit compiles, :func:`funcnet._compile.compile_program`): forward
     ms, and backward ms = (forward + backward) − forward (no dx for the first unit: its
     input is data), best of ``rounds`` means of 5 calls; the same for
-    PyTorch's modules (:func:`torch_units`, autograd) where ``with_torch`` and torch imports
-    on the CPU. Layers timed alone: inside the training step XLA fuses across them, so the
+    PyTorch's modules (:func:`torch_units`, autograd) where ``torch_peer`` is ``"torch"``
+    (NCHW) or ``"torch-nhwc"`` (channels_last) and torch imports on the CPU (each row
+    names it: ``torch_peer``). Layers timed alone: inside the training step XLA fuses across them, so the
     rows add up to about, not exactly, the step's time."""
     xb, tb = jnp.asarray(x[: peers.BATCH]), jnp.asarray(t[: peers.BATCH])
     units = funcnet_units(model, params, jax.random.key(1))
     tunits = th = tt = torch = None
-    if with_torch:
+    if torch_peer is not None:
         try:
             torch = importlib.import_module("torch")
         except ImportError:
             torch = None
         if torch is not None and peers.torch_device(torch).type == "cpu":
-            tunits = torch_units(peers.torch_net(torch, params, model), torch)
-            th = torch.tensor(np.asarray(xb))
+            nhwc = torch_peer == "torch-nhwc"
+            tunits = torch_units(peers.torch_net(torch, params, model, channels_last=nhwc), torch)
+            layout = torch.channels_last if nhwc else torch.contiguous_format
+            th = torch.tensor(np.asarray(xb)).contiguous(memory_format=layout)
             tt = torch.tensor(np.asarray(tb, np.int64))
     rows = []
     h = xb
@@ -448,6 +464,7 @@ def layer_breakdown(
                 y.backward(torch.ones_like(y))
 
             tf_ms = _best_ms(t_fwd, rounds)
+            row["torch_peer"] = torch_peer
             row["torch_forward_ms"] = tf_ms
             row["torch_backward_ms"] = max(_best_ms(t_both, rounds) - tf_ms, 0.0)
             with torch.no_grad():
@@ -464,7 +481,8 @@ def breakdown_table(rows: list[dict[str, Any]]) -> str:
     with_torch = "torch_forward_ms" in rows[0]
     head = f"{'layer (alone, batch 100)':<34} {'fwd ms':>7} {'bwd ms':>7}"
     if with_torch:
-        head += f" {'torch fwd':>9} {'torch bwd':>9} {'x torch':>7}"
+        peer = rows[0]["torch_peer"]
+        head += f" {peer + ' fwd':>14} {peer + ' bwd':>14} {'x ' + peer:>12}"
     total = {"layer": "sum", **{k: sum(r.get(k, 0.0) for r in rows) for k in keys}}
     lines = [head]
     for r in [*rows, total]:
@@ -472,8 +490,8 @@ def breakdown_table(rows: list[dict[str, Any]]) -> str:
         if with_torch:
             ours = r["forward_ms"] + r["backward_ms"]
             theirs = r["torch_forward_ms"] + r["torch_backward_ms"]
-            line += f" {r['torch_forward_ms']:9.2f} {r['torch_backward_ms']:9.2f}"
-            line += f" {ours / theirs:6.2f}x" if theirs > 0 else f" {'-':>7}"
+            line += f" {r['torch_forward_ms']:14.2f} {r['torch_backward_ms']:14.2f}"
+            line += f" {ours / theirs:11.2f}x" if theirs > 0 else f" {'-':>12}"
         lines.append(line)
     return "\n".join(lines)
 

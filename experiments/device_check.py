@@ -163,7 +163,8 @@ def ch5_figures(output: str, folder: Path) -> dict[str, Any]:
 def convnet_figures(output: str, folder: Path) -> dict[str, Any]:
     """Milliseconds per training iteration of each peer and their ratios."""
     record = _results(folder)
-    keep = ("ms_per_iteration", "ratio_to_torch", "ratio_to_plain_jax", "notes", "settings")
+    keep = ("ms_per_iteration", "ratio_to_torch", "ratio_to_torch_nhwc", "ratio_to_plain_jax")
+    keep += ("notes", "settings")
     return {k: record[k] for k in keep if k in record}
 
 
@@ -183,7 +184,7 @@ def plan(args: argparse.Namespace, folder: Path) -> list[Step]:
     else:
         ch5 = ("--iters", str(args.ch5_iters), "--repeats", "3", "--peers", "fit,jax,torch")
         conv = ("--steps", str(args.conv_steps), "--rounds", "3")
-        conv += ("--peers", "funcnet,funcnet-book,plain-jax,torch")
+        conv += ("--peers", "funcnet,funcnet-book,plain-jax,torch,torch-nhwc")
         tests = DEVICE_TESTS
     commands = {
         "environment": (py, "-c", _ENVIRONMENT),

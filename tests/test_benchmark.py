@@ -274,7 +274,8 @@ def test_every_peer_reports_the_final_params_accuracy(subset):
 
 def test_simple_convnet_model_times_every_requested_peer(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ch07_benchmark_convnet, "PAUSE_S", 0.0)
-    peers = ["plain-jax", "torch"]  # the ratios' references; funcnet: test_experiments_ch07_ch08
+    # the ratios' references; funcnet: test_experiments_ch07_ch08
+    peers = ["plain-jax", "torch", "torch-nhwc"]
     record = benchmark.main(
         ["--model", "simple-convnet", "--steps", "2", "--rounds", "2", "--numpy-steps", "1",
          "--images", "200", "--peers", ",".join(peers), "--no-layers", "--out", str(tmp_path)]
@@ -292,9 +293,13 @@ def test_simple_convnet_model_times_every_requested_peer(tmp_path, capsys, monke
         assert record["ratio_to_plain_jax"][name] == pytest.approx(ms[name] / ms["plain-jax"])
         row = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert f"{ms[name]:.2f}" in row and f"{ms[name] / ms['plain-jax']:.2f}x" in row, row
-        if ms["torch"] is not None:
-            assert record["ratio_to_torch"][name] == pytest.approx(ms[name] / ms["torch"])
-            assert f"{ms[name] / ms['torch']:.2f}x" in row, row
+        for ref, key in (("torch", "ratio_to_torch"), ("torch-nhwc", "ratio_to_torch_nhwc")):
+            if ms[ref] is not None:
+                assert record[key][name] == pytest.approx(ms[name] / ms[ref])
+                assert f"{ms[name] / ms[ref]:.2f}x" in row, row
+    if ms["torch"] is not None:  # the layouts the two PyTorch peers ran
+        assert record["notes"]["torch"].endswith("NCHW")
+        assert record["notes"]["torch-nhwc"].endswith("channels_last")
     assert record["ratio_to_plain_jax"]["plain-jax"] == 1.0
     assert record["settings"] == {
         "batch_size": 100, "lr": 0.001, "steps": 2, "numpy_steps": 1, "rounds": 2,
@@ -331,7 +336,7 @@ def test_simple_convnet_model_without_torch_or_references(tmp_path, capsys, monk
         (["--no-profile"], "--no-profile: only with --model two-layer"),
         (["--torch-keep-denormals"], "--torch-keep-denormals: only with --model two-layer"),
         (["--peers", "fit"], "--peers: unknown fit; choose from funcnet, funcnet-book, "
-         "plain-jax, torch, numpy-book"),
+         "plain-jax, torch, torch-nhwc, numpy-book"),
         (["--peers", "torch,funcnet,torch"], "--peers: torch named more than once"),
         (["--steps", "0"], "--steps: must be a positive integer"),
         (["--rounds", "x"], "--rounds: expected an integer"),
@@ -356,7 +361,7 @@ def test_simple_convnet_bad_flags_are_argparse_errors(flags, message, capsys):
         (["--model", "deep-convnet", "--numpy-steps", "3"], "--numpy-steps: only with --model "
          "simple-convnet, not --model deep-convnet"),
         (["--model", "deep-convnet", "--peers", "numpy-book"], "--peers: unknown numpy-book; "
-         "choose from funcnet, funcnet-book, plain-jax, torch"),
+         "choose from funcnet, funcnet-book, plain-jax, torch, torch-nhwc"),
         (["--model", "two-layer", "--numpy-steps", "3"], "--numpy-steps: only with --model "
          "simple-convnet"),
         (["--images", "100"], "--images: only with --model simple-convnet"),
@@ -375,12 +380,12 @@ def test_deep_convnet_model_times_its_peers_and_each_layer(tmp_path, capsys, mon
     monkeypatch.setattr(ch07_benchmark_convnet, "PAUSE_S", 0.0)
     record = benchmark.main(
         ["--model", "deep-convnet", "--steps", "1", "--rounds", "1", "--images", "120",
-         "--peers", "funcnet,torch", "--out", str(tmp_path)]
+         "--peers", "funcnet,torch-nhwc", "--out", str(tmp_path)]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert record["model"] == "deep-convnet" and "DeepConvNet training iteration" in out
     ms = record["ms_per_iteration"]
-    assert list(ms) == ["funcnet", "torch"] and ms["funcnet"] > 0
+    assert list(ms) == ["funcnet", "torch-nhwc"] and ms["funcnet"] > 0
     assert "numpy_steps" not in record["settings"]
     # Where the time goes: the 11 units (6 convs, 3 pools, 2 affines), each timed, torch's
     # beside them when torch imports, and the printed table ends with their sums.
@@ -390,7 +395,10 @@ def test_deep_convnet_model_times_its_peers_and_each_layer(tmp_path, capsys, mon
         "affine7", "affine8",
     ]  # fmt: skip
     assert all(r["forward_ms"] > 0 and r["backward_ms"] >= 0 for r in rows)
-    assert all(("torch_forward_ms" in r) == (ms["torch"] is not None) for r in rows)
+    assert all(("torch_forward_ms" in r) == (ms["torch-nhwc"] is not None) for r in rows)
+    if ms["torch-nhwc"] is not None:  # the per-layer peer is the one asked for, named
+        assert all(r["torch_peer"] == "torch-nhwc" for r in rows)
+        assert "x torch-nhwc" in out
     total = sum(r["forward_ms"] for r in rows)
     sum_row = next(line for line in out.splitlines() if line.startswith("sum "))
     assert f"{total:.2f}" in sum_row
@@ -412,7 +420,7 @@ def test_each_model_gets_its_defaults_and_quick_settings():
     args = benchmark.parse_args(["--model", "deep-convnet"])
     assert (args.steps, args.rounds, args.images, args.no_layers) == (10, 3, 10000, False)
     assert args.out == Path("runs/benchmark/deep-convnet")
-    assert args.peers == ["funcnet", "funcnet-book", "plain-jax", "torch"]
+    assert args.peers == ["funcnet", "funcnet-book", "plain-jax", "torch", "torch-nhwc"]
     args = benchmark.parse_args(["--model", "deep-convnet", "--quick"])
     assert (args.steps, args.rounds) == (3, 1)
 
@@ -431,3 +439,21 @@ def test_one_program_peer_runs_fits_protocol_in_one_jitted_call(subset):
     for k in params:
         np.testing.assert_allclose(one.params[k], fit.params[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert (one.train_acc, one.test_acc) == pytest.approx((fit.train_acc, fit.test_acc), abs=0.02)
+
+
+def test_torch_nhwc_peer_keeps_weights_and_activations_channels_last():
+    torch = pytest.importorskip("torch")
+    from experiments import _conv_peers as conv_peers
+    from funcnet.nets import convnet
+
+    params = convnet.init_deep_convnet(jax.random.key(0))
+    x = torch.rand(2, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    for nhwc in (False, True):
+        net = conv_peers.torch_net(torch, params, "deep-convnet", channels_last=nhwc)
+        conv = next(m for m in net if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == nhwc
+        h = net[:3](x if nhwc else x.contiguous())  # conv1, relu, conv2
+        assert h.is_contiguous(memory_format=torch.channels_last) == nhwc
+        # the same numbers either way (funcnet's weights, only the memory layout differs)
+        want = conv_peers.torch_net(torch, params, "deep-convnet")[:3](x.contiguous())
+        assert torch.allclose(h, want, atol=1e-5)

@@ -414,8 +414,8 @@ def layer_breakdown(
     input is data), best of ``rounds`` means of 5 calls; the same for
     PyTorch's modules (:func:`torch_units`, autograd) where ``torch_peer`` is ``"torch"``
     (NCHW) or ``"torch-nhwc"`` (channels_last) and torch imports on the CPU (each row
-    names it: ``torch_peer``). Layers timed alone: inside the training step XLA fuses across them, so the
-    rows add up to about, not exactly, the step's time."""
+    names it: ``torch_peer``). Layers timed alone: inside the training step XLA fuses
+    across them, so the rows add up to about, not exactly, the step's time."""
     xb, tb = jnp.asarray(x[: peers.BATCH]), jnp.asarray(t[: peers.BATCH])
     units = funcnet_units(model, params, jax.random.key(1))
     tunits = th = tt = torch = None

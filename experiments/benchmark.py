@@ -34,12 +34,13 @@ Writes ``results.json`` to ``--out`` (default ``runs/benchmark``).
 ``--model simple-convnet`` is the measurement of :mod:`experiments.ch07_benchmark_convnet`
 (called from there: one implementation): one training iteration (batch 100, Adam lr
 0.001) by funcnet (default rules), funcnet-book (the book's rules), plain-jax
-(``lax.conv_general_dilated``), torch (PyTorch eager) and numpy-book (the book's NumPy
-layers), from the same weights on the same synthetic images; ``--rounds`` interleaved
-rounds (order rotated each round) of ``--steps`` iterations (``--numpy-steps`` for
-numpy-book), the best round counts; ms per iteration and the ratios to torch and plain JAX
-in the table and in ``results.json`` (default ``runs/benchmark/simple-convnet``), then
-where the time goes: each layer's forward and backward timed alone, funcnet's default
+(``lax.conv_general_dilated``), torch (PyTorch eager, NCHW), torch-nhwc (the same in
+PyTorch's channels_last memory format) and numpy-book (the book's NumPy layers), from the
+same weights on the same synthetic images; ``--rounds`` interleaved rounds (order rotated
+each round) of ``--steps`` iterations (``--numpy-steps`` for numpy-book), the best round
+counts; ms per iteration and the ratios to torch, torch-nhwc and plain JAX in the table
+and in ``results.json`` (default ``runs/benchmark/simple-convnet``), then where the time
+goes: each layer's forward and backward timed alone, funcnet's default
 rules beside PyTorch's (``--no-layers`` skips it). ``--model deep-convnet`` is the same
 measurement of the book's ch8 DeepConvNet (six 3×3 convolutions, three pools, dropout;
 no NumPy peer; default 10 iterations per timing; ``runs/benchmark/deep-convnet``). A

@@ -42,6 +42,7 @@ from jax import lax
 
 from funcnet import _onednn
 from funcnet._checks import check_int, describe
+from funcnet._reduce import max_keeping_nan
 from funcnet.layers import LayerCase, RegisteredLayer, make_layer
 
 # --------------------------------------------------------------------------------------
@@ -368,7 +369,7 @@ def _pool_book_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int):
     g = geometry(x.shape, pool_h, pool_w, stride, pad)
     col = _im2col(x, g).reshape(-1, pool_h * pool_w)  # rows in (n, oy, ox, c) order
     arg_max = jnp.argmax(col, axis=1)
-    out = jnp.max(col, axis=1)
+    out = max_keeping_nan(col, axis=1)
     out = out.reshape(g.n, g.out_h, g.out_w, g.c).transpose(0, 3, 1, 2)
     return out, (_dtype_token(x), arg_max)
 
@@ -565,14 +566,16 @@ def _pool_plain(
     Shapes: x (N, C, H, W) -> (N, C, OH, OW). Forward: the windows of the (zero-)padded x
     stacked along a last axis, (N, C, OH, OW, pool_h·pool_w) (the book's col rows, kept in
     NCHW order so no transpose is needed), and their maxima. Residual: the argmax of each
-    window (int8; the first maximum on ties, a NaN counting as the maximum, NumPy's
-    argmax). Backward: dout goes to that element of each window, overlapping windows add
-    (the book's col2im; when the windows tile the input, as the book's 2×2 stride 2, one
-    select and a reshape, :func:`_scatter_tiles`). Padding as in :func:`pooling_book`
-    (zeros). With ``channels_last`` the same on x (N, H, W, C) -> (N, OH, OW, C).
+    window (int8, int32 for windows of more than 127 elements; the first maximum on ties, a
+    NaN counting as the maximum, NumPy's argmax; the maxima keep NaN too,
+    :func:`funcnet._reduce.max_keeping_nan`). Backward: dout goes to that element of each
+    window, overlapping windows add (the book's col2im; when the windows tile the input, as
+    the book's 2×2 stride 2, one select and a reshape, :func:`_scatter_tiles`). Padding as
+    in :func:`pooling_book` (zeros). With ``channels_last`` the same on x (N, H, W, C) ->
+    (N, OH, OW, C).
     """
     g = _image_geometry(x.shape, pool_h, pool_w, stride, pad, channels_last)
-    return jnp.max(_window_stack(x, g, channels_last), axis=-1)
+    return max_keeping_nan(_window_stack(x, g, channels_last), axis=-1)
 
 
 def _pool_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int, channels_last: bool = False):
@@ -580,7 +583,7 @@ def _pool_fwd(x, pool_h: int, pool_w: int, stride: int, pad: int, channels_last:
     windows = _window_stack(x, g, channels_last)
     arg = jnp.argmax(windows, axis=-1).astype(jnp.int8 if pool_h * pool_w <= 127 else jnp.int32)
     if pool_h * pool_w > 16:
-        return jnp.max(windows, axis=-1), (_dtype_token(x), arg)
+        return max_keeping_nan(windows, axis=-1), (_dtype_token(x), arg)
     # The maximum is the element at the argmax: picked from the views (elementwise selects
     # XLA fuses) rather than reduced a second time over the stacked windows.
     views = _windows(_pad_image(x, g.pad, channels_last=channels_last), g, channels_last)
@@ -595,7 +598,6 @@ def _pool_bwd(
 ):
     x_token, arg = res
     g = _image_geometry(x_token.shape[1:], pool_h, pool_w, stride, pad, channels_last)
-    zero = jnp.zeros((), dout.dtype)
     if _tiles(g):
         dx = _scatter_tiles(arg, dout, g, channels_last)  # (N, C, OH·FH, OW·FW), or NHWC
         # Rows and columns of the padded input that no window reaches (a floored output
@@ -607,6 +609,7 @@ def _pool_bwd(
         dx = _crop_padding(dx, g, channels_last)
     else:
         # dmax[arange, arg_max] = dout: one (N, C, OH, OW) plane per window element.
+        zero = jnp.zeros((), dout.dtype)
         planes = [jnp.where(arg == k, dout, zero) for k in range(pool_h * pool_w)]
         dx = _unwindow(planes, g, channels_last)
     return (dx.astype(x_token.dtype),)
@@ -625,9 +628,9 @@ def _scatter_tiles(
     """col2im of the pooling's dmax for windows that tile the input: each dout element put
     at its window's argmax, zeros elsewhere, (N, C, OH·FH, OW·FW) from arg and dout (N, C,
     OH, OW) (NHWC with ``channels_last``). Window element ``k = fy·FW + fx`` lies at row
-    ``oy·FH + fy``, column ``ox·FW + fx``: one select over (N, C, OH, FH, OW, FW) (or (N,
-    OH, FH, OW, FW, C)) between dout and arg broadcast along the window axes and the
-    window index, then a reshape. No overlap, so nothing to add; XLA's CPU backend runs it
+    ``oy·FH + fy``, column ``ox·FW + fx``: dout where arg, broadcast over (FH, FW), equals
+    the window index k, else 0, one select over (N, C, OH, FH, OW, FW) (or (N, OH, FH, OW,
+    FW, C)), then a reshape. No overlap, so nothing to add; XLA's CPU backend runs it
     in one elementwise loop (DeepConvNet's first pooling with the ReLU mask beside it:
     0.88 against 1.44 ms for stacking the FH·FW planes, in the training step)."""
     k = jnp.arange(g.fh, dtype=arg.dtype)[:, None] * g.fw + jnp.arange(g.fw, dtype=arg.dtype)

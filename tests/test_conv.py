@@ -413,6 +413,51 @@ def test_pooling_propagates_nan_forward_and_routes_its_gradient_to_the_first_nan
     np.testing.assert_array_equal(g[0, 0], [[0.0, 1.0], [0.0, 0.0]])
 
 
+def _numpy_max_pool(x, size):
+    """NumPy's max of each size × size window (stride = size, no padding): NaN wherever a
+    window holds one."""
+    n, c, h, w = x.shape
+    oh, ow = h // size, w // size
+    windows = x[:, :, : oh * size, : ow * size].reshape(n, c, oh, size, ow, size)
+    return windows.max(axis=(3, 5))
+
+
+@pytest.mark.parametrize("size", [2, 5], ids=["2x2", "5x5"])  # 5x5: the max reduced, not picked
+@pytest.mark.parametrize("rule", ["default", "nhwc", "book"])
+def test_pooling_keeps_nan_in_large_inputs_eager_jitted_and_differentiated(rule, size):
+    # XLA's CPU backend runs a stand-alone max reduction on YNNPACK, which skips NaN once
+    # the array is large enough (a 64×64 image: every window of the default rule's plain
+    # forward came out finite); the forward must keep NaN wherever a window holds one.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    x[rng.random(x.shape) < 0.02] = np.nan
+    want = _numpy_max_pool(x, size)
+    assert np.isnan(want).any() and not np.isnan(want).all()
+    if rule == "nhwc":
+        layer = conv.pooling_nhwc_layer(size, size, size, 0)
+        xs = jnp.asarray(x.transpose(0, 2, 3, 1))
+        want = want.transpose(0, 2, 3, 1)
+    else:
+        layer = conv.pooling_layer(size, size, size, 0, book=rule == "book")
+        xs = jnp.asarray(x)
+    for got in (layer(xs), jax.jit(layer)(xs), jax.vjp(layer, xs)[0]):
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_max_keeping_nan_agrees_with_numpy_where_jnp_max_loses_nan():
+    from funcnet._reduce import max_keeping_nan
+
+    a = np.ones((4096, 4), np.float32)
+    a[::3, 1] = np.nan
+    for axis in (-1, 0, None, (0, 1)):
+        want = np.max(a, axis=axis)
+        np.testing.assert_array_equal(np.asarray(max_keeping_nan(jnp.asarray(a), axis)), want)
+        jitted = jax.jit(lambda v, axis=axis: max_keeping_nan(v, axis))(jnp.asarray(a))
+        np.testing.assert_array_equal(np.asarray(jitted), want)
+    ints = np.arange(12, dtype=np.int32).reshape(3, 4)
+    np.testing.assert_array_equal(np.asarray(max_keeping_nan(jnp.asarray(ints), 1)), [3, 7, 11])
+
+
 @pytest.mark.parametrize("book", [False, True], ids=["default", "book"])
 def test_convolution_propagates_nan_forward_and_backward(book):
     x = jnp.ones((1, 1, 4, 4)).at[0, 0, 1, 1].set(jnp.nan)

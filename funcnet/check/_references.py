@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from funcnet._reduce import max_keeping_nan
 from funcnet.gradient import DEFAULT_MAX_CHUNK_ELEMENTS
 
 Leaves = list
@@ -107,7 +108,7 @@ def output_magnitude(fun: LeafFunction, diff: Leaves, cots: Leaves) -> jax.Array
     for o, c in zip(fun(diff), cots, strict=True):
         axes = tuple(range(1, c.ndim))
         total = total + jnp.sum(jnp.abs(c * o[None].astype(c.dtype)), axis=axes)
-    return jnp.max(total)
+    return max_keeping_nan(total)
 
 
 def traceable(how: Callable[..., object], *args) -> str:

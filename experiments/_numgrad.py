@@ -132,8 +132,8 @@ def _max_abs_diff(
         d = np.abs(np.asarray(a[k]) - np.asarray(b[k]))
         if mask is not None:
             d = d[mask[k]]
-        if d.size:
-            worst = max(worst, float(d.max()))
+        if d.size:  # np.maximum keeps a NaN (Python's max would drop one coming second)
+            worst = float(np.maximum(worst, d.max()))
     return worst
 
 

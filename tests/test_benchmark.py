@@ -457,3 +457,12 @@ def test_torch_nhwc_peer_keeps_weights_and_activations_channels_last():
         # the same numbers either way (funcnet's weights, only the memory layout differs)
         want = conv_peers.torch_net(torch, params, "deep-convnet")[:3](x.contiguous())
         assert torch.allclose(h, want, atol=1e-5)
+
+
+def test_numgrad_largest_difference_keeps_nan_whatever_the_order():
+    # Python's max(worst, nan) returns worst: a NaN difference must not become a number.
+    ones = {k: np.ones(3) for k in _numgrad.NP_PARAM_KEYS}
+    for bad in _numgrad.NP_PARAM_KEYS:  # the NaN in the first, a middle or the last key
+        other = {k: (np.array([1.0, np.nan, 1.0]) if k == bad else np.full(3, 0.5)) for k in ones}
+        assert np.isnan(_numgrad._max_abs_diff(other, ones, None)), bad
+    assert _numgrad._max_abs_diff({k: np.full(3, 0.5) for k in ones}, ones, None) == 0.5

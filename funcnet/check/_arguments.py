@@ -87,6 +87,11 @@ def resolve_leaves(f, args, kwargs, argnums, nondiff) -> tuple[list[Leaf], Any, 
         chosen = float_args
     else:
         chosen = list(argnums) if isinstance(argnums, list | tuple) else [argnums]
+        positional = {names[i]: i for i in range(len(args))}
+        chosen = [
+            positional[a] if isinstance(a, str) and a not in kwargs and a in positional else a
+            for a in chosen
+        ]
         bad = [a for a in chosen if a not in keys or a in nondiff or a not in float_args]
         if bad:
             raise ValueError(
@@ -192,12 +197,20 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
         raise TypeError(f"verify: f must be a function, got {type(f).__name__}")
     if reference is not None and not callable(reference):
         raise TypeError(f"verify: reference must be a function, got {type(reference).__name__}")
-    inner = _unwrap(f)
+    inner, transparent = _unwrap(f)
     plain = getattr(inner, "fun", None)
+    if reference is None and callable(plain) and not transparent:
+        raise TypeError(
+            f"verify: {_label(f)} wraps a custom rule (jax.vmap, jax.grad or a "
+            "functools.wraps function), which may compute something else than the rule "
+            "alone, so its plain forward is unknown: pass reference= the same wrapper around "
+            "the rule's plain forward (its .fun), e.g. reference=jax.vmap(rule.fun) for "
+            "f=jax.vmap(rule)"
+        )
     ref = reference if reference is not None else plain
     if not callable(ref):
         raise TypeError(
-            f"verify: {getattr(f, '__name__', type(f).__name__)} is not a jax.custom_vjp "
+            f"verify: {_label(f)} is not a jax.custom_vjp "
             "or jax.custom_jvp function (it has no .fun, the plain forward to compare with); "
             "pass reference=the_same_function_without_the_custom_rule"
         )
@@ -222,7 +235,8 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
         )
     rtol, atol = _tolerances("rtol", rtol, names), _tolerances("atol", atol, names)
     kwargs = dict(kwargs or {})
-    nondiff = set(getattr(inner, "nondiff_argnums", ()) or ())
+    # the inner rule's nondiff_argnums are positions of f's own arguments only through jit
+    nondiff = set(getattr(inner, "nondiff_argnums", ()) or ()) if transparent else set()
     leaves, layout, chosen = resolve_leaves(ref if reference is None else f, args, kwargs,
                                              argnums, nondiff)  # fmt: skip
     diff = [leaf for leaf in leaves if leaf.kind == "diff"]
@@ -235,29 +249,48 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
         raise ValueError(
             f"verify: the differentiated arguments {chosen} have no elements: nothing to compare"
         )
-    rule_mode = "forward" if isinstance(inner, jax.custom_jvp) else "reverse"
+    rule_mode = "forward" if _forward_mode_rule(inner) else "reverse"
     name = getattr(f, "__name__", None) or getattr(plain, "__name__", None) or type(f).__name__
     return Setup(name, f, ref, rule_mode, leaves, layout, selector(outputs), cotangents,
                   seed, rtol, atol, tuple(transforms))  # fmt: skip
 
 
-def _unwrap(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The custom_vjp/custom_jvp inside ``jax.jit(f)`` or a ``functools.wraps`` wrapper.
-
-    The first object of the ``__wrapped__`` chain that has a plain forward (``.fun``) is
-    kept: a funcnet layer (``funcnet.layers``, ``funcnet.conv``) is such a wrapper, and its
-    ``__wrapped__`` is the plain forward itself, not the rule."""
-    seen = 0
-    while (
-        not isinstance(f, jax.custom_vjp | jax.custom_jvp)
-        and not callable(getattr(f, "fun", None))
-        and seen < 8
-    ):
+def _unwrap(f: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
+    """The custom_vjp/custom_jvp (or funcnet layer) ``f`` is, or is ``jax.jit`` of, and
+    whether its plain forward (``.fun``) is ``f``'s: True through ``jax.jit``, which
+    computes what it wraps; False for any other wrapper that carries a rule's ``.fun``
+    (``functools.wraps`` and ``jax.vmap`` copy it onto a function that computes something
+    else). A funcnet layer (:func:`funcnet.layers.make_layer`) validates its inputs and
+    calls its rule: its ``.fun`` is its own."""
+    for _ in range(8):
+        if isinstance(f, jax.custom_vjp | jax.custom_jvp) or _is_funcnet_layer(f):
+            return f, True
         inner = getattr(f, "__wrapped__", None)
-        if inner is None:
-            break
-        f, seen = inner, seen + 1
-    return f
+        if not (_is_jit(f) and inner is not None):
+            return f, not callable(getattr(f, "fun", None))
+        f = inner
+    return f, True
+
+
+def _is_funcnet_layer(f: Any) -> bool:
+    return getattr(f, "funcnet_layer", None) is f
+
+
+def _forward_mode_rule(f: Any) -> bool:
+    """A custom_jvp, or a wrapper carrying one's attributes (``jvp``, no ``bwd``)."""
+    if isinstance(f, jax.custom_jvp):
+        return True
+    copied_jvp = callable(getattr(f, "jvp", None)) and not hasattr(f, "bwd")
+    return not isinstance(f, jax.custom_vjp) and copied_jvp
+
+
+def _is_jit(f: Any) -> bool:
+    """Whether ``f`` is ``jax.jit(g)`` (it lowers, traces and evaluates shapes)."""
+    return all(callable(getattr(f, a, None)) for a in ("lower", "trace", "eval_shape"))
+
+
+def _label(f: Any) -> str:
+    return getattr(f, "__name__", None) or type(f).__name__
 
 
 def _tolerances(label: str, tol: Any, names: list[str]) -> dict[str, float]:

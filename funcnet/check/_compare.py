@@ -8,7 +8,9 @@ cotangent ``k`` that was tried,
 and wherever the reference is finite the rule is finite too. ``max |a_k|`` is the leaf's
 own scale, so a small leaf (a bias, a temperature) is not judged against a large one, and
 ``atol`` is an absolute floor: an exactly zero gradient, whose reference is rounding
-noise, passes.
+noise, passes. In float32 and half-precision rows the floor is the leaf's own too, where
+the plain forward's autodiff in that dtype shows how much rounding the leaf carries
+(:func:`leaf_atol`).
 """
 
 from __future__ import annotations
@@ -44,9 +46,41 @@ def default_rtol(dtype: str, reference: str) -> float:
 
 
 def default_atol(dtype: str, grad_scale: float) -> float:
-    """The default absolute floor: a few eps of the row's dtype times ``grad_scale`` (the
+    """The call's absolute floor: a few eps of the row's dtype times ``grad_scale`` (the
     largest reference cotangent of any leaf in the call)."""
     return FLOOR_EPS * float(jnp.finfo(dtype).eps) * grad_scale
+
+
+def finite_scale(*arrays) -> float:
+    """The largest finite ``|value|`` of ``arrays`` (0.0 when there is none)."""
+    best = 0.0
+    for a in arrays:
+        a = np.abs(np.asarray(a, np.float64))
+        best = max(best, float(np.max(a[np.isfinite(a)], initial=0.0)))
+    return best
+
+
+def leaf_atol(dtype: str, call_floor: float, pairs) -> float:
+    """A leaf's absolute floor in a float32 or half-precision row: FLOOR_EPS times the
+    larger of eps · (the leaf's own scale) and the rounding the leaf carries in this
+    dtype, ``max |row − float64|`` over ``pairs`` of the leaf's values in the row's dtype
+    and in float64 (the plain forward's autodiff against the float64 reference, the rule
+    against the rule in float64; same cotangents); never above ``call_floor`` (the call's
+    floor, :func:`default_atol`). A leaf a millionth of another's is then judged at its
+    own size, while a leaf whose value is rounding noise (an exactly zero gradient, a sum
+    that cancels) keeps a floor as large as that noise. Without pairs, or where one is
+    not finite: ``call_floor``."""
+    if not pairs:
+        return call_floor
+    noise, scale = 0.0, 0.0
+    for low, high in pairs:
+        low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        if low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all()):
+            return call_floor
+        noise = max(noise, float(np.max(np.abs(low - high), initial=0.0)))
+        scale = max(scale, float(np.max(np.abs(high), initial=0.0)))
+    own = max(float(jnp.finfo(dtype).eps) * scale, noise)
+    return min(call_floor, FLOOR_EPS * own)
 
 
 class Comparison(NamedTuple):

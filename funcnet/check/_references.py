@@ -51,10 +51,15 @@ def reverse(fun: LeafFunction, diff: Leaves, cots: Leaves) -> Leaves:
 
 def _map(fn, n: int, chunk: int):
     """``[fn(i) for i in range(n)]`` stacked: one ``vmap`` when a chunk covers all of
-    them (faster to compile), else ``lax.map`` in chunks."""
-    if chunk >= n:
-        return jax.vmap(fn)(jnp.arange(n))
-    return jax.lax.map(fn, jnp.arange(n), batch_size=chunk)
+    them (faster to compile), else ``lax.map`` in chunks; one at a time (a ``lax.map``
+    without batching) where ``fn`` cannot be batched (a ``jax.pure_callback`` without a
+    ``vmap_method``). An error of ``fn`` itself is raised again by that last try."""
+    try:
+        if chunk >= n:
+            return jax.vmap(fn)(jnp.arange(n))
+        return jax.lax.map(fn, jnp.arange(n), batch_size=chunk)
+    except Exception:  # noqa: BLE001 - not batchable: one direction at a time
+        return jax.lax.map(fn, jnp.arange(n))
 
 
 def _chunk(n: int, work: int) -> int:
@@ -125,6 +130,16 @@ def first_line(e: BaseException, limit: int = 160) -> str:
     """``TypeName: first line of the message``, at most ``limit`` characters."""
     text = str(e).strip().splitlines()
     msg = f"{type(e).__name__}: {text[0] if text else ''}"
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+def error_text(e: BaseException, limit: int = 600) -> str:
+    """``TypeName: message`` on one line (its lines joined, JAX's traceback-filtering
+    notice left out), at most ``limit`` characters: for a row that raised."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines()]
+    lines = [ln for ln in lines if ln and not set(ln) <= {"-"}]
+    lines = [ln for ln in lines if not ln.startswith("For simplicity, JAX has removed")]
+    msg = f"{type(e).__name__}: {' '.join(lines)}"
     return msg if len(msg) <= limit else msg[: limit - 1] + "…"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from funcnet.check._compare import Comparison
+from funcnet.check._references import error_text
 from funcnet.check._table import format_columns
 
 TRANSFORMS = ("jit", "vmap", "grad")
@@ -22,6 +23,7 @@ class VerifyRow(NamedTuple):
     transformation (``"jit"``, ``"vmap"``, ``"grad"``). ``autodiff``, ``numerical`` and
     ``linearity`` are :class:`~funcnet.check._compare.Comparison` (or ``None`` where not
     computed). ``status`` is ``PASS``, ``FAIL``, ``ERROR`` or ``n/a``; ``note`` says why.
+    A row that raised (``ERROR``, argument ``(all)``) keeps the exception in ``error``.
     """
 
     dtype: str
@@ -33,6 +35,7 @@ class VerifyRow(NamedTuple):
     linearity: Comparison | None
     status: str
     note: str
+    error: BaseException | None = None
 
     @property
     def passed(self) -> bool:
@@ -43,7 +46,8 @@ class VerifyRow(NamedTuple):
         """One sentence naming the argument, leaf, dtype, reference and what went wrong."""
         where = f"argument {self.argument}" + (f", leaf {self.leaf}" if self.leaf else "")
         if self.status == "ERROR":
-            return f"{self.dtype}: {where}: raised {self.note}"
+            what = f"the {self.reference} check" if self.reference in TRANSFORMS else "the row"
+            return f"{self.dtype}: {what} raised {self.note}"
         parts = []
         for label, c in (
             (f"{self.reference} autodiff", self.autodiff),
@@ -55,6 +59,12 @@ class VerifyRow(NamedTuple):
         if self.reference in TRANSFORMS and self.autodiff is not None and not self.autodiff.passed:
             parts = [f"under {self.reference}: {self.note}"]
         return f"{self.dtype}: {where}: " + "; ".join(parts or [self.note])
+
+
+def error_row(dtype: str, reference: str, e: BaseException) -> VerifyRow:
+    """The ``ERROR`` row of a dtype row (``reference`` ``"-"``) or of a transformation
+    check that raised ``e``: its message on one line, the exception kept."""
+    return VerifyRow(dtype, "(all)", "", reference, None, None, None, "ERROR", error_text(e), e)
 
 
 class VerifyReport(NamedTuple):

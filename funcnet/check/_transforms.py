@@ -11,7 +11,7 @@ import numpy as np
 from funcnet.check import _references as refs
 from funcnet.check._arguments import Setup
 from funcnet.check._compare import compare, default_atol, default_rtol
-from funcnet.check._report import VerifyRow
+from funcnet.check._report import VerifyRow, error_row
 
 
 def pullback(mode: str, fun, diff, cots):
@@ -24,9 +24,7 @@ def transforms(setup: Setup, dtype, rule_fn, ref_fn, ref_mode, diff, cots, rule)
         try:
             rows.append(_transform(name, setup, dtype, rule_fn, ref_fn, ref_mode, diff, cots, rule))
         except Exception as e:  # noqa: BLE001 - reported as the row's ERROR
-            rows.append(
-                VerifyRow(dtype, "(all)", "", name, None, None, None, "ERROR", refs.first_line(e))
-            )
+            rows.append(error_row(dtype, name, e))
     return rows
 
 

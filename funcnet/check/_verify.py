@@ -30,8 +30,15 @@ import numpy as np
 from funcnet.check import _arguments as arguments
 from funcnet.check import _references as refs
 from funcnet.check import _transforms as tr
-from funcnet.check._compare import NUMERICAL_RTOL_FLOOR, compare, default_atol, default_rtol
-from funcnet.check._report import VerifyReport, VerifyRow
+from funcnet.check._compare import (
+    NUMERICAL_RTOL_FLOOR,
+    compare,
+    default_atol,
+    default_rtol,
+    finite_scale,
+    leaf_atol,
+)
+from funcnet.check._report import VerifyReport, VerifyRow, error_row
 
 # pullback(β·c) = β·pullback(c): a power of two, so a linear rule scales exactly.
 _BETA = {"float16": 2.0**4, "bfloat16": 2.0**4}
@@ -170,8 +177,8 @@ def _program(setup: arguments.Setup, dtype: str, values: list, *, rule: bool, au
 
 
 def _rows(setup: arguments.Setup, dtypes: list[str]) -> list[VerifyRow]:
-    """Every dtype row. The float64 references (central differences, and autodiff for
-    the float64 row) are computed once at the float64 inputs, in the float64 row's own
+    """Every dtype row. The float64 references (central differences, autodiff and the
+    rule in float64) are computed once at the float64 inputs, in the float64 row's own
     program; the float32 row compares with them at its rounded inputs (the rounding moves
     the gradient by ~eps32·conditioning, far inside float32 tolerances), half-precision
     rows compute theirs at their own rounded inputs."""
@@ -181,20 +188,7 @@ def _rows(setup: arguments.Setup, dtypes: list[str]) -> list[VerifyRow]:
         return [row for dtype in dtypes for row in _guarded(_low_precision_row, setup, dtype)]
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         values64 = arguments.float64_values(setup)
-        want_rule = "float64" in dtypes
-        try:
-            ref64, rule_fn, ref_fn, diff = _program(
-                setup, "float64", values64, rule=want_rule, autodiff=want_rule, numerical=True
-            )
-        except Exception as e:  # noqa: BLE001 - the float64 row's ERROR
-            error64 = e
-            if want_rule and any(d != "float64" for d in dtypes):
-                try:  # the references alone, for the other rows
-                    ref64, *_ = _program(
-                        setup, "float64", values64, rule=False, autodiff=False, numerical=True
-                    )
-                except Exception:  # noqa: BLE001 - the other rows go without them
-                    ref64 = None
+        ref64, rule_fn, ref_fn, diff, error64 = _float64_program(setup, values64)
     for dtype in dtypes:
         try:
             if dtype == "float64":
@@ -207,10 +201,30 @@ def _rows(setup: arguments.Setup, dtypes: list[str]) -> list[VerifyRow]:
             else:
                 rows += _low_precision_row(setup, dtype, ref64, error64)
         except Exception as e:  # noqa: BLE001 - the row's ERROR; the other rows still run
-            rows.append(
-                VerifyRow(dtype, "(all)", "", "-", None, None, None, "ERROR", refs.first_line(e))
-            )
+            rows.append(error_row(dtype, "-", e))
     return rows
+
+
+def _float64_program(setup: arguments.Setup, values64: list, *, with_autodiff=False):
+    """The float64 program (in an x64 context) at ``values64``: the rule's pullbacks,
+    autodiff of the plain forward and the central differences — the float64 row, and the
+    float64 values other rows measure their own rounding against. Where it raises (the
+    rule, or the plain forward's autodiff, fails in float64), the central differences
+    alone (``with_autodiff``: and autodiff, the reference of a half-precision row).
+    Returns ``(computed or None, rule_fn, ref_fn, diff, error)``; the functions and
+    ``diff`` only from the whole program, ``error`` its exception."""
+    try:
+        return (*_program(setup, "float64", values64, rule=True, autodiff=True,
+                          numerical=True), None)  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - the float64 row's ERROR, the others go on
+        error = e
+    try:
+        computed, *_ = _program(
+            setup, "float64", values64, rule=False, autodiff=with_autodiff, numerical=True
+        )
+    except Exception:  # noqa: BLE001 - the other rows go without float64 references
+        computed = None
+    return computed, None, None, None, error
 
 
 def _guarded(row_fn, setup: arguments.Setup, dtype: str) -> list[VerifyRow]:
@@ -218,7 +232,7 @@ def _guarded(row_fn, setup: arguments.Setup, dtype: str) -> list[VerifyRow]:
     try:
         return row_fn(setup, dtype, None, None)
     except Exception as e:  # noqa: BLE001 - the row's ERROR; the other rows still run
-        return [VerifyRow(dtype, "(all)", "", "-", None, None, None, "ERROR", refs.first_line(e))]
+        return [error_row(dtype, "-", e)]
 
 
 def _low_precision_row(
@@ -228,17 +242,17 @@ def _low_precision_row(
     with jax.enable_x64(False), jax.default_matmul_precision("highest"):
         values = arguments.row_values(setup.leaves, jnp.dtype(dtype))
         row, rule_fn, ref_fn, diff = _program(
-            setup, dtype, values, rule=True, autodiff=not half, numerical=False
+            setup, dtype, values, rule=True, autodiff=True, numerical=False
         )
         transform_rows = tr.transforms(setup, dtype, rule_fn, ref_fn, row.mode, diff, row.cots,
                                      row.rule)  # fmt: skip
     if half:
         # float64 references at the row's rounded inputs.
         with jax.enable_x64(True), jax.default_matmul_precision("highest"):
-            ref64, *_ = _program(
-                setup, "float64", arguments.float64_values(setup, values), rule=False,
-                autodiff=True, numerical=True,
-            )  # fmt: skip
+            values64 = arguments.float64_values(setup, values)
+            ref64, *_, error = _float64_program(setup, values64, with_autodiff=True)
+        if ref64 is None:
+            raise error
         return _judge(setup, dtype, row, ref64, autodiff_from=ref64) + transform_rows
     if ref64 is None:
         row = row._replace(note="; ".join(
@@ -251,21 +265,16 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
            autodiff_from: _Computed | None = None) -> list[VerifyRow]:  # fmt: skip
     """Each leaf's rule pullbacks against the references: per leaf, its own scale."""
     k = setup.cotangents
-    drawn = max(k, 2)
-    beta = _BETA.get(dtype, _BETA_DEFAULT)
     source = autodiff_from if autodiff_from is not None else row
     ref = source.autodiff
     numerical = ref64.numerical if ref64 is not None else None
     label = f"{source.mode} f64" if autodiff_from is not None else source.mode
-    basis = ref if ref is not None else numerical
-    if basis is None:
+    if ref is None and numerical is None:
         raise ValueError("no reference could be computed (see the float64 row)")
-    grad_scale = max((float(np.max(np.abs(a), initial=0.0)) for a in basis), default=0.0)
-    grad_scale = grad_scale if np.isfinite(grad_scale) else 0.0
+    call_floor = default_atol(dtype, finite_scale(*(ref if ref is not None else numerical)))
     magnitude = ref64.magnitude if ref64 is not None else 0.0
+    precise = _float64_reference(dtype, ref64)
     user_atol, user_rtol = setup.atol.get(dtype), setup.rtol.get(dtype)
-    floor = user_atol if user_atol is not None else default_atol(dtype, grad_scale)
-    fd_floor = user_atol if user_atol is not None else max(floor, _FD_NOISE * magnitude)
     rtol_ad = user_rtol if user_rtol is not None else default_rtol(dtype, "autodiff")
     rtol_fd = max(
         user_rtol if user_rtol is not None else default_rtol(dtype, "numerical"),
@@ -275,30 +284,113 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
     rows = []
     diff_leaves = [leaf for leaf in setup.leaves if leaf.kind == "diff"]
     for j, leaf in enumerate(diff_leaves):
+        if user_atol is not None:
+            floor = fd_floor = user_atol
+        else:
+            floor = leaf_atol(dtype, call_floor, _rounding_pairs(row, ref64, precise, j, k))
+            fd_floor = max(floor, _FD_NOISE * magnitude)
         r = np.asarray(row.rule[j])
         ad = compare(r[:k], ref[j], rtol_ad, floor) if ref is not None else None
         fd = compare(r[:k], numerical[j], rtol_fd, fd_floor) if numerical is not None else None
-        lin = None
-        if np.isfinite(r).all():  # a non-finite rule already fails above
-            lin = compare(
-                np.stack([r[drawn], r[drawn + 1] / beta]),
-                np.stack([r[0] + r[1], r[0]]),
-                rtol_ad,
-                floor,
-            )
-        checks = [c for c in (ad, fd, lin) if c is not None]
+        lin = _linearity(r, dtype, k, rtol_ad, floor)
+        ad_counted, fd_counted, why_not = _counted(ad, fd, ref, numerical, j, rtol_fd, fd_floor)
+        checks = [c for c in (ad_counted, fd_counted, lin) if c is not None]
         status = "PASS" if all(c.passed for c in checks) else "FAIL"
         why = "; ".join(
             f"{name}: {c.reason}"
-            for name, c in (("autodiff", ad), ("numeric", fd), ("linearity", lin))
+            for name, c in (("autodiff", ad_counted), ("numeric", fd_counted), ("linearity", lin))
             if c is not None and not c.passed
         )
         rows.append(
             VerifyRow(
-                dtype, leaf.argument, leaf.path, label, ad, fd, lin, status, why or "; ".join(notes)
+                dtype,
+                leaf.argument,
+                leaf.path,
+                label,
+                ad,
+                fd,
+                lin,
+                status,
+                why or "; ".join([*why_not, *notes]),
             )  # fmt: skip
         )
     return rows
+
+
+def _float64_reference(dtype: str, ref64: _Computed | None) -> list | None:
+    """Per leaf, the float64 values a float32 or half-precision row's own autodiff is
+    measured against to see the rounding each leaf carries (:func:`leaf_atol`): float64
+    autodiff where it was computed, else the float64 finite differences; None for the
+    float64 row."""
+    if dtype == "float64":
+        return None
+    for candidate in (ref64.autodiff if ref64 is not None else None,
+                      ref64.numerical if ref64 is not None else None):  # fmt: skip
+        if candidate is not None:
+            return candidate
+    return None
+
+
+def _rounding_pairs(row: _Computed, ref64: _Computed | None, precise, j: int, k: int):
+    """Leaf ``j``'s values in the row's dtype beside the same in float64, whose
+    differences are the rounding the leaf carries in this dtype: the plain forward's
+    autodiff against the float64 reference, the rule against the rule in float64."""
+    if precise is None:
+        return []
+    pairs = []
+    if row.autodiff is not None:
+        pairs.append((row.autodiff[j], precise[j]))
+    if ref64 is not None and ref64.rule is not None:
+        pairs.append((np.asarray(row.rule[j])[:k], np.asarray(ref64.rule[j])[:k]))
+    return pairs
+
+
+def _linearity(r: np.ndarray, dtype: str, k: int, rtol: float, floor: float):
+    """pullback(c₀ + c₁) = pullback(c₀) + pullback(c₁) and pullback(β·c₀) = β·pullback(c₀);
+    None where the rule is not finite (that already fails against the references)."""
+    if not np.isfinite(r).all():
+        return None
+    drawn = max(k, 2)
+    beta = _BETA.get(dtype, _BETA_DEFAULT)
+    return compare(
+        np.stack([r[drawn], r[drawn + 1] / beta]), np.stack([r[0] + r[1], r[0]]), rtol, floor
+    )
+
+
+def _counted(ad, fd, ref, numerical, j: int, rtol_fd: float, fd_floor: float):
+    """Which comparisons decide a leaf, and notes on those left out. The rule is the
+    derivative of the plain forward when it agrees with the plain forward's autodiff; the
+    finite differences are the independent check of both, so they do not count where
+    they disagree with that autodiff as much as with the rule (a step too coarse for the
+    curvature or for |x|, a forward computed in float32, random draws that change with
+    x64, a ``stop_gradient``). Where the autodiff is NaN/inf (a ``where`` or a ``sqrt``
+    at 0 in the plain forward) and the finite differences agree with the rule, they
+    decide alone."""
+    if ad is None or fd is None:
+        return ad, fd, []
+    if not np.isfinite(np.asarray(ref[j], np.float64)).all() and fd.passed:
+        return (
+            None,
+            fd,
+            [
+                "autodiff of the plain forward is NaN/inf at these inputs: judged against the "
+                "finite differences"
+            ],
+        )
+    if ad.passed and not fd.passed and np.isfinite(np.asarray(numerical[j])).all():
+        cross = compare(ref[j], numerical[j], rtol_fd, fd_floor)
+        if not cross.passed:
+            return (
+                ad,
+                None,
+                [
+                    f"finite differences not counted: they differ as much from the plain "
+                    f"forward's autodiff (rel {cross.rel:.2g}; a step too coarse for the "
+                    "curvature or |x|, float32 or x64-dependent random draws in the forward, a "
+                    "stop_gradient)"
+                ],
+            )
+    return ad, fd, []
 
 
 def _check_outputs(outs: list) -> None:
@@ -339,7 +431,10 @@ def verify(
     plain forward (reverse mode, or forward mode where reverse mode cannot go, e.g.
     ``lax.while_loop`` or a Pallas kernel) and with float64 central differences; the rule
     must also be linear in its cotangent. A ``custom_jvp`` rule is applied in forward mode
-    along every basis direction. See ``docs/verify.md``.
+    along every basis direction. Finite differences that differ from the plain forward's
+    autodiff as much as from the rule are not counted (the row's note says so); where
+    that autodiff is NaN and the finite differences agree with the rule, they decide. See
+    ``docs/verify.md``.
 
     Args:
         f: the function with the rule. Its plain forward is ``f.fun``; any other function
@@ -353,15 +448,18 @@ def verify(
             every argument with a float leaf).
         reference: the function the rule is the derivative of (default ``f.fun``). For a
             straight-through or other surrogate rule, the surrogate (e.g. the identity).
-        dtypes: a row per dtype: float64, float32, float16, bfloat16. float64 runs with
-            x64 on, the others with x64 off (as the user's program would).
+        dtypes: a row per dtype: float64, float32, float16, bfloat16 (a sequence of
+            them, or one). float64 runs with x64 on, the others with x64 off (as the
+            user's program would).
         outputs: check only some outputs: an index or key of the output (or a list of
             them), or a function of the output returning the part to check.
         rtol: relative tolerance of every comparison: one number for every row, or a
             mapping from dtype to number (the other rows keep their defaults, see
             ``docs/verify.md``); finite differences are never held below 1e-7.
         atol: absolute floor of every comparison, given like ``rtol`` (default: 16 eps of
-            the row's dtype times the largest reference cotangent of the call).
+            the row's dtype times the largest reference cotangent of the call; in float32
+            and half-precision rows a leaf's own floor where smaller, from its scale and
+            the rounding it shows in that dtype, see ``docs/verify.md``).
         cotangents: random cotangents per row (>= 1; default 3).
         transforms: also check the rule under ``"jit"`` (equals eager), ``"vmap"``
             (equals per example) and ``"grad"`` (second order through the rule equals that
@@ -377,6 +475,8 @@ def verify(
             ``argnums`` entry that is not a float argument, empty or unsupported ``dtypes``,
             a bad option.
     """
+    if isinstance(dtypes, str) or not isinstance(dtypes, Sequence):
+        dtypes = (dtypes,)  # one dtype: jnp.float32, np.dtype("float32"), "float32"
     setup = arguments.setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol,
                    cotangents, transforms, seed)  # fmt: skip
     rows = _rows(setup, [jnp.dtype(d).name for d in dtypes])

@@ -59,6 +59,10 @@ def make_layer(
     layer.rule = rule
     layer.fwd = fwd
     layer.bwd = bwd
+    # Names this function itself: functools.wraps and jax.vmap copy the attributes above
+    # onto their wrappers, which compute something else (funcnet.check.verify tells them
+    # apart by this).
+    layer.funcnet_layer = layer
     return layer
 
 

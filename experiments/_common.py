@@ -231,7 +231,8 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
     message of several lines, like a missing data set's instructions, keeps them, indented
     under it) and exit status 1; ``FUNCNET_TRACEBACK=1`` shows the full traceback instead.
     Ctrl-C exits with status 130; a closed output pipe (``... | head``) exits quietly with
-    141. Tests call ``main(argv)`` directly and see the exceptions.
+    141. These exits skip the interpreter's teardown (:func:`_exit_now`). Tests call
+    ``main(argv)`` directly and see the exceptions.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = _prog()
@@ -240,16 +241,32 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
         main(argv)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        _exit_now(130)
     except BrokenPipeError:  # the reader went away (``... | head``): stop quietly
         _silence_stdout()
-        raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it
+        _exit_now(141)  # 128 + SIGPIPE, as a shell reports it
     except Exception as e:  # noqa: BLE001 - a command line reports, it does not trace
         if os.environ.get("FUNCNET_TRACEBACK", "") not in ("", "0"):
             traceback.print_exc()
         else:
             print(f"{prog}: error: {error_message(e)}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _exit_now(1)
+
+
+def _exit_now(status: int) -> None:
+    """Exit with ``status`` without the interpreter's teardown. After a Ctrl-C during
+    training, tearing the interpreter down crashed the process in about half of the
+    tries (SIGSEGV in jaxlib's ``nanobind::detail::nb_module_free`` as its module is
+    freed, so the exit status was -11, not 130); an error that stops a run mid-way
+    leaves the same state. Everything the program writes is already whole: files are renamed into
+    place complete, and the unwinding that brought the interrupt here removed any
+    temporary file. Only the standard streams are left to flush."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to say
+            pass
+    os._exit(status)
 
 
 def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:

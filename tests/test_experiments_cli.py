@@ -213,6 +213,11 @@ def test_ch3_weights_of_the_wrong_shape_name_the_pair(tmp_path):
 
 def _run(main, capsys, monkeypatch, traceback: str = "") -> tuple[int, str]:
     monkeypatch.setenv("FUNCNET_TRACEBACK", traceback)
+
+    def exit_now(status):  # the real one ends the process without teardown
+        raise SystemExit(status)
+
+    monkeypatch.setattr(_common, "_exit_now", exit_now)
     with pytest.raises(SystemExit) as exit_:
         _common.run(main, [])
     return exit_.value.code, capsys.readouterr().err

@@ -20,8 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from experiments import _interrupt
 from funcnet import datasets
 from funcnet._atomic import atomic_file
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: output folders are not locked
+    fcntl = None
 
 if typing.TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, so that the
     # experiments that draw none (the benchmarks) run where it is not installed
@@ -132,6 +138,63 @@ def seed(text: str) -> int:
     return value
 
 
+def out_folder(text: str) -> Path:
+    """argparse type of ``--out``: a folder path; ``''`` is refused (it would write into
+    the current folder). Whether it is a folder is checked by :func:`out_dir`."""
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "is empty; pass a folder (--out . writes into the current folder)"
+        )
+    return Path(text)
+
+
+def data_folder(text: str) -> Path:
+    """argparse type of ``--data-dir``: an existing folder (given explicitly, a path that
+    is empty, missing or a file is a mistake; without the flag the default search of
+    :func:`funcnet.datasets.load` applies)."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty; pass the folder holding the IDX files")
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a folder (pass the folder holding the IDX files)"
+        )
+    return path
+
+
+def checkpoint_file(text: str) -> Path:
+    """argparse type of ``--checkpoint``: a file that can be written (its folder exists and
+    is writable, it is not a folder), checked before any work as ``fit`` checks it
+    (:func:`funcnet._checks.output_file_problem`)."""
+    from funcnet._checks import output_file_problem
+
+    problem = output_file_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return Path(text)
+
+
+def weights_file(text: str) -> Path:
+    """argparse type of a weights file (``--weights``, ``--params``, ``--init``): an
+    existing regular file (a folder, a device such as /dev/zero, a FIFO are refused: they
+    would be read forever or fail with an unrelated message). What it holds is checked by
+    :func:`load_net_weights`."""
+    path = Path(text)
+    if not text:
+        raise argparse.ArgumentTypeError("is empty; pass a weights file (.npz or .pkl)")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a weights file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a regular file (a device, FIFO or socket), not a weights file"
+        )
+    return path
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are one line on stderr (exit 2):
     ``prog: error: argument --batch: must be ... (see --help)``, not the usage block; and
@@ -237,8 +300,12 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = _prog()
     use_compilation_cache()
+    _interrupt.raise_on_ctrl_c()  # from here Ctrl-C unwinds: temporary files are removed
     try:
-        main(argv)
+        try:
+            main(argv)
+        finally:
+            release_claims()  # the output folders are free for other runs from here
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         _exit_now(130)
@@ -281,7 +348,7 @@ def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> 
     )
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=data_folder,
         default=None,
         help="folder holding the data set's four IDX files, searched first (default: "
         "$FUNCNET_DATA_DIR/NAME, then the cache)",
@@ -301,14 +368,14 @@ def add_out_flag(parser: argparse.ArgumentParser, name: str, per_dataset: bool =
     if per_dataset:
         parser.add_argument(
             "--out",
-            type=Path,
+            type=out_folder,
             default=None,
             help=f"output folder (default: runs/{name}/<data set used>, e.g. runs/{name}/mnist-5k)",
         )
     else:
         parser.add_argument(
             "--out",
-            type=Path,
+            type=out_folder,
             default=Path("runs") / name,
             help="output folder (default: %(default)s)",
         )
@@ -347,10 +414,59 @@ NOT_SETTINGS = frozenset({"out", "overwrite", "checkpoint", "data_dir"})
 """Flags that do not change a run's results (where they go, where data is read from)."""
 
 _CLAIMED: dict[Path, dict[str, Any]] = {}  # folder -> its settings record, written lazily
+_LOCKS: dict[Path, int] = {}  # folder -> the descriptor holding its lock (this process)
 
 
 class OtherSettings(RuntimeError):
     """The output folder holds results written with other settings."""
+
+
+class FolderInUse(RuntimeError):
+    """Another run, still running, has claimed the output folder."""
+
+
+def _lock(folder: Path) -> bool:
+    """Lock ``folder`` for this process (``flock`` on the folder itself, exclusive, not
+    waiting); True if this call took the lock, False if this process already held it or
+    the file system has no locks (then nothing is locked).
+
+    The lock is the kernel's: it goes when the process ends however it ends (SIGKILL
+    too), so no stale lock is ever left, and the folder gets no file of its own.
+
+    Raises:
+        FolderInUse: another process holds it.
+    """
+    if fcntl is None or folder in _LOCKS:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a folder we may write but not read: not lockable, go on unlocked
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderInUse(
+            f"{folder} is being written by another run that is still running (it claimed "
+            "the folder first); wait for it to end, or pass --out DIR to write this run "
+            "elsewhere"
+        ) from None
+    except OSError:  # no flock on this file system
+        os.close(fd)
+        return False
+    _LOCKS[folder] = fd
+    return True
+
+
+def release_claims() -> None:
+    """Give up this process's claims on output folders (their locks, and the settings
+    records not yet written): another run may write there from now on. Called when an
+    experiment's ``main`` returns or fails (:func:`run`); a process that ends, however
+    it ends, releases them too."""
+    _CLAIMED.clear()
+    while _LOCKS:
+        _, fd = _LOCKS.popitem()
+        os.close(fd)  # closing the last descriptor releases the flock
 
 
 def settings_of(
@@ -376,8 +492,15 @@ def claim(
     dataset: str | None = None,
     ignore: Sequence[str] = (),
 ) -> Path:
-    """The output folder ``out`` (created), checked against the settings of the results
-    already in it.
+    """The output folder ``out`` (created), claimed by this run and checked against the
+    settings of the results already in it.
+
+    Claiming is atomic: the folder is locked (``flock``, exclusive) for as long as this
+    run lasts, so a second run started while the first still runs is refused at once,
+    whatever its settings, instead of both writing there (each having checked
+    ``settings.json`` before the other wrote it). The lock is released when ``main``
+    returns or fails (:func:`release_claims`, called by :func:`run`) or the process ends,
+    even by SIGKILL; it leaves no file behind. The same process may claim a folder again.
 
     The folder's ``settings.json`` records the experiment ``name`` and the settings
     (:func:`settings_of`) of the run that wrote its results; it is written with this run's
@@ -385,14 +508,30 @@ def claim(
     fails before writing anything changes nothing.
 
     Raises:
+        FolderInUse: another run, still running, claimed the folder (``--overwrite``
+            does not override this).
         OtherSettings: the folder holds results of another experiment or other settings
             and ``args.overwrite`` is not set; the message names what differs.
         NotADirectoryError: ``out`` (or a parent) exists and is not a folder.
     """
     out = out_dir(out)
     record = {"experiment": name, "settings": settings_of(args, dataset, ignore)}
+    locked_here = _lock(out.resolve())
+    try:
+        _check_settings_file(out, record, getattr(args, "overwrite", False))
+    except BaseException:
+        if locked_here:  # refused: the folder is left to others again
+            os.close(_LOCKS.pop(out.resolve()))
+        raise
+    _CLAIMED[out.resolve()] = record
+    return out
+
+
+def _check_settings_file(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Refuse ``out`` when its ``settings.json`` records another experiment or other
+    settings than ``record`` (unless ``overwrite``)."""
     marker = out / SETTINGS_FILE
-    if marker.exists() and not getattr(args, "overwrite", False):
+    if marker.exists() and not overwrite:
         try:
             old = json.loads(marker.read_text())
         except (OSError, ValueError):
@@ -405,8 +544,6 @@ def claim(
                 f"{out} holds the results of a run with other settings ({differences}); "
                 "pass --out DIR to write this run elsewhere, or --overwrite to replace them"
             )
-    _CLAIMED[out.resolve()] = record
-    return out
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -277,6 +277,20 @@ def _im2col(x: jax.Array, g: Geometry) -> jax.Array:
     return col.transpose(0, 4, 5, 1, 2, 3).reshape(g.n * g.out_h * g.out_w, g.c * g.fh * g.fw)
 
 
+def _input_shape(input_shape) -> tuple[int, int, int, int]:
+    """col2im's ``input_shape``: four integers (N, C, H, W), none negative (an empty
+    batch or image gives an empty result, as im2col's does)."""
+    if isinstance(input_shape, str) or not hasattr(input_shape, "__len__") or len(input_shape) != 4:
+        raise TypeError(f"col2im: input_shape must be (N, C, H, W), got {input_shape!r}")
+    n, c, h, w = input_shape
+    return (
+        check_int("col2im", "input_shape[0] (N)", n, minimum=0),
+        check_int("col2im", "input_shape[1] (C)", c, minimum=0),
+        check_int("col2im", "input_shape[2] (H)", h, minimum=0),
+        check_int("col2im", "input_shape[3] (W)", w, minimum=0),
+    )
+
+
 def col2im(
     col: jax.Array, input_shape, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0
 ) -> jax.Array:
@@ -286,7 +300,7 @@ def col2im(
     Shapes: col (N·out_h·out_w, C·filter_h·filter_w) -> (N, C, H, W) = ``input_shape``.
     For any x and c of matching shapes, ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
     """
-    g = _check_im2col_args("col2im", tuple(input_shape), filter_h, filter_w, stride, pad)
+    g = _check_im2col_args("col2im", _input_shape(input_shape), filter_h, filter_w, stride, pad)
     expected = (g.n * g.out_h * g.out_w, g.c * g.fh * g.fw)
     if jnp.shape(col) != expected:
         raise ValueError(
@@ -718,8 +732,27 @@ def _conv_nhwc_fwd(x, W, b, stride: int, pad: int):
             return _small_conv_nhwc_fwd(x, W, b, stride, pad)
         out, res = _conv_fwd(x.transpose(0, 3, 1, 2), W, b, stride, pad)
         return out.transpose(0, 2, 3, 1), res
-    out = _conv_nhwc(x.astype(dtype), W.astype(dtype).transpose(2, 3, 1, 0), (pad, pad)) + b
-    return out, (x, _dtype_token(b), W)
+    out = _conv_nhwc(x.astype(dtype), W.astype(dtype).transpose(2, 3, 1, 0), (pad, pad))
+    return out + (b + _padding_times_weights(W, x.shape[1:3], pad, dtype)), (x, _dtype_token(b), W)
+
+
+def _padding_times_weights(W, image_hw: tuple[int, int], pad: int, dtype) -> jax.Array:
+    """What the zero padding adds to each output in the book's rule, where im2col's
+    padding zeros are multiplied by the weights: 0, or NaN where a padded pixel of the
+    window meets a NaN or infinite weight (0·NaN = 0·inf = NaN). XLA's and oneDNN's
+    convolutions skip the padding, so without this a non-finite weight gave finite
+    outputs along the border. (OH, OW, FN) for stride 1; () without padding."""
+    if pad == 0:
+        return jnp.zeros((), dtype)
+    h, w = image_hw
+    nonfinite = (~jnp.isfinite(W)).any(axis=1).astype(jnp.float32)  # (FN, FH, FW)
+    padded = jnp.pad(
+        jnp.zeros((1, h, w, 1), jnp.float32),
+        ((0, 0), (pad, pad), (pad, pad), (0, 0)),
+        constant_values=1.0,
+    )
+    hits = _onednn.xla_conv_nhwc(padded, nonfinite.transpose(1, 2, 0)[:, :, None, :], (0, 0))
+    return jnp.where(hits[0] > 0, jnp.nan, 0.0).astype(dtype)
 
 
 def _conv_nhwc_bwd(stride: int, pad: int, res, dout):

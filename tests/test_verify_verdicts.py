@@ -235,3 +235,18 @@ def test_argnums_names_a_positional_argument_and_dtypes_takes_one_dtype():
     report = verify(scale, jnp.arange(3.0), 2.0, argnums="s", dtypes=jnp.float32)
     assert [(r.dtype, r.argument) for r in report.rows] == [("float32", "s")], str(report)
     assert verify(scale, jnp.arange(3.0), 2.0, argnums=["x", 1], dtypes="float64").passed
+
+
+def test_a_rule_with_arguments_bound_by_functools_partial():
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def scale(k, x, s):
+        return k * x * s
+
+    def bwd(k, res, g):
+        x, s = res
+        return (g * k * s, jnp.sum(g * k * x))
+
+    scale.defvjp(lambda k, x, s: (scale(k, x, s), (x, s)), bwd)
+    report = verify(functools.partial(scale, 3.0, jnp.arange(3.0)), 2.0)
+    assert report.passed and report.name == "scale", str(report)
+    assert [r.argument for r in report.rows] == ["s", "s"], str(report)

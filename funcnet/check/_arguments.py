@@ -4,6 +4,7 @@ the values each dtype row sees."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -197,8 +198,13 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
         raise TypeError(f"verify: f must be a function, got {type(f).__name__}")
     if reference is not None and not callable(reference):
         raise TypeError(f"verify: reference must be a function, got {type(reference).__name__}")
-    inner, transparent = _unwrap(f)
+    base, bound, keywords = f, (), {}
+    if isinstance(f, functools.partial):  # a rule with some arguments bound
+        base, bound, keywords = f.func, f.args, dict(f.keywords)
+    inner, transparent = _unwrap(base)
     plain = getattr(inner, "fun", None)
+    if callable(plain) and (bound or keywords):
+        plain = functools.partial(plain, *bound, **keywords)
     if reference is None and callable(plain) and not transparent:
         raise TypeError(
             f"verify: {_label(f)} wraps a custom rule (jax.vmap, jax.grad or a "
@@ -236,7 +242,9 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
     rtol, atol = _tolerances("rtol", rtol, names), _tolerances("atol", atol, names)
     kwargs = dict(kwargs or {})
     # the inner rule's nondiff_argnums are positions of f's own arguments only through jit
-    nondiff = set(getattr(inner, "nondiff_argnums", ()) or ()) if transparent else set()
+    # (and functools.partial, which binds the first len(bound))
+    inner_nondiff = set(getattr(inner, "nondiff_argnums", ()) or ()) if transparent else set()
+    nondiff = {i - len(bound) for i in inner_nondiff if i >= len(bound)}
     leaves, layout, chosen = resolve_leaves(ref if reference is None else f, args, kwargs,
                                              argnums, nondiff)  # fmt: skip
     diff = [leaf for leaf in leaves if leaf.kind == "diff"]
@@ -250,7 +258,10 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
             f"verify: the differentiated arguments {chosen} have no elements: nothing to compare"
         )
     rule_mode = "forward" if _forward_mode_rule(inner) else "reverse"
-    name = getattr(f, "__name__", None) or getattr(plain, "__name__", None) or type(f).__name__
+    name = next(
+        (n for n in (getattr(o, "__name__", None) for o in (f, base, plain, inner)) if n),
+        type(f).__name__,
+    )
     return Setup(name, f, ref, rule_mode, leaves, layout, selector(outputs), cotangents,
                   seed, rtol, atol, tuple(transforms))  # fmt: skip
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -83,19 +85,26 @@ def _is_real_dtype(dtype) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
 
 
+INT32_MAX = 2**31 - 1
+
+
 def check_int(where: str, name: str, value, minimum: int | None = 1) -> int:
-    """A Python or NumPy integer (not bool, float or str), at least ``minimum``.
+    """A Python or NumPy integer (not bool, float or str), at least ``minimum`` and at
+    most :data:`INT32_MAX` (sizes, strides and counts reach JAX as int32 indices and loop
+    counters; a larger one wrapped or failed inside XLA).
 
     Returns:
         ``int(value)``.
 
     Raises:
-        TypeError: not an integer. ValueError: below ``minimum``.
+        TypeError: not an integer. ValueError: below ``minimum`` or above INT32_MAX.
     """
     if not _is_integer(value):
         raise TypeError(f"{where}: {name} must be an integer, got {describe(value)}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{where}: {name} must be an integer >= {minimum}, got {int(value)}")
+    if value > INT32_MAX:
+        raise ValueError(f"{where}: {name} must be at most {INT32_MAX:,}, got {int(value):,}")
     return int(value)
 
 
@@ -241,6 +250,21 @@ def floating(x, dtype=None) -> jax.Array:
     if jnp.issubdtype(x.dtype, jnp.inexact):
         return x
     return x.astype(dtype or jnp.result_type(float))
+
+
+def accumulation_dtype(*dtypes) -> np.dtype:
+    """The dtype in which sums and means over a batch, and the arithmetic around them, are
+    computed: the given floating dtypes promoted together and with float32.
+
+    float16 and bfloat16 give float32 (float16 overflows at 65,504: 8,000 losses of 10
+    summed in float16 are inf; bfloat16 keeps 8 bits: its running sums stall), float32
+    stays float32 and float64 float64. Callers round their result to the input's dtype
+    once, at the end.
+    """
+    wide = jnp.dtype(jnp.float32)
+    for dtype in dtypes:
+        wide = jnp.promote_types(wide, dtype)
+    return wide
 
 
 # --------------------------------------------------------------------------------------
@@ -390,7 +414,10 @@ def check_labels(name: str, t, num_classes: int) -> None:
 
 def check_targets(name: str, t) -> None:
     """Concrete one-hot or soft targets must be probability rows: finite, >= 0, each row
-    (last axis) summing to 1 within ``sqrt(eps)`` of t's dtype. Skipped for tracers.
+    (last axis) summing to 1: within ``sqrt(eps)`` of t's dtype for floating rows (float16
+    and bfloat16 too), exactly for integer and bool rows (a bool row holds exactly one
+    True: two Trues or none are refused like a float row summing to 2 or 0). Skipped for
+    tracers.
 
     Raises:
         ValueError: naming the first offending row.
@@ -400,8 +427,7 @@ def check_targets(name: str, t) -> None:
         return
     values = np.asarray(t)
     check_finite(name, "t", values, hint="targets must be probability rows")
-    if values.dtype.kind == "b":
-        return
+    # Bool rows are one-hot rows like any other: as 0/1 they must sum to 1.
     rows = values.reshape(-1, values.shape[-1]).astype(np.float64)
     if (rows < 0).any():
         row = int(np.argwhere((rows < 0).any(axis=1))[0, 0])
@@ -409,14 +435,21 @@ def check_targets(name: str, t) -> None:
             f"{name}: t must hold probability rows (one-hot or soft targets >= 0 summing to "
             f"1); row {row} has a negative entry {rows[row].min():g}"
         )
-    tol = math.sqrt(float(jnp.finfo(values.dtype).eps)) if values.dtype.kind == "f" else 1e-6
+    # jnp.issubdtype, not dtype.kind == "f": NumPy calls bfloat16 kind "V".
+    floating_t = jnp.issubdtype(values.dtype, jnp.floating)
+    tol = math.sqrt(float(jnp.finfo(values.dtype).eps)) if floating_t else 1e-6
     sums = rows.sum(axis=1)
     off = np.abs(sums - 1.0) > tol
     if off.any():
         row = int(np.argwhere(off)[0, 0])
+        if values.dtype == np.bool_:
+            rule = "one-hot bool rows hold exactly one True"
+        elif floating_t:
+            rule = f"one-hot or soft targets summing to 1 within {tol:.1e}"
+        else:
+            rule = "one-hot rows summing to 1"
         raise ValueError(
-            f"{name}: t must hold probability rows (one-hot or soft targets summing to 1 "
-            f"within {tol:.1e}); row {row} sums to {sums[row]:g}"
+            f"{name}: t must hold probability rows ({rule}); row {row} sums to {sums[row]:g}"
         )
 
 
@@ -428,3 +461,52 @@ def nan_unless(valid: jax.Array, dtype) -> jax.Array:
     too, instead of a finite, wrong number. Costs one elementwise select.
     """
     return jnp.where(valid, jnp.ones((), dtype), jnp.full((), jnp.nan, dtype))
+
+
+# --------------------------------------------------------------------------------------
+# Files a run will write
+
+
+def output_file_problem(path: str | os.PathLike) -> str | None:
+    """Why a file could not be written at ``path`` (atomically: a temporary file in its
+    folder, renamed over it), as a phrase for an error message; None when it could.
+
+    Checked: the path names something (not ``''``), is not a folder nor a device, FIFO or
+    socket, and its folder exists, is a folder, and may be written by this user. Made
+    before a long run starts, so that a run does not fail at its first save.
+    """
+    text = os.fsdecode(path)
+    if not text:
+        return "is empty; pass a file path, e.g. run.ckpt.npz"
+    target = Path(text)
+    if target.is_dir():
+        return f"{target} is a folder; pass a file path, e.g. {target / 'run.ckpt.npz'}"
+    if target.exists() and not target.is_file():
+        return f"{target} exists and is not a regular file (a device, FIFO or socket)"
+    folder = target.parent
+    for above in (folder, *folder.parents):
+        if above.exists() and not above.is_dir():
+            return f"{target}: {above} is not a folder"
+    if not folder.exists():
+        return f"{target}: the folder {folder} does not exist; create it first"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{target}: the folder {folder} is not writable by this user"
+    if target.exists() and not os.access(target, os.R_OK):
+        return f"{target} exists and cannot be read by this user"
+    return None
+
+
+def check_output_file(where: str, name: str, path) -> Path:
+    """``path`` (a str or os.PathLike) as a Path, checked by :func:`output_file_problem`.
+
+    Raises:
+        TypeError: not a str or os.PathLike.
+        ValueError: ``fit: checkpoint_path /missing/c.npz: the folder /missing does not
+            exist; create it first``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where}: {name} must be a str or os.PathLike, got {describe(path)}")
+    problem = output_file_problem(path)
+    if problem is not None:
+        raise ValueError(f"{where}: {name} {problem}")
+    return Path(os.fsdecode(path))

@@ -18,10 +18,20 @@ Conventions shared by every function here and by :mod:`funcnet.layers`:
 - **Under ``jit``** values cannot be checked: a label outside ``[0, C)`` makes the loss
   NaN, and its gradient NaN too (never a finite, wrong number); probability rows are
   used as given.
-- **Integer inputs** give what the book's NumPy gives: promoted to the default float
-  where they meet a non-integer constant (``sigmoid``, ``softmax``, the losses), kept as
-  integers where the result is exact (``relu``, ``step_function``, ``identity_function``).
-  Nothing casts a float constant to an integer dtype.
+- **Integer and bool inputs** give what the book's NumPy gives: kept as integers where
+  the result is exact (``relu``, ``step_function``, ``identity_function``), else converted
+  to the default float (float32, or float64 with x64) *before any arithmetic*
+  (``sigmoid``, ``softmax``, ``log_softmax``, the losses): ``softmax(uint8 [1, 0, 1])``
+  subtracts its maximum in float, not in uint8 (where ``0 - 1`` wraps to 255), and
+  ``sum_squares_error(int8 [-100], int8 [100])`` is 20000, not the int8 square of 200.
+  Mixed inputs take NumPy's promoted dtype (an int8 ``y`` and a float16 ``t`` give
+  float16). Nothing casts a float constant to an integer dtype.
+- **Half precision.** float16 and bfloat16 inputs are computed in float32: the sums over
+  classes (softmax's denominator) and over the batch (the losses), the differences and
+  squares, and the ``/ N``; the result is rounded to the input's dtype once, at the end
+  (8,000 float16 rows with a mean loss of 10 give 10, not the inf of a float16 sum). A
+  result beyond the dtype's range (float16's 65,504) is inf in that dtype. float32 and
+  float64 compute in their own dtype, as before.
 """
 
 from __future__ import annotations
@@ -30,9 +40,11 @@ import jax
 import jax.numpy as jnp
 
 from funcnet._checks import (
+    accumulation_dtype,
     check_label_dtype,
     check_labels,
     check_targets,
+    floating,
     host_view,
     nan_unless,
 )
@@ -48,6 +60,12 @@ def _as_numeric(name: str, x, arg: str = "x") -> jax.Array:
     if not (jnp.issubdtype(view.dtype, jnp.number) or view.dtype == jnp.bool_):
         raise TypeError(f"{name}: {arg} must be a numeric array, got {view.dtype} {view.shape}")
     return jnp.asarray(x)  # from x itself: Python scalars stay weakly typed
+
+
+def _as_floating(name: str, x, arg: str = "x") -> jax.Array:
+    """x as a floating JAX array: float x unchanged, integer or bool x converted to the
+    default float (float32, or float64 with x64) before any arithmetic touches it."""
+    return floating(_as_numeric(name, x, arg))
 
 
 def step_function(x: jax.Array) -> jax.Array:
@@ -70,9 +88,7 @@ def sigmoid(x: jax.Array) -> jax.Array:
     exactly 1 and 0 with no warning and no NaN, and small values keep full relative
     precision (unlike ``1 / (1 + exp(-x))``, which overflows for x < -709 in float64).
     """
-    x = _as_numeric("sigmoid", x)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
+    x = _as_floating("sigmoid", x)
     return jax.lax.logistic(x)
 
 
@@ -114,33 +130,57 @@ def softmax(x: jax.Array) -> jax.Array:
     """Softmax over the last axis (ch3). Shape (C,) or (N, C) (or (..., C)) -> the same.
 
     The maximum along the last axis is subtracted first, so logits of 1e4 stay finite.
-    A NaN anywhere in a row makes that whole row NaN.
+    A NaN anywhere in a row makes that whole row NaN. Integer and bool x are converted to
+    the default float first; float16/bfloat16 x are computed in float32 and the result
+    rounded to x's dtype (see the module docstring).
     """
-    x = _as_numeric("softmax", x)
+    x = _as_floating("softmax", x)
     _check_scores("softmax", x)
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+    wide = x.astype(accumulation_dtype(x.dtype))
+    shifted = wide - jax.lax.stop_gradient(jnp.max(wide, axis=-1, keepdims=True))
     e = jnp.exp(shifted)
-    return e / jnp.sum(e, axis=-1, keepdims=True)
+    return (e / jnp.sum(e, axis=-1, keepdims=True)).astype(x.dtype)
 
 
 def log_softmax(x: jax.Array) -> jax.Array:
-    """log(softmax(x)) over the last axis, computed stably. Shape (C,) or (N, C) (or (..., C))."""
-    x = _as_numeric("log_softmax", x)
+    """log(softmax(x)) over the last axis, computed stably. Shape (C,) or (N, C) (or (..., C)).
+
+    Dtypes as for :func:`softmax`: the result has x's floating dtype (the default float for
+    integer or bool x).
+    """
+    x = _as_floating("log_softmax", x)
     _check_scores("log_softmax", x)
-    return _log_softmax(x)
+    return wide_log_softmax(x).astype(x.dtype)
 
 
-def _log_softmax(x: jax.Array) -> jax.Array:
+def wide_log_softmax(x: jax.Array) -> jax.Array:
+    """log_softmax of floating x over the last axis, computed and returned in
+    :func:`~funcnet._checks.accumulation_dtype` (float32 for float16/bfloat16 x, x's own
+    dtype otherwise): the log-probabilities the losses sum, before any rounding to half
+    precision. No checks: for the losses, after theirs."""
+    x = x.astype(accumulation_dtype(x.dtype))
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
 
 def sum_squares_error(y: jax.Array, t: jax.Array) -> jax.Array:
-    """Sum of squares error 0.5 * Σ (y - t)² over all elements (ch4). Returns a scalar."""
+    """Sum of squares error 0.5 * Σ (y - t)² over all elements (ch4). Returns a scalar.
+
+    The result's dtype is y's and t's promoted dtype when that is floating, else the
+    default float (integer and bool inputs are converted before the difference is taken:
+    int8 -100 and 100 give 20000, not a wrapped int8 square). The differences, squares and
+    the sum are computed in float32 or wider (float16 squares overflow above 256) and the
+    sum rounded to the result's dtype once.
+    """
     y, t = _as_numeric("sum_squares_error", y, "y"), _as_numeric("sum_squares_error", t, "t")
     if y.shape != t.shape:
         raise ValueError(f"sum_squares_error: y {y.shape} and t {t.shape} must have the same shape")
-    return 0.5 * jnp.sum((y - t) ** 2)
+    dtype = jnp.result_type(y, t)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.result_type(float)
+    wide = accumulation_dtype(dtype)
+    diff = y.astype(wide) - t.astype(wide)
+    return (0.5 * jnp.sum(diff * diff)).astype(dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -152,11 +192,14 @@ def prepare_targets(name: str, y: jax.Array, t, arg: str = "y") -> tuple[jax.Arr
 
     ``t`` is read as the caller passed it (NumPy view, no narrowing) and classified by its
     rank: ``t.ndim == y.ndim`` means one-hot or soft probability rows of y's shape (any
-    numeric dtype; converted to y's dtype), ``t.ndim == y.ndim - 1`` integer labels (converted
-    to int32 after the range check). A 1-D y is a batch of one.
+    numeric or bool dtype; bool rows hold exactly one True; converted to the dtype the loss
+    accumulates in, :func:`~funcnet._checks.accumulation_dtype` of y's floating dtype),
+    ``t.ndim == y.ndim - 1`` integer labels (converted to int32 after the range check). A
+    1-D y is a batch of one. ``y`` must be floating already (:func:`_as_floating`).
 
     Returns:
-        ``(y2 (N, C), t2)`` with ``t2`` int32 ``(N,)`` or y's dtype ``(N, C)``.
+        ``(y2 (N, C), t2)`` with ``t2`` int32 ``(N,)`` or the accumulation dtype ``(N, C)``
+        (float32 for a float16 y: float32 soft targets are not rounded to float16).
 
     Raises:
         ValueError: naming ``name``, the argument, the expected and the actual shape/dtype.
@@ -175,8 +218,7 @@ def prepare_targets(name: str, y: jax.Array, t, arg: str = "y") -> tuple[jax.Arr
         if not (jnp.issubdtype(view.dtype, jnp.number) or view.dtype == jnp.bool_):
             raise TypeError(f"{name}: t must be numeric, got {view.dtype} {view.shape}")
         check_targets(name, view)
-        dtype = y.dtype if jnp.issubdtype(y.dtype, jnp.inexact) else jnp.result_type(float)
-        targets = jnp.asarray(view).astype(dtype)
+        targets = jnp.asarray(view).astype(accumulation_dtype(y.dtype))
         return y.reshape(-1, y.shape[-1]), targets.reshape(-1, y.shape[-1])
     if view.ndim == y.ndim - 1:
         check_label_dtype(name, view)
@@ -196,7 +238,7 @@ def prepare_targets(name: str, y: jax.Array, t, arg: str = "y") -> tuple[jax.Arr
 
 
 def mean_cross_entropy(
-    logp: jax.Array, t: jax.Array, rows_ok: jax.Array | None = None
+    logp: jax.Array, t: jax.Array, rows_ok: jax.Array | None = None, dtype=None
 ) -> jax.Array:
     """``-Σₙ Σ_c t[n, c] · logp[n, c] / N`` for log-probabilities ``logp (N, C)``.
 
@@ -206,20 +248,28 @@ def mean_cross_entropy(
     NaN too. A zero-weight class adds nothing even where ``logp = -inf`` (a masked logit),
     instead of ``0 · (-inf) = NaN``. ``rows_ok (N,)``, if given, marks further rows whose
     loss must be NaN for labels (e.g. probabilities holding a NaN outside the labelled class).
+
+    The products, the sum and the ``/ N`` are computed in float32 or wider
+    (:func:`~funcnet._checks.accumulation_dtype`; a float16 sum overflows at 65,504 and
+    a float16 N above 65,504 is inf) and the loss is rounded once to ``dtype`` (default:
+    logp's dtype).
     """
     n, classes = logp.shape
+    dtype = logp.dtype if dtype is None else jnp.dtype(dtype)
+    wide = accumulation_dtype(logp.dtype, dtype)
+    logp = logp.astype(wide)
     if jnp.issubdtype(t.dtype, jnp.integer):
         valid = (t >= 0) & (t < classes)
         if rows_ok is not None:
             valid = valid & rows_ok
         safe = jnp.where(valid, t, 0)
         picked = jnp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
-        return -jnp.sum(picked * nan_unless(valid, logp.dtype)) / n
-    t = t.astype(logp.dtype)
+        return (-jnp.sum(picked * nan_unless(valid, wide)) / n).astype(dtype)
+    t = t.astype(wide)
     # Only the 0·(-inf) entries are replaced: elsewhere t·log y stays differentiable in t.
     masked = jnp.isneginf(logp) & (t == 0)
     terms = jnp.where(masked, jnp.zeros_like(logp), t * logp)
-    return -jnp.sum(terms) / n
+    return (-jnp.sum(terms) / n).astype(dtype)
 
 
 def cross_entropy_error(y: jax.Array, t: jax.Array) -> jax.Array:
@@ -234,13 +284,17 @@ def cross_entropy_error(y: jax.Array, t: jax.Array) -> jax.Array:
         Scalar ``-Σₙ Σ_c t[n, c] · log(y[n, c] + 1e-7) / N`` (for labels, the log of the
         labelled class). The 1e-7 keeps log(0) finite; it is the book's, and it makes this
         loss differ from the exact one by about 1e-7. NaN in y or t gives NaN; an
-        out-of-range label under ``jit`` gives NaN (loss and gradient).
+        out-of-range label under ``jit`` gives NaN (loss and gradient). The loss has y's
+        dtype (the default float for integer or bool y); for float16/bfloat16 y the
+        ``+ 1e-7``, the log and the mean are computed in float32 (1e-7 is below float16's
+        normal range) and the loss rounded once.
     """
-    y = _as_numeric("cross_entropy_error", y, "y")
+    y = _as_floating("cross_entropy_error", y, "y")
     y2, t2 = prepare_targets("cross_entropy_error", y, t)
     # A label picks one probability per row; a NaN elsewhere in the row must still show.
     rows_ok = ~jnp.any(jnp.isnan(y2), axis=1) if t2.ndim == 1 else None
-    return mean_cross_entropy(jnp.log(y2 + CROSS_ENTROPY_DELTA), t2, rows_ok)
+    logp = jnp.log(y2.astype(accumulation_dtype(y2.dtype)) + CROSS_ENTROPY_DELTA)
+    return mean_cross_entropy(logp, t2, rows_ok, dtype=y2.dtype)
 
 
 def softmax_cross_entropy(logits: jax.Array, t: jax.Array) -> jax.Array:
@@ -255,8 +309,9 @@ def softmax_cross_entropy(logits: jax.Array, t: jax.Array) -> jax.Array:
         Scalar ``-Σₙ Σ_c t[n, c] · log_softmax(logits)[n, c] / N``; finite for any finite
         logits, including ±1e4 and probabilities that underflow to zero. NaN in a row of
         logits or t gives NaN; an out-of-range label under ``jit`` gives NaN (loss and
-        gradient).
+        gradient). The loss has the logits' dtype (the default float for integer or bool
+        logits); float16/bfloat16 logits are computed in float32 and the loss rounded once.
     """
-    logits = _as_numeric("softmax_cross_entropy", logits, "logits")
+    logits = _as_floating("softmax_cross_entropy", logits, "logits")
     x2, t2 = prepare_targets("softmax_cross_entropy", logits, t, "logits")
-    return mean_cross_entropy(_log_softmax(x2), t2)
+    return mean_cross_entropy(wide_log_softmax(x2), t2, dtype=x2.dtype)

@@ -8,6 +8,7 @@ import numpy as np
 
 from funcnet import functions
 from funcnet._checks import (
+    accumulation_dtype,
     check_label_dtype,
     check_labels,
     check_targets,
@@ -35,26 +36,33 @@ def _softmax_with_loss_plain(x: jax.Array, t: jax.Array) -> jax.Array:
 
     Shapes: x (N, C) scores, or (C,) for a batch of one; t one-hot of x's shape (any
     probability rows, floating point) or integer labels (N,) (a scalar for 1-D x). Returns
-    a scalar. Forward: exact log-softmax cross-entropy, finite for logits of any size.
-    Residuals: log y (y = softmax(x)) and t. Backward: dx = g · (y - t) / N; integer labels
-    get no cotangent (None), float targets get d/dt = -g · log y / N.
+    a scalar of x's dtype. Forward: exact log-softmax cross-entropy, finite for logits of
+    any size. Residuals: log y (y = softmax(x)) and t. Backward: dx = g · (y - t) / N;
+    integer labels get no cotangent (None), float targets get d/dt = -g · log y / N.
     NaN in x, t or g gives NaN. Under ``jit`` (labels unchecked) a label outside [0, C)
     gives a NaN loss and a NaN row of dx, in the rule and in autodiff of this forward.
+    Half precision: for float16/bfloat16 x the forward and the rule compute in float32
+    (log y is kept in float32; the sums over the batch and the ``/ N`` overflow or round
+    away in float16) and round the loss and the cotangents once to their inputs' dtypes.
     """
     # Exact log-softmax cross-entropy: no 1e-7 inside the log (see DESIGN, "1e-7 delta").
     x2, t2 = _as_batch(x, t)
-    return functions.mean_cross_entropy(functions.log_softmax(x2), t2)
+    return functions.mean_cross_entropy(functions.wide_log_softmax(x2), t2, dtype=x.dtype)
 
 
 def _softmax_with_loss_fwd(x, t):
     x2, t2 = _as_batch(x, t)
-    logp = functions.log_softmax(x2)
-    return functions.mean_cross_entropy(logp, t2), (logp, t)
+    logp = functions.wide_log_softmax(x2)  # in float32 for half x: the rule's residual
+    # x's dtype travels in a zero-size token (logp may be wider): dx takes x's dtype.
+    x_token = jnp.zeros((0,), x.dtype)
+    return functions.mean_cross_entropy(logp, t2, dtype=x.dtype), (logp, t, x_token)
 
 
 def _softmax_with_loss_bwd(res, g):
-    logp, t = res
+    logp, t, x_token = res
     n, classes = logp.shape
+    wide = accumulation_dtype(logp.dtype, g.dtype)
+    logp, g = logp.astype(wide), g.astype(wide)
     y = jnp.exp(logp)  # softmax(x)
     integer_labels = jnp.issubdtype(t.dtype, jnp.integer)
     # The book's rule (ch5.6.3): dx = (y - t) / N, times the upstream g that the book's
@@ -62,15 +70,15 @@ def _softmax_with_loss_bwd(res, g):
     if integer_labels:
         labels = t.reshape(n)
         valid = (labels >= 0) & (labels < classes)  # out of range only under jit: NaN row
-        one_hot = jax.nn.one_hot(labels, classes, dtype=logp.dtype)
-        dx = g * (y - one_hot) / n * nan_unless(valid, logp.dtype)[:, None]
+        one_hot = jax.nn.one_hot(labels, classes, dtype=wide)
+        dx = g * (y - one_hot) / n * nan_unless(valid, wide)[:, None]
     else:
-        t2 = t.reshape(n, classes).astype(logp.dtype)
+        t2 = t.reshape(n, classes).astype(wide)
         # y·Σt equals the book's y when each row of t sums to 1 (one-hot); keeping the sum
         # makes the rule exact for any t, which second derivatives with respect to t need.
         dx = g * (y * jnp.sum(t2, axis=1, keepdims=True) - t2) / n
     x_was_1d = t.ndim == (0 if integer_labels else 1)
-    dx = dx.reshape(classes) if x_was_1d else dx
+    dx = (dx.reshape(classes) if x_was_1d else dx).astype(x_token.dtype)
     if integer_labels:
         return dx, None
     # Soft or one-hot float targets are differentiable too: d loss / dt = -log y / N.

@@ -177,15 +177,16 @@ def checkpoint_file(text: str) -> Path:
 
 
 def weights_file(text: str) -> Path:
-    """argparse type of a weights file (``--weights``, ``--params``, ``--init``): an
-    existing regular file (a folder, a device such as /dev/zero, a FIFO are refused: they
-    would be read forever or fail with an unrelated message). What it holds is checked by
-    :func:`load_net_weights`."""
+    """argparse type of a weights file (``--weights``, ``--params``, ``--init``): not
+    empty, and if it exists a regular file (a folder, a device such as /dev/zero, a FIFO
+    are refused: they would be read forever or fail with an unrelated message). A missing
+    file is reported when it is read (naming it), so that a command line can be checked
+    before its weights exist; what a file holds is checked by :func:`load_net_weights`."""
     path = Path(text)
     if not text:
         raise argparse.ArgumentTypeError("is empty; pass a weights file (.npz or .pkl)")
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"no such file: {text}")
+        return path
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder, not a weights file")
     if not path.is_file():
@@ -624,6 +625,68 @@ def params_or_latest(params: Path | None, producer: str, command: str) -> Path:
         )
     print(f"--params not given: using {found[-1]} (the latest {producer} run's)")
     return found[-1]
+
+
+def load_net_weights(
+    path: str | Path, flag: str, net: str, keys: Sequence[str], hint: str = ""
+) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the weights file ``path`` (``.npz`` or the book's ``.pkl``,
+    :func:`funcnet.io.load_weights`), each checked to be a floating-point array: what
+    every experiment that reads a net's weights (``--weights``, ``--params``, ``--init``)
+    uses, so that each says the same about a file it cannot use.
+
+    Args:
+        path: the file. flag: the option that named it (``"--params"``), for messages.
+        net: the net's name for messages (``"DeepConvNet"``). keys: the arrays needed.
+        hint: appended to the message about missing keys (e.g. how to make such weights).
+
+    Raises:
+        ValueError: naming the flag, the file, what it holds and what was expected: a
+            training checkpoint (``fit(checkpoint_path=...)``) rather than weights, not a
+            dict of arrays, keys missing (and those it has), an entry that is not an
+            array, or not floating-point.
+        funcnet.io.ParamsFileError: the file is not a weights file (empty, truncated,
+            text, another format: the message says which).
+        OSError: it cannot be read.
+    """
+    import jax.numpy as jnp
+
+    from funcnet import io as fio
+    from funcnet.train.checkpoint import is_checkpoint
+
+    loaded = fio.load_weights(path)
+    wanted = " ".join(keys)
+    if is_checkpoint(loaded):
+        raise ValueError(
+            f"{flag} {path} is a training checkpoint (written by fit(checkpoint_path=...): "
+            f"the whole training state, its arrays unnamed), not weights of the {net} "
+            f"({wanted}); "
+            "pass the params.npz the training run wrote into its output folder"
+        )
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"{flag} {path} holds a {type(loaded).__name__}, not a dict of arrays named {wanted}"
+        )
+    missing = [k for k in keys if k not in loaded]
+    if missing:
+        has = " ".join(sorted(map(str, loaded))) or "no arrays"
+        raise ValueError(
+            f"{flag} {path} lacks {', '.join(missing)}: the {net} needs {wanted}, the file "
+            f"has {has}{hint}"
+        )
+    out = {}
+    for k in keys:
+        value = loaded[k]
+        if not isinstance(value, (np.ndarray, np.generic)) and not hasattr(value, "__array__"):
+            raise ValueError(
+                f"{flag} {path}: {k} is a {type(value).__name__}, not an array (the {net} "
+                f"needs one array per name: {wanted})"
+            )
+        value = np.asarray(value)
+        if not jnp.issubdtype(value.dtype, jnp.floating):  # bfloat16 too (NumPy: kind V)
+            raise ValueError(f"{flag} {path}: {k} must be floating-point, got {value.dtype}")
+        out[k] = value
+    return out
 
 
 def accuracy_of_scores(scores: Any, t: Any) -> float:

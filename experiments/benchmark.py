@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=_common.out_folder,
         default=None,
         help=f"output folder (default: runs/{NAME}; runs/{NAME}/MODEL with a convnet model)",
     )

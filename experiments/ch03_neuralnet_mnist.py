@@ -43,18 +43,31 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import _common
-from funcnet import io as fio
 from funcnet import nets
 
 NAME = "ch03_neuralnet_mnist"
 KEYS = ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
+def weights_path(text: str) -> Path:
+    """argparse type of ``--weights``: a regular file (:func:`experiments._common.weights_file`);
+    a missing one gets where the book's file comes from and how to make weights offline."""
+    if text and not Path(text).exists():
+        raise argparse.ArgumentTypeError(
+            f"no such file: {text}. The book's weights are "
+            "ch03/sample_weight.pkl in the book's code repository "
+            "(https://github.com/oreilly-japan/deep-learning-from-scratch); "
+            "`python -m experiments.ch03_train_three_layer_net` makes equivalent weights "
+            "offline: then pass --weights runs/ch03_train_three_layer_net/DATASET/params.npz"
+        )
+    return _common.weights_file(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _common.parser(NAME, "Inference with the book's ch3 network and trained weights.")
     p.add_argument(
         "--weights",
-        type=Path,
+        type=weights_path,
         required=True,
         help="weights: the book's sample_weight.pkl, or a funcnet .npz with W1 b1 W2 b2 W3 b3 "
         "(python -m experiments.ch03_train_three_layer_net makes one)",
@@ -67,35 +80,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     _common.add_dataset_flag(p)
     _common.add_out_flag(p, NAME, per_dataset=True)
-    args = p.parse_args(argv)
-    if not args.weights.is_file():
-        p.error(
-            f"--weights: no such file: {args.weights}. The book's weights are "
-            "ch03/sample_weight.pkl in the book's code repository "
-            "(https://github.com/oreilly-japan/deep-learning-from-scratch); "
-            "`python -m experiments.ch03_train_three_layer_net` makes equivalent weights "
-            "offline: then pass --weights runs/ch03_train_three_layer_net/DATASET/params.npz"
-        )
-    return args
+    return p.parse_args(argv)
 
 
-def check_keys(params: dict[str, Any], path: Path) -> None:
-    """Check that ``params`` holds float arrays ``W1 b1 W2 b2 W3 b3``.
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    """The float arrays ``W1 b1 W2 b2 W3 b3`` of ``path``, read and checked like every
+    experiment's weights (:func:`experiments._common.load_net_weights`).
 
     Raises:
-        ValueError: naming the file, the missing keys and the keys it has.
+        ValueError: naming the file and what it holds instead (a fit checkpoint, another
+            net's keys, an entry that is not a float array).
     """
-    missing = [k for k in KEYS if k not in params]
-    if missing:
-        raise ValueError(
-            f"--weights {path} lacks {', '.join(missing)}: the ch3 network needs "
-            f"{' '.join(KEYS)}, the file has {' '.join(sorted(params)) or 'no arrays'} (a "
-            "two-layer net's params.npz does not fit; python -m "
-            "experiments.ch03_train_three_layer_net makes ch3 weights)"
-        )
-    for k in KEYS:
-        if not np.issubdtype(params[k].dtype, np.floating):
-            raise ValueError(f"--weights {path}: {k} must be floating-point, got {params[k].dtype}")
+    return _common.load_net_weights(
+        path,
+        "--weights",
+        "ch3 network",
+        KEYS,
+        hint=" (a two-layer net's params.npz does not fit; python -m "
+        "experiments.ch03_train_three_layer_net makes ch3 weights)",
+    )
 
 
 def check_shapes(params: dict[str, Any], path: Path, features: int, classes: int) -> None:
@@ -124,14 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.out is not None:
         _common.out_dir(args.out)  # an --out that is a file fails before any work
-    loaded = fio.load_weights(args.weights)
-    if not isinstance(loaded, dict):
-        raise ValueError(
-            f"--weights {args.weights} holds a {type(loaded).__name__}, not a dict of arrays "
-            f"named {' '.join(KEYS)}"
-        )
-    params = {k: np.asarray(v) for k, v in loaded.items()}
-    check_keys(params, args.weights)
+    params = load_weights(args.weights)
     data = _common.load_dataset(args.dataset, data_dir=args.data_dir)
     x, t = data.test
     check_shapes(params, args.weights, x.shape[1], len(data.class_names))

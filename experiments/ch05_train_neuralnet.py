@@ -262,8 +262,8 @@ def _reporter(args) -> tuple[Callable[[Progress], None], Callable[[], None]]:
     return on_progress, (bar.close if bar is not None else (lambda: None))
 
 
-def write_outputs(out: Path, data, net, params, history: History) -> None:
-    """The figures and ``params.npz``, all from the same ``params``."""
+def write_outputs(out: Path, data, net, params, history: History) -> list[str]:
+    """The figures and ``params.npz``, all from the same ``params``; returns their names."""
     (x_train, _), (x_test, t_test) = data.train, data.test
     classes = len(data.class_names)
     hidden = params["W1"].shape[1]
@@ -287,6 +287,7 @@ def write_outputs(out: Path, data, net, params, history: History) -> None:
         f"{data.name} test set, {len(t_test):,} images",
     )
     _common.save_params(out / "params.npz", params)
+    return ["loss.png", "accuracy.png", "predictions.png", "confusion.png", "params.npz"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -330,11 +331,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not writer:  # the same params as process 0, which writes them
         return {"status": status, "final_test_acc": history.final_test_acc}
 
-    write_outputs(out, data, net, params, history)
+    written = write_outputs(out, data, net, params, history)
     metrics = _metrics(args, data, history, status)
     metrics["job_time_s"] = time.perf_counter() - experiments.STARTED
     _common.write_json(out / "metrics.json", metrics)
-    _report(metrics, history, out)
+    _report(metrics, history, out, [*written, "metrics.json"])
     if error is not None:
         raise SystemExit(
             f"error: {error}\nsaved: the params after iteration {history.final_iteration} "
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return metrics
 
 
-def _report(metrics: dict[str, Any], history: History, out: Path) -> None:
+def _report(metrics: dict[str, Any], history: History, out: Path, written: list[str]) -> None:
     steps = metrics["steps_per_s"]
     print(
         f"saved params after iteration {history.final_iteration}: train acc "
@@ -355,7 +356,8 @@ def _report(metrics: dict[str, Any], history: History, out: Path) -> None:
         + f"); whole job {metrics['job_time_s']:.2f} s (imports, data, fit, figures; "
         "not Python's own start-up)"
     )
-    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
+    # the files this run wrote (not whatever else the folder holds)
+    print(f"wrote {', '.join(sorted(written))} to {out}")
     if (
         metrics["status"] == "ok"
         and metrics["loss_last_epoch_mean"] > metrics["loss_first_iteration"]

@@ -15,14 +15,11 @@ runs/ch07_train_convnet/mnist/params.npz``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import _common
 from funcnet import conv
-from funcnet import io as fio
 
 NAME = "ch07_apply_filter"
 SIMPLE_CONVNET_RUN = ("ch07_train_convnet", "python -m experiments.ch07_train_convnet")
@@ -32,7 +29,7 @@ def parse_args(argv):
     p = _common.parser(NAME, __doc__)
     p.add_argument(
         "--params",
-        type=Path,
+        type=_common.weights_file,
         default=None,
         help="trained weights (.npz or .pkl; default: the latest "
         "runs/ch07_train_convnet/*/params.npz)",
@@ -60,12 +57,11 @@ def pick_filters(W1: np.ndarray, count: int) -> list[int]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     args.params = _common.params_or_latest(args.params, *SIMPLE_CONVNET_RUN)
-    params = fio.load_weights(args.params)
-    if "W1" not in params or np.ndim(params["W1"]) != 4 or np.shape(params["W1"])[1] != 1:
-        got = np.shape(params["W1"]) if "W1" in params else f"no W1 but {sorted(params)}"
+    params = _common.load_net_weights(args.params, "--params", "SimpleConvNet", ("W1",))
+    if np.ndim(params["W1"]) != 4 or np.shape(params["W1"])[1] != 1:
         raise ValueError(
             f"--params {args.params}: expected a SimpleConvNet's first-layer filters W1 "
-            f"(FN, 1, FH, FW) for 1-channel images, got {got}"
+            f"(FN, 1, FH, FW) for 1-channel images, got W1 {np.shape(params['W1'])}"
         )
     W1 = np.asarray(params["W1"], np.float32)
     data = _common.load_dataset(args.dataset, data_dir=args.data_dir, flatten=False)

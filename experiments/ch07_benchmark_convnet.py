@@ -139,7 +139,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=_common.seed, default=0, help="random seed (default: 0)")
     p.add_argument(
-        "--out", type=Path, default=Path("runs") / NAME, help="output folder (default: %(default)s)"
+        "--out",
+        type=_common.out_folder,
+        default=Path("runs") / NAME,
+        help="output folder (default: %(default)s)",
     )
     args = p.parse_args(argv)
     args.peers = parse_peers(p, args.peers, PEERS)

@@ -69,7 +69,10 @@ def parse_args(argv):
     )
     p.add_argument("--seed", type=_common.seed, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--checkpoint", type=Path, default=None, help="save/resume the training state here"
+        "--checkpoint",
+        type=_common.checkpoint_file,
+        default=None,
+        help="save/resume the training state here",
     )
     _common.add_dataset_flag(p)
     _common.add_out_flag(p, NAME, per_dataset=True)

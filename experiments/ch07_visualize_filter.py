@@ -21,7 +21,6 @@ import jax
 import numpy as np
 
 from experiments import _common
-from funcnet import io as fio
 from funcnet.nets import convnet
 
 NAME = "ch07_visualize_filter"
@@ -32,23 +31,27 @@ def parse_args(argv):
     p = _common.parser(NAME, __doc__)
     p.add_argument(
         "--params",
-        type=Path,
+        type=_common.weights_file,
         default=None,
         help="trained weights (.npz or .pkl; default: the latest "
         "runs/ch07_train_convnet/*/params.npz)",
     )
-    p.add_argument("--init", type=Path, default=None, help="initial weights (.npz or .pkl)")
+    p.add_argument(
+        "--init", type=_common.weights_file, default=None, help="initial weights (.npz or .pkl)"
+    )
     p.add_argument("--seed", type=_common.seed, default=0, help="seed of drawn initial weights")
     _common.add_out_flag(p, NAME)
     return p.parse_args(argv)
 
 
-def first_layer_filters(path: Path) -> np.ndarray:
-    """W1 of a weight file as (FN, FH, FW) (the first input channel of each filter)."""
-    params = fio.load_weights(path)
-    if "W1" not in params or np.ndim(params["W1"]) != 4:
+def first_layer_filters(path: Path, flag: str = "--params") -> np.ndarray:
+    """W1 of a weight file as (FN, FH, FW) (the first input channel of each filter);
+    ``flag`` names the option that gave ``path``, for errors."""
+    params = _common.load_net_weights(path, flag, "SimpleConvNet", ("W1",))
+    if np.ndim(params["W1"]) != 4:
         raise ValueError(
-            f"{path}: expected a SimpleConvNet's W1 (FN, C, FH, FW), got {sorted(params)}"
+            f"{flag} {path}: expected a SimpleConvNet's W1 (FN, C, FH, FW), got W1 "
+            f"{np.shape(params['W1'])}"
         )
     return np.asarray(params["W1"], np.float64)[:, 0]
 
@@ -76,7 +79,7 @@ def main(argv=None) -> dict:
     if init is None and (args.params.parent / "params_init.npz").exists():
         init = args.params.parent / "params_init.npz"
     if init is not None:
-        before, source = first_layer_filters(init), str(init)
+        before, source = first_layer_filters(init, "--init"), str(init)
         if before.shape != after.shape:  # weights of another net: not "before" of these
             raise ValueError(
                 f"--init {init}: W1 holds {before.shape[0]} filters of "

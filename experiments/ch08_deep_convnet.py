@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import _common, _distributed
-from funcnet import io as fio
 from funcnet import optimizers
 from funcnet._compile import compile_program
 from funcnet.nets import convnet
@@ -41,7 +40,9 @@ NAME = "ch08_deep_convnet"
 
 def parse_args(argv):
     p = _common.parser(NAME, __doc__)
-    p.add_argument("--params", type=Path, default=None, help="weights (.pkl or .npz)")
+    p.add_argument(
+        "--params", type=_common.weights_file, default=None, help="weights (.pkl or .npz)"
+    )
     p.add_argument("--train", action="store_true", help="train the weights first")
     p.add_argument("--epochs", type=_common.positive_int, default=20, help="with --train")
     p.add_argument("--train-size", type=_common.positive_int, default=None, help="with --train")
@@ -50,7 +51,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=_common.seed, default=0)
     p.add_argument(
         "--checkpoint",
-        type=Path,
+        type=_common.checkpoint_file,
         default=None,
         help="with --train: save the training state here every epoch, resume from it if it exists",
     )
@@ -69,11 +70,14 @@ def parse_args(argv):
     return args
 
 
-def load_params(path: Path) -> dict:
-    params = fio.load_weights(path)
-    missing = sorted(set(convnet.DEEP_CONVNET_KEYS) - set(params))
-    if missing:
-        raise ValueError(f"{path}: not DeepConvNet weights, missing {missing}")
+def load_params(path: Path, flag: str = "--params") -> dict:
+    """The book's DeepConvNet weights from ``path`` (``.pkl`` or ``.npz``), as float32.
+
+    Raises:
+        ValueError: not such weights (:func:`experiments._common.load_net_weights`: a
+            checkpoint, keys missing, not float arrays), or of other shapes (named).
+    """
+    params = _common.load_net_weights(path, flag, "DeepConvNet", convnet.DEEP_CONVNET_KEYS)
     expected = jax.eval_shape(convnet.init_deep_convnet, jax.random.key(0))
     wrong = [
         f"{k} {np.shape(params[k])} (expected {expected[k].shape})"

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import _common
-from funcnet import io as fio
 from funcnet.nets import convnet
 
 NAME = "ch08_half_float_network"
@@ -41,7 +40,7 @@ def parse_args(argv):
     p = _common.parser(NAME, __doc__)
     p.add_argument(
         "--params",
-        type=Path,
+        type=_common.weights_file,
         default=None,
         help="weights (.pkl or .npz; default: the latest params.npz of ch08_deep_convnet "
         "--train, or with --net simple of ch07_train_convnet)",
@@ -68,10 +67,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     keys, predict = NETS[args.net]
     args.params = _common.params_or_latest(args.params, *MAKERS[args.net])
-    raw = fio.load_weights(args.params)
-    missing = sorted(set(keys) - set(raw))
-    if missing:
-        raise ValueError(f"{args.params}: not {args.net} convnet weights, missing {missing}")
+    raw = _common.load_net_weights(args.params, "--params", f"{args.net} convnet", keys)
     params = {k: np.asarray(raw[k], np.float32) for k in keys}
     data = _common.load_dataset(args.dataset, data_dir=args.data_dir, flatten=False)
     x, t = data.test

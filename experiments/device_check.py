@@ -306,7 +306,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=_common.out_folder,
         default=None,
         help=f"output folder (default: ${OUT_ENV} if set, else runs/{NAME})",
     )

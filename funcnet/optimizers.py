@@ -11,6 +11,12 @@ Dtypes and hyperparameters:
 
 - Params and gradients must be floating; an integer or bool leaf raises ``TypeError``
   (an integer weight cannot take a fractional step: it would silently stay put).
+- The gradients (and the params, when passed to ``update``) must have the structure and
+  leaf shapes of the params that ``init`` made the state for; otherwise ``update`` raises
+  ``ValueError`` naming the rule, the leaf and both shapes (``adam: grads['w'] has shape
+  (4,), expected (3,): ...``) or the leaves missing and unexpected. Shapes are static, so
+  this is checked while the update is traced and costs nothing when it runs. ``sgd``'s
+  state (:class:`SGDState`) holds no arrays, only that structure and those shapes.
 - Every rule computes in float32 or wider (the gradient's dtype promoted with float32) and
   casts the update to the gradient's dtype at the end; the state (v, h, m) is kept in that
   wider dtype. In bfloat16, 0.999 is 1.0 and 1 − β2 would be 0 (Adam would not move); in
@@ -142,6 +148,63 @@ def _check_leaves(fn: str, name: str, tree: PyTree) -> None:
     )
 
 
+# --------------------------------------------------------------------------------------
+# Gradients against the params the state was made for (shapes are static: these checks run
+# once, while the update is traced, and cost nothing when the compiled step runs)
+
+Layout = tuple[Any, tuple[tuple[str, tuple[int, ...]], ...]]
+"""A pytree's structure (its treedef) and each leaf's path and shape: static data."""
+
+
+def _layout(tree: PyTree) -> Layout:
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return treedef, tuple((jax.tree_util.keystr(path), tuple(np.shape(x))) for path, x in leaves)
+
+
+def _check_like(fn: str, name: str, tree: PyTree, expected: Layout) -> None:
+    """``tree`` (the gradients, or the params passed to update) has the structure and the
+    leaf shapes of the params that ``fn``'s state was made for (``expected``).
+
+    Raises:
+        ValueError: naming ``fn``, the leaves missing or unexpected, or the first leaf of
+            another shape with both shapes.
+    """
+    treedef, leaves = _layout(tree)
+    want_treedef, want_leaves = expected
+    made = f"the params {fn}'s state was made for (opt.init(params))"
+    if treedef != want_treedef:
+        have, want = dict(leaves), dict(want_leaves)
+        missing = [p for p in want if p not in have]
+        extra = [p for p in have if p not in want]
+        what = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(name + p for p in missing)}" if missing else "",
+                f"unexpected {', '.join(name + p for p in extra)}" if extra else "",
+            )
+            if part
+        )
+        raise ValueError(
+            f"{fn}: {name} do not match {made}: "
+            + (what or f"{name} is {treedef}, the params were {want_treedef}")
+        )
+    for (path, shape), (_, want) in zip(leaves, want_leaves, strict=True):
+        if shape != want:
+            raise ValueError(
+                f"{fn}: {name}{path} has shape {shape}, expected {want}: the shape of "
+                f"params{path} in {made}"
+            )
+
+
+def _check_update(fn: str, grads: PyTree, params: PyTree, expected: Layout) -> None:
+    """The gradients (and ``params``, if given) against the state's params; the gradients'
+    dtypes (floating)."""
+    _check_like(fn, "grads", grads, expected)
+    if params is not None:
+        _check_like(fn, "params", params, expected)
+    _check_leaves(fn, "grads", grads)
+
+
 def _init(fn: str, make_state: Callable[[PyTree], Any]) -> Callable[[PyTree], Any]:
     def init(params):
         _check_leaves(fn, "params", params)
@@ -177,18 +240,46 @@ def sgd(lr: Scalar = 0.01) -> optax.GradientTransformation:
         lr: learning rate, a finite number >= 0 (may be traced under ``jit``/``vmap``).
 
     Returns:
-        A transformation with state ``optax.EmptyState()``; updates ``−lr·g``, each of
-        g's shape and dtype.
+        A transformation with state :class:`SGDState` (no arrays: the params' structure
+        and shapes, static); updates ``−lr·g``, each of g's shape and dtype.
     """
     _check_nonnegative("sgd", "lr", lr)
 
     def update(grads, state, params=None):
-        del params
-        _check_leaves("sgd", "grads", grads)
+        _check_update("sgd", grads, params, state.layout)
         updates = jax.tree.map(lambda g: -_as(lr, g) * _w(g), grads)
         return _finish("sgd", grads, updates, ((lr, _LR),)), state
 
-    return optax.GradientTransformation(_init("sgd", lambda p: optax.EmptyState()), update)
+    return optax.GradientTransformation(_init("sgd", lambda p: SGDState(_layout(p))), update)
+
+
+@jax.tree_util.register_pytree_node_class
+class SGDState:
+    """The state of :func:`sgd`: no arrays (the book's ``SGD`` keeps none), only the
+    structure and leaf shapes of the params it was made for, as static pytree data, so
+    that ``update`` can refuse gradients of other shapes as the other rules do."""
+
+    __slots__ = ("layout",)
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+
+    def tree_flatten(self):
+        return (), self.layout
+
+    @classmethod
+    def tree_unflatten(cls, layout: Layout, children: tuple) -> SGDState:
+        del children
+        return cls(layout)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SGDState) and self.layout == other.layout
+
+    def __hash__(self) -> int:
+        return hash(self.layout)
+
+    def __repr__(self) -> str:
+        return f"SGDState(params {', '.join(f'{p} {s}' for p, s in self.layout[1])})"
 
 
 # --------------------------------------------------------------------------------------
@@ -225,8 +316,7 @@ def momentum(lr: Scalar = 0.01, momentum: Scalar = 0.9) -> optax.GradientTransfo
     _check_unit("momentum", "momentum", momentum)
 
     def update(grads, state, params=None):
-        del params
-        _check_leaves("momentum", "grads", grads)
+        _check_update("momentum", grads, params, _layout(state.v))
         v = jax.tree.map(lambda v, g: _as(momentum, g) * v - _as(lr, g) * _w(g), state.v, grads)
         checks = ((lr, _LR), (momentum, _UNIT))
         return _finish("momentum", grads, v, checks), MomentumState(v=v)
@@ -257,8 +347,7 @@ def nesterov(lr: Scalar = 0.01, momentum: Scalar = 0.9) -> optax.GradientTransfo
     _check_unit("nesterov", "momentum", momentum)
 
     def update(grads, state, params=None):
-        del params
-        _check_leaves("nesterov", "grads", grads)
+        _check_update("nesterov", grads, params, _layout(state.v))
 
         def step(v, g):
             mu, eta = _as(momentum, g), _as(lr, g)
@@ -307,8 +396,7 @@ def adagrad(lr: Scalar = 0.01, *, eps: Scalar = EPS) -> optax.GradientTransforma
     _check_nonnegative("adagrad", "eps", eps)
 
     def update(grads, state, params=None):
-        del params
-        _check_leaves("adagrad", "grads", grads)
+        _check_update("adagrad", grads, params, _layout(state.h))
         h = jax.tree.map(lambda h, g: h + _w(g) * _w(g), state.h, grads)
         updates = jax.tree.map(
             lambda g, h: -_as(lr, g) * _w(g) / (jnp.sqrt(h) + _as(eps, g)), grads, h
@@ -341,8 +429,7 @@ def rmsprop(
     _check_nonnegative("rmsprop", "eps", eps)
 
     def update(grads, state, params=None):
-        del params
-        _check_leaves("rmsprop", "grads", grads)
+        _check_update("rmsprop", grads, params, _layout(state.h))
 
         def accumulate(h, g):
             decay = _as(decay_rate, g)
@@ -401,8 +488,7 @@ def adam(
     _check_nonnegative("adam", "eps", eps)
 
     def update(grads, state, params=None):
-        del params
-        _check_leaves("adam", "grads", grads)
+        _check_update("adam", grads, params, _layout(state.m))
         t = state.iter + 1
         m = jax.tree.map(lambda m, g: m + (1 - _as(beta1, g)) * (_w(g) - m), state.m, grads)
         v = jax.tree.map(lambda v, g: v + (1 - _as(beta2, g)) * (_w(g) * _w(g) - v), state.v, grads)

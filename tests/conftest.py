@@ -53,3 +53,17 @@ def x64():
     """Run the test body with float64 enabled (jax_enable_x64), restored afterwards."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _release_output_folders():
+    """A test that calls an experiment's ``main`` directly holds its output folder's lock
+    (``experiments._common.claim``) until the claims are released, as ``_common.run``
+    does when ``main`` returns: release them after each test, so that a later test (or a
+    process it starts) may write into the same folder."""
+    yield
+    import sys
+
+    common = sys.modules.get("experiments._common")
+    if common is not None and hasattr(common, "release_claims"):
+        common.release_claims()

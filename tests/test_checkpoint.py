@@ -7,11 +7,12 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from funcnet import io, nets, train
+from funcnet import io, nets, optimizers, train
 from funcnet.train.checkpoint import CheckpointMismatch
 
 SCRIPT = textwrap.dedent(
@@ -161,6 +162,18 @@ def _change(args, what):
         return {"checkpoint_settings": {"lr": 0.001, "seed": 0}}
     if what == "seed":
         return {"checkpoint_settings": {"lr": 0.01, "seed": 1}}
+    if what == "optimizer lr":  # the learning rate inside the optimizer, not in the settings
+        return {"optimizer": optax.adam(0.1)}
+    if what == "optimizer beta1":
+        return {"optimizer": optax.adam(0.01, b1=0.5)}
+    if what == "optimizer rule":  # the book's Adam: its state differs from optax's too
+        return {"optimizer": optimizers.adam(0.01)}
+    if what == "loss_fn":
+        net = nets.two_layer_net("relu")
+        return {"loss_fn": lambda p, x, t: net.loss(p, x, t) + 0.01 * jnp.sum(p["W1"] ** 2)}
+    if what == "predict_fn":
+        net = nets.two_layer_net("sigmoid")
+        return {"predict_fn": net.predict}
     raise AssertionError(what)
 
 
@@ -173,6 +186,10 @@ def _change(args, what):
         ("test data", "test data"),
         ("lr", "lr (checkpoint 0.01, this run 0.001)"),
         ("seed", "seed (checkpoint 0, this run 1)"),
+        ("optimizer lr", "optimizer (another rule or other hyperparameters"),
+        ("optimizer beta1", "optimizer (another rule or other hyperparameters"),
+        ("loss_fn", "loss_fn (another loss"),
+        ("predict_fn", "predict_fn (another prediction"),
     ],
 )
 def test_a_checkpoint_of_a_run_with_other_values_is_refused_naming_them(written, what, named):
@@ -180,6 +197,13 @@ def test_a_checkpoint_of_a_run_with_other_values_is_refused_naming_them(written,
     with pytest.raises(CheckpointMismatch, match="written by another run") as e:
         train.fit(**{**args, **_change(args, what)}, checkpoint_path=path)
     assert named in str(e.value) and "; " not in str(e.value).split("differs in ")[1]
+
+
+def test_a_checkpoint_of_a_run_with_another_optimizer_rule_is_refused(written):
+    path, args, _ = written
+    with pytest.raises(CheckpointMismatch, match="written by another run") as e:
+        train.fit(**{**args, **_change(args, "optimizer rule")}, checkpoint_path=path)
+    assert "optimizer (another rule or other hyperparameters" in str(e.value)
 
 
 def test_the_same_run_resumes_its_own_checkpoint_to_the_same_params(written):
@@ -206,3 +230,124 @@ def test_a_checkpoint_without_a_recorded_fingerprint_is_refused(written, tmp_pat
     io.save_params(tmp_path / "old.npz", saved)
     with pytest.raises(CheckpointMismatch, match="records no settings"):
         train.fit(**args, checkpoint_path=tmp_path / "old.npz")
+
+
+def test_a_new_but_equal_loss_optimizer_and_net_resume_the_checkpoint(written):
+    # the fingerprint hashes what the functions compute, not which Python objects they are
+    path, args, p = written
+    net = nets.two_layer_net("relu")
+    again, history = train.fit(
+        **{
+            **args,
+            "loss_fn": lambda params, x, t: net.loss(params, x, t),
+            "predict_fn": net.predict,
+            "optimizer": optax.adam(0.01),
+        },
+        checkpoint_path=path,
+    )
+    assert history.iterations == 12
+    for k in p:
+        np.testing.assert_array_equal(p[k], again[k])
+
+
+def test_an_array_the_loss_closes_over_is_part_of_the_fingerprint(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 5)).astype(np.float32)
+    t = (x[:, 0] > 0).astype(np.int32)
+    net = nets.two_layer_net("relu")
+
+    def weighted_loss(class_weights):
+        def loss(params, xb, tb):
+            return net.loss(params, xb, tb) * class_weights[0] + 0 * jnp.sum(class_weights)
+
+        return loss
+
+    args = dict(
+        params=nets.init_two_layer_net(jax.random.key(1), 5, 4, 2),
+        train=(x, t),
+        test=(x, t),
+        key=jax.random.key(0),
+        predict_fn=net.predict,
+        iters=8,
+        batch_size=10,
+        checkpoint_path=tmp_path / "c.npz",
+    )
+    train.fit(**args, loss_fn=weighted_loss(jnp.asarray([1.0, 1.0])))
+    train.fit(**args, loss_fn=weighted_loss(jnp.asarray([1.0, 1.0])))  # equal bytes: resumes
+    with pytest.raises(CheckpointMismatch, match=r"differs in loss_fn \(another loss"):
+        train.fit(**args, loss_fn=weighted_loss(jnp.asarray([1.0, 2.0])))
+
+
+# --------------------------------------------------------------------------------------
+# A checkpoint path that cannot be written fails at once, before anything is traced
+
+
+def _never_called(*args):
+    raise AssertionError("traced before the checkpoint path was checked")
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("missing/c.npz", r"checkpoint_path .*missing/c.npz: the folder .*missing does not exist"),
+        ("a_file/c.npz", r"checkpoint_path .*a_file/c.npz: .*a_file is not a folder"),
+        ("a_folder", r"checkpoint_path .*a_folder is a folder; pass a file path"),
+        ("", r"checkpoint_path is empty"),
+    ],
+)
+def test_a_checkpoint_path_that_cannot_be_written_fails_before_anything_is_traced(
+    tmp_path, where, message
+):
+    # fit(checkpoint_path="/missing_dir/z.npz") compiled and trained a whole segment first
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    path = str(tmp_path / where) if where else ""
+    x = np.zeros((20, 3), np.float32)
+    t = np.zeros(20, np.int32)
+    with pytest.raises(ValueError, match=rf"^fit: {message}"):
+        train.fit(
+            {"W": jnp.zeros((3, 2))},
+            (x, t),
+            (x, t),
+            key=jax.random.key(0),
+            loss_fn=_never_called,
+            predict_fn=_never_called,
+            iters=2,
+            checkpoint_path=path,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "a_folder"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_a_checkpoint_in_a_read_only_folder_fails_before_anything_is_traced(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    x = np.zeros((20, 3), np.float32)
+    try:
+        with pytest.raises(ValueError, match=r"the folder .*ro is not writable by this user"):
+            train.fit(
+                {"W": jnp.zeros((3, 2))},
+                (x, np.zeros(20, np.int32)),
+                (x, np.zeros(20, np.int32)),
+                key=jax.random.key(0),
+                loss_fn=_never_called,
+                predict_fn=_never_called,
+                checkpoint_path=folder / "c.npz",
+            )
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_checkpoint_path_of_another_type_is_a_type_error(tmp_path):
+    x = np.zeros((20, 3), np.float32)
+    with pytest.raises(TypeError, match=r"^fit: checkpoint_path must be a str or os.PathLike"):
+        train.fit(
+            {"W": jnp.zeros((3, 2))},
+            (x, np.zeros(20, np.int32)),
+            (x, np.zeros(20, np.int32)),
+            key=jax.random.key(0),
+            loss_fn=_never_called,
+            predict_fn=_never_called,
+            checkpoint_path=3,
+        )

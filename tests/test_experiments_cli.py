@@ -67,7 +67,7 @@ BAD_FLAGS = [
     (ch05_gradient_check, ["--batch", "-3"], "--batch"),
     (ch05_gradient_check, ["--hidden", "0"], "--hidden"),
     (ch04_train_neuralnet, ["--iters", "0"], "--iters"),
-    (ch03_neuralnet_mnist, ["--weights", "w.npz", "--batch-size", "0"], "--batch-size"),
+    (ch03_neuralnet_mnist, ["--batch-size", "0", "--weights", "w.npz"], "--batch-size"),
     (ch03_train_three_layer_net, ["--iters", "-3"], "--iters"),
     (ch03_train_three_layer_net, ["--hidden", "50", "0"], "--hidden"),
     # above a documented maximum: refused at once, not minutes of numerical gradients

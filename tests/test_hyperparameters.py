@@ -194,6 +194,26 @@ CASES = [
         (-0.01,),
     ),
     Case(
+        "init_multi_layer_net-weight_init_std",
+        lambda s: nets.init_multi_layer_net(KEY, 4, [5], 3, weight_init_std=s)["W2"],
+        (0.01, 0.1),
+        (-0.01,),
+    ),
+    Case(
+        "init_multi_layer_net_extend-weight_init_std",
+        lambda s: nets.init_multi_layer_net_extend(
+            KEY, 4, [5], 3, weight_init_std=s, use_batchnorm=True
+        )[0]["W2"],
+        (0.01, 0.1),
+        (-0.01,),
+    ),
+    Case(
+        "init_three_layer_net-weight_init_std",
+        lambda s: nets.init_three_layer_net(KEY, 4, (3, 3), 2, weight_init_std=s)["W3"],
+        (0.01, 0.1),
+        (-0.01,),
+    ),
+    Case(
         "two_layer_net_numerical_gradient-h",
         lambda h: nets.two_layer_net_numerical_gradient(TWO, X, T, h=h),
         (0.1, 0.05),
@@ -266,6 +286,67 @@ def test_traced_hyperparameter_gives_the_concrete_result_and_nan_out_of_range(ca
     for value in (*bad, math.nan):
         with pytest.raises(ValueError, match=r"must (be|lie)"):
             case.fn(value)
+
+
+# Every init_* of funcnet.nets that takes a weight scale: (name, init(key, std, dtype) -> W1)
+INITS_WITH_A_SCALE = {
+    "init_two_layer_net": lambda k, s, d: nets.init_two_layer_net(
+        k, 4, 3, 2, weight_init_std=s, dtype=d
+    )["W1"],
+    "init_three_layer_net": lambda k, s, d: nets.init_three_layer_net(
+        k, 4, (3, 3), 2, weight_init_std=s, dtype=d
+    )["W1"],
+    "init_multi_layer_net": lambda k, s, d: nets.init_multi_layer_net(
+        k, 4, [3], 2, weight_init_std=s, dtype=d
+    )["W1"],
+    "init_multi_layer_net_extend": lambda k, s, d: nets.init_multi_layer_net_extend(
+        k, 4, [3], 2, weight_init_std=s, dtype=d
+    )[0]["W1"],
+    "init_simple_convnet": lambda k, s, d: nets.init_simple_convnet(
+        k, (1, 6, 6), filter_num=2, filter_size=3, hidden_size=3, weight_init_std=s, dtype=d
+    )["W1"],
+}
+
+
+def test_every_init_with_a_weight_scale_is_in_the_table():
+    import inspect
+
+    with_scale = {
+        name
+        for name in dir(nets)
+        if name.startswith("init_")
+        and "weight_init_std" in inspect.signature(getattr(nets, name)).parameters
+    }
+    assert with_scale == set(INITS_WITH_A_SCALE)
+
+
+@pytest.mark.parametrize("name", sorted(INITS_WITH_A_SCALE))
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float16, jnp.bfloat16])
+def test_every_init_takes_a_0d_jitted_or_vmapped_scale_and_keeps_its_dtype(name, dtype):
+    # init_multi_layer_net(_extend) raised TypeError for all three; the others returned
+    # float32 weights for a float16 dtype when a float32 scale was vmapped over
+    init = INITS_WITH_A_SCALE[name]
+    expected = init(KEY, 0.1, dtype)
+    from_array = init(KEY, jnp.asarray(0.1), dtype)
+    jitted = jax.jit(lambda s: init(KEY, s, dtype))(jnp.float32(0.1))
+    mapped = jax.vmap(lambda s: init(KEY, s, dtype))(jnp.asarray([0.1, 0.2], jnp.float32))
+    for got in (from_array, jitted, mapped[0]):
+        assert got.dtype == expected.dtype == dtype
+        # the same numbers, up to the rounding of one compiled program against another
+        tol = 4 * float(jnp.finfo(dtype).eps)
+        np.testing.assert_allclose(
+            np.asarray(got, np.float32), np.asarray(expected, np.float32), rtol=tol, atol=tol / 10
+        )
+
+
+def test_init_multi_layer_net_extend_names_itself_in_its_errors():
+    with pytest.raises(ValueError, match=r"^init_multi_layer_net_extend: weight_init_std"):
+        nets.init_multi_layer_net_extend(KEY, 4, [3], 2, weight_init_std=-1.0)
+    with pytest.raises(TypeError, match=r"^init_multi_layer_net_extend: weight_init_std must"):
+        nets.init_multi_layer_net_extend(KEY, 4, [3], 2, weight_init_std=None)
+    # the names still work, case-insensitively
+    he = nets.init_multi_layer_net_extend(KEY, 4, [3], 2, weight_init_std="He")[0]
+    np.testing.assert_array_equal(he["W1"], nets.init_multi_layer_net(KEY, 4, [3], 2)["W1"])
 
 
 def test_dropout_mask_takes_a_traced_ratio():

@@ -221,7 +221,7 @@ def test_accuracy_of_the_bundle_uses_its_predict():
             (None, 4, [3], 2),
             {"weight_init_std": -0.1},
             ValueError,
-            r"weight_init_std must be a finite number >= 0, got -0.1",
+            r"init_multi_layer_net: weight_init_std must be >= 0, got -0.1",
         ),
         (
             (None, 4, [3], 2),

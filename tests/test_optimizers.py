@@ -527,3 +527,65 @@ def test_integer_or_bool_leaves_are_refused_not_left_in_place(name):
     state = opt.init({"w": jnp.ones(2)})
     with pytest.raises(TypeError, match=rf"^{name}: grads\['w'\] must be floating.*got bool"):
         opt.update({"w": jnp.ones(2, bool)}, state)
+
+
+# --------------------------------------------------------------------------------------
+# Gradients of another shape or structure than the params the state was made for
+
+
+@pytest.mark.parametrize("name", list(optimizers.OPTIMIZERS))
+@pytest.mark.parametrize("jitted", [False, True], ids=["eager", "jit"])
+def test_gradients_of_another_shape_are_refused_naming_the_leaf_and_both_shapes(name, jitted):
+    # adam & co. raised "TypeError: sub got incompatible shapes"; sgd returned updates of
+    # the gradients' shape, which apply_updates then broadcast into the params
+    opt = optimizers.OPTIMIZERS[name]()
+    params = {"w": jnp.ones(3), "layer": {"b": jnp.ones((2, 2))}}
+    state = opt.init(params)
+    update = jax.jit(opt.update) if jitted else opt.update
+    bad = {"w": jnp.ones(4), "layer": {"b": jnp.ones((2, 2))}}
+    with pytest.raises(
+        ValueError, match=rf"^{name}: grads\['w'\] has shape \(4,\), expected \(3,\)"
+    ):
+        update(bad, state)
+    bad = {"w": jnp.ones(3), "layer": {"b": jnp.ones((2, 1))}}
+    with pytest.raises(
+        ValueError, match=r"grads\['layer'\]\['b'\] has shape \(2, 1\), expected \(2, 2\)"
+    ):
+        update(bad, state, params)
+    # the params passed to update are held to the same structure
+    with pytest.raises(
+        ValueError, match=rf"^{name}: params\['w'\] has shape \(1,\), expected \(3,\)"
+    ):
+        update(params, state, {**params, "w": jnp.ones(1)})
+
+
+@pytest.mark.parametrize("name", list(optimizers.OPTIMIZERS))
+def test_gradients_of_another_structure_are_refused_naming_the_missing_and_extra_leaves(name):
+    opt = optimizers.OPTIMIZERS[name]()
+    state = opt.init({"w": jnp.ones(3), "b": jnp.ones(2)})
+    pattern = (
+        rf"^{name}: grads do not match the params .*: missing grads\['w'\]; unexpected grads\['v'\]"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        opt.update({"b": jnp.ones(2), "v": jnp.ones(3)}, state)
+    with pytest.raises(ValueError, match=rf"^{name}: grads do not match .*missing grads\['w'\]$"):
+        opt.update({"b": jnp.ones(2)}, state)
+
+
+@pytest.mark.parametrize("name", list(optimizers.OPTIMIZERS))
+def test_the_shape_checks_are_made_while_tracing_and_add_nothing_to_the_program(name):
+    opt = optimizers.OPTIMIZERS[name]()
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    text = str(jax.make_jaxpr(opt.update)(params, state, params))
+    assert "callback" not in text and "check" not in text
+    # vmapped (fit_many): the checks see one run's shapes, as init did
+    states = jax.vmap(opt.init)({"w": jnp.ones((2, 3))})
+    updates, _ = jax.vmap(opt.update)({"w": jnp.ones((2, 3))}, states)
+    assert updates["w"].shape == (2, 3)
+
+
+def test_sgd_keeps_no_arrays_in_its_state():
+    state = optimizers.sgd(0.1).init({"w": jnp.ones(3)})
+    assert jax.tree.leaves(state) == []
+    assert state == optimizers.sgd(0.5).init({"w": jnp.zeros(3)})

@@ -34,7 +34,7 @@ from funcnet import io as fio
 from funcnet._checks import check_int, check_key
 from funcnet.gradient import numerical_gradient
 from funcnet.nets.accuracy import Params, check_t
-from funcnet.nets.two_layer import check_float_dtype, check_init_std
+from funcnet.nets.two_layer import check_float_dtype, check_init_std, scaled_normal
 
 SIMPLE_CONVNET_KEYS = ("W1", "b1", "W2", "b2", "W3", "b3")
 DEEP_CONVNET_KEYS = tuple(f"{p}{i}" for i in range(1, 9) for p in "Wb")
@@ -203,11 +203,11 @@ def init_simple_convnet(
     pooled = filter_num * (out_h // 2) * (out_w // 2)
     k1, k2, k3 = jax.random.split(key, 3)
     return {
-        "W1": std * jax.random.normal(k1, (filter_num, c, filter_size, filter_size), dtype),
+        "W1": scaled_normal(k1, (filter_num, c, filter_size, filter_size), std, dtype),
         "b1": jnp.zeros((filter_num,), dtype),
-        "W2": std * jax.random.normal(k2, (pooled, hidden_size), dtype),
+        "W2": scaled_normal(k2, (pooled, hidden_size), std, dtype),
         "b2": jnp.zeros((hidden_size,), dtype),
-        "W3": std * jax.random.normal(k3, (hidden_size, output_size), dtype),
+        "W3": scaled_normal(k3, (hidden_size, output_size), std, dtype),
         "b3": jnp.zeros((output_size,), dtype),
     }
 

@@ -33,9 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnet import gradient as _gradient
-from funcnet._checks import NONNEGATIVE, check_key, hyperparameter, is_concrete
+from funcnet._checks import NONNEGATIVE, check_key, describe, hyperparameter, is_concrete
 from funcnet.nets.accuracy import GradFn, LossFn, Params, PredictFn, accuracy, check_t
-from funcnet.nets.two_layer import ACTIVATIONS, _Ops, _ops
+from funcnet.nets.two_layer import ACTIVATIONS, _Ops, _ops, check_init_std, scaled_normal
 
 WEIGHT_INIT_STDS = {"he": 2.0, "relu": 2.0, "xavier": 1.0, "sigmoid": 1.0}
 """Named initialisations: std = √(value / n_in), n_in the layer's fan-in (ch6.2.2-6.2.3)."""
@@ -71,8 +71,12 @@ def _layer_sizes(
     ]
 
 
-def _weight_scale(fn: str, weight_init_std: float | str, fan_in: int) -> float:
-    """The book's ``__init_weight`` scale: a number as given, or √(2/n_in) / √(1/n_in)."""
+def _weight_scale(fn: str, weight_init_std: float | str | jax.Array, fan_in: int):
+    """The book's ``__init_weight`` scale: a number as given, or √(2/n_in) / √(1/n_in).
+
+    A number may be a Python or NumPy number, a 0-d array, or traced (``jit``/``vmap``
+    over it): checked by :func:`~funcnet.nets.two_layer.check_init_std` (a traced value
+    out of range or NaN gives NaN weights)."""
     if isinstance(weight_init_std, str):
         name = weight_init_std.lower()
         if name not in WEIGHT_INIT_STDS:
@@ -81,17 +85,13 @@ def _weight_scale(fn: str, weight_init_std: float | str, fan_in: int) -> float:
                 f"{sorted(WEIGHT_INIT_STDS)}, got {weight_init_std!r}"
             )
         return math.sqrt(WEIGHT_INIT_STDS[name] / fan_in)
-    if isinstance(weight_init_std, (bool, np.bool_)) or not isinstance(
-        weight_init_std, numbers.Real
-    ):
+    try:
+        return check_init_std(fn, weight_init_std)
+    except TypeError:
         raise TypeError(
             f"{fn}: weight_init_std must be a number or a name ('he', 'xavier', ...), "
-            f"got {type(weight_init_std).__name__}"
-        )
-    std = float(weight_init_std)
-    if not (math.isfinite(std) and std >= 0):
-        raise ValueError(f"{fn}: weight_init_std must be a finite number >= 0, got {std}")
-    return std
+            f"got {describe(weight_init_std)}"
+        ) from None
 
 
 def init_multi_layer_net(
@@ -116,13 +116,37 @@ def init_multi_layer_net(
             constructor; :func:`multi_layer_net_predict` takes it again.
         weight_init_std: a number (the std of every layer), or ``"he"``/``"relu"``
             (√(2/n_in), He) or ``"xavier"``/``"sigmoid"`` (√(1/n_in), Xavier), with n_in the
-            layer's fan-in; names are case-insensitive, like the book's.
+            layer's fan-in; names are case-insensitive, like the book's. A number may be
+            a 0-d array or traced (``jit``/``vmap`` over it; out of range or NaN: NaN
+            weights).
         dtype: of the weights and biases.
 
     Returns:
         ``{"W1": (D, H1), "b1": (H1,), …, "W{L}": (H{L-1}, C), "b{L}": (C,)}``.
     """
-    fn = "init_multi_layer_net"
+    return init_weights(
+        "init_multi_layer_net",
+        key,
+        input_size,
+        hidden_size_list,
+        output_size,
+        activation,
+        weight_init_std,
+        dtype,
+    )
+
+
+def init_weights(
+    fn: str,
+    key: jax.Array,
+    input_size: int,
+    hidden_size_list: Sequence[int],
+    output_size: int,
+    activation: str,
+    weight_init_std: float | str | jax.Array,
+    dtype: Any,
+) -> Params:
+    """:func:`init_multi_layer_net`, its errors naming ``fn`` (the function called)."""
     check_key(fn, key)
     sizes = _layer_sizes(fn, input_size, hidden_size_list, output_size)
     _ops(activation, rules=True)  # validates the name
@@ -130,7 +154,7 @@ def init_multi_layer_net(
     keys = jax.random.split(key, len(sizes) - 1)
     params: Params = {}
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
-        params[f"W{i}"] = scales[i - 1] * jax.random.normal(keys[i - 1], (n_in, n_out), dtype)
+        params[f"W{i}"] = scaled_normal(keys[i - 1], (n_in, n_out), scales[i - 1], dtype)
         params[f"b{i}"] = jnp.zeros((n_out,), dtype)
     return params
 

@@ -31,7 +31,7 @@ from funcnet import gradient as _gradient
 from funcnet.nets.accuracy import Params, check_t
 from funcnet.nets.multi_layer import (
     _check_lambda,
-    init_multi_layer_net,
+    init_weights,
     num_layers,
     weight_decay,
 )
@@ -57,8 +57,15 @@ def init_multi_layer_net_extend(
         ``(params, model_state)``; the state holds zero running statistics per batch-norm
         layer (``{}`` without batch norm).
     """
-    params = init_multi_layer_net(
-        key, input_size, hidden_size_list, output_size, activation, weight_init_std, dtype
+    params = init_weights(
+        "init_multi_layer_net_extend",
+        key,
+        input_size,
+        hidden_size_list,
+        output_size,
+        activation,
+        weight_init_std,
+        dtype,
     )
     state: State = {}
     if use_batchnorm:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from funcnet import functions, layers
 from funcnet._checks import check_int, check_key
 from funcnet.nets.accuracy import Params
-from funcnet.nets.two_layer import check_float_dtype, check_init_std, check_weights
+from funcnet.nets.two_layer import check_float_dtype, check_init_std, check_weights, scaled_normal
 
 # ch4 simpleNet: the weights the book prints (4.4.2), used with x = [0.6, 0.9], t = [0, 0, 1].
 SIMPLE_NET_BOOK_W = (
@@ -79,8 +79,8 @@ def init_three_layer_net(
     keys = jax.random.split(key, 3)
     params = {}
     for i in range(3):
-        params[f"W{i + 1}"] = weight_init_std * jax.random.normal(
-            keys[i], (sizes[i], sizes[i + 1]), dtype
+        params[f"W{i + 1}"] = scaled_normal(
+            keys[i], (sizes[i], sizes[i + 1]), weight_init_std, dtype
         )
         params[f"b{i + 1}"] = jnp.zeros((sizes[i + 1],), dtype)
     return params

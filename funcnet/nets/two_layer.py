@@ -58,7 +58,9 @@ def init_two_layer_net(
 
     Args:
         key: a ``jax.random`` key (``jax.random.key(0)``); sizes: ints >= 1;
-        weight_init_std: a finite number >= 0; dtype: a floating dtype.
+        weight_init_std: a finite number >= 0 (a Python or NumPy number, a 0-d array,
+            or traced under ``jit``/``vmap``: out of range or NaN gives NaN weights);
+        dtype: a floating dtype.
 
     Returns:
         ``{"W1": (input_size, hidden_size), "b1": (hidden_size,),
@@ -73,9 +75,9 @@ def init_two_layer_net(
     dtype = check_float_dtype(where, dtype)
     k1, k2 = jax.random.split(key)
     return {
-        "W1": weight_init_std * jax.random.normal(k1, (input_size, hidden_size), dtype),
+        "W1": scaled_normal(k1, (input_size, hidden_size), weight_init_std, dtype),
         "b1": jnp.zeros((hidden_size,), dtype),
-        "W2": weight_init_std * jax.random.normal(k2, (hidden_size, output_size), dtype),
+        "W2": scaled_normal(k2, (hidden_size, output_size), weight_init_std, dtype),
         "b2": jnp.zeros((output_size,), dtype),
     }
 
@@ -84,6 +86,14 @@ def check_init_std(where: str, weight_init_std) -> float:
     """A finite standard deviation >= 0: a float, or (traced, e.g. a vmapped init) a tracer
     that is NaN where the value is negative or NaN, so the weights come out NaN."""
     return hyperparameter(where, "weight_init_std", weight_init_std, NONNEGATIVE)
+
+
+def scaled_normal(key: jax.Array, shape: tuple[int, ...], std, dtype) -> jax.Array:
+    """``std · N(0, 1)`` of ``shape`` in ``dtype``: ``std`` (a Python float, or a 0-d or
+    traced array of any float dtype, e.g. a float32 value vmapped over) is cast to
+    ``dtype`` first, so the weights keep ``dtype`` (a float32 ``std`` would otherwise
+    promote float16 weights) and a concrete and a traced ``std`` give the same numbers."""
+    return jnp.asarray(std, dtype) * jax.random.normal(key, shape, dtype)
 
 
 def check_float_dtype(where: str, dtype) -> Any:

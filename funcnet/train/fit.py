@@ -268,11 +268,17 @@ def fit(
             its fingerprint covers the key, the initial params, model and optimizer
             state, the train and test data (SHA-256 of their bytes: about 0.25 s for
             60,000 x 784 float32 images), the schedule, the batch size, ``lr`` when the
-            default SGD is used, and ``checkpoint_settings``.
+            default SGD is used, what ``loss_fn`` (with its gradient), ``predict_fn``
+            and the optimizer's ``init``/``update`` compute (their jaxprs at the run's
+            shapes, with the numbers and arrays they close over, such as a learning
+            rate inside ``optimizer``: :func:`~funcnet.train.checkpoint.program_hash`),
+            and ``checkpoint_settings``. The path is checked before anything else (its
+            folder exists and is writable, it is not a folder): a bad one fails at once,
+            not at the first save.
         checkpoint_settings: further settings the checkpoint must match, by name
-            (``{"lr": 0.001, "seed": 0}``: values compared by ``repr``), e.g. a learning
-            rate inside ``optimizer`` that ``fit`` cannot see. Only with
-            ``checkpoint_path``.
+            (``{"seed": 0, "dataset": "mnist"}``: values compared by ``repr``), e.g. a
+            seed or a data set's name that ``fit`` cannot tell from its arguments. Only
+            with ``checkpoint_path``.
         mesh: a 1-D device mesh (:func:`funcnet.parallel.make_mesh`) to train
             data-parallel: data and params replicated, each minibatch split across the
             devices, gradients averaged by XLA. ``batch_size`` must be a multiple of the
@@ -306,6 +312,8 @@ def fit(
     _check_callables(loss_fn=loss_fn, predict_fn=predict_fn)
     if model_state is not None:  # running statistics: integer state would truncate them
         _checks.check_model_state("fit", model_state)
+    if checkpoint_path is not None and distributed.is_main():  # the process that writes it
+        _checks.check_output_file("fit", "checkpoint_path", checkpoint_path)
     sgd_lr = lr if optimizer is None else None  # recorded in a checkpoint's fingerprint
     if optimizer is None:
         optimizer = optax.sgd(lr)
@@ -334,7 +342,10 @@ def fit(
         data_named = {"train data": (x_train, t_train), "test data": (x_test, t_test)}
         if shard:  # the processes' rows, each hashed where it is
             data_named = distributed.process_hashes(data_named, checkpoint.content_hash)
-        tag = _fingerprint(state, run_settings, checkpoint_settings, checkpoint_path, data_named)
+        programs = _programs(model, optimizer, state, x_train, t_train, batch_size)
+        tag = _fingerprint(
+            state, run_settings, checkpoint_settings, checkpoint_path, data_named, programs
+        )
         read_path = distributed.main_file(checkpoint_path) if spans else checkpoint_path
         checkpoint.check_checkpoint(read_path, tag)  # before anything compiles
     state, data, batch_sharding = _place(
@@ -371,7 +382,26 @@ def _check_process_data(process_data: Any, mesh: Mesh | None) -> bool:
     return distributed.spans_processes(mesh)
 
 
-def _fingerprint(state, run_settings, extra, path, data) -> checkpoint.Fingerprint:
+def _programs(model: Model, optimizer, state: TrainState, x, t, batch_size: int) -> dict:
+    """What the run computes, for its checkpoint's fingerprint (hashed by
+    :func:`checkpoint.program_hash`, traced at the run's shapes, nothing compiled): the loss
+    and its gradient at a minibatch, the prediction, the optimizer's init and update."""
+    batch = [
+        jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]), jnp.result_type(a)) for a in (x, t)
+    ]
+
+    def optimizer_program(params, opt_state):
+        return optimizer.init(params), optimizer.update(params, opt_state, params)
+
+    p, ms = state.params, state.model_state
+    return {
+        "loss_fn": (jax.value_and_grad(model.loss, has_aux=True), (p, ms, *batch, state.key)),
+        "predict_fn": (model.predict, (p, ms, batch[0])),
+        "optimizer": (optimizer_program, (p, state.opt_state)),
+    }
+
+
+def _fingerprint(state, run_settings, extra, path, data, programs) -> checkpoint.Fingerprint:
     """The checkpoint fingerprint of this run (host data hashed before it is placed)."""
     if path is None:
         raise ValueError("fit: checkpoint_settings given without checkpoint_path")
@@ -389,7 +419,7 @@ def _fingerprint(state, run_settings, extra, path, data) -> checkpoint.Fingerpri
                 "(a setting of the same name must have fit's own value)"
             )
         run_settings = {**run_settings, **extra}
-    return checkpoint.fingerprint(state, run_settings, data)
+    return checkpoint.fingerprint(state, run_settings, data, programs)
 
 
 def _check_train_test(train, test) -> tuple[Any, Any, Any, Any]:

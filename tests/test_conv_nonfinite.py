@@ -31,7 +31,7 @@ def _default_nhwc(x, W, b, pad):
 
 @pytest.mark.parametrize("layer", [_default_nchw, _default_nhwc])
 @pytest.mark.parametrize("dtype, pad, bad, tap", list(_cases()))
-def test_nonfinite_weights_give_the_books_outputs(layer, dtype, pad, bad, tap):
+def test_nonfinite_weights_give_the_books_outputs(layer, dtype, pad, bad, tap, x64):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, 4, 6, 5)), dtype)  # C·FH·FW = 36: XLA's path
     W = jnp.asarray(rng.standard_normal((3, 4, 3, 3)), dtype).at[tap].set(bad)

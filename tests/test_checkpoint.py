@@ -286,6 +286,23 @@ def _never_called(*args):
     raise AssertionError("traced before the checkpoint path was checked")
 
 
+def _fit_never_running(checkpoint_path):
+    """fit with a loss and prediction that raise if ever traced: only the checkpoint
+    path's check can stop it."""
+    x = np.zeros((20, 3), np.float32)
+    t = np.zeros(20, np.int32)
+    return train.fit(
+        {"W": jnp.zeros((3, 2))},
+        (x, t),
+        (x, t),
+        key=jax.random.key(0),
+        loss_fn=_never_called,
+        predict_fn=_never_called,
+        iters=2,
+        checkpoint_path=checkpoint_path,
+    )
+
+
 @pytest.mark.parametrize(
     "where, message",
     [
@@ -302,19 +319,8 @@ def test_a_checkpoint_path_that_cannot_be_written_fails_before_anything_is_trace
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "a_folder").mkdir()
     path = str(tmp_path / where) if where else ""
-    x = np.zeros((20, 3), np.float32)
-    t = np.zeros(20, np.int32)
     with pytest.raises(ValueError, match=rf"^fit: {message}"):
-        train.fit(
-            {"W": jnp.zeros((3, 2))},
-            (x, t),
-            (x, t),
-            key=jax.random.key(0),
-            loss_fn=_never_called,
-            predict_fn=_never_called,
-            iters=2,
-            checkpoint_path=path,
-        )
+        _fit_never_running(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "a_folder"]
 
 
@@ -323,31 +329,13 @@ def test_a_checkpoint_in_a_read_only_folder_fails_before_anything_is_traced(tmp_
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
-    x = np.zeros((20, 3), np.float32)
     try:
         with pytest.raises(ValueError, match=r"the folder .*ro is not writable by this user"):
-            train.fit(
-                {"W": jnp.zeros((3, 2))},
-                (x, np.zeros(20, np.int32)),
-                (x, np.zeros(20, np.int32)),
-                key=jax.random.key(0),
-                loss_fn=_never_called,
-                predict_fn=_never_called,
-                checkpoint_path=folder / "c.npz",
-            )
+            _fit_never_running(folder / "c.npz")
     finally:
         folder.chmod(0o700)
 
 
 def test_a_checkpoint_path_of_another_type_is_a_type_error(tmp_path):
-    x = np.zeros((20, 3), np.float32)
     with pytest.raises(TypeError, match=r"^fit: checkpoint_path must be a str or os.PathLike"):
-        train.fit(
-            {"W": jnp.zeros((3, 2))},
-            (x, np.zeros(20, np.int32)),
-            (x, np.zeros(20, np.int32)),
-            key=jax.random.key(0),
-            loss_fn=_never_called,
-            predict_fn=_never_called,
-            checkpoint_path=3,
-        )
+        _fit_never_running(3)

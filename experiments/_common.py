@@ -321,20 +321,7 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
         _exit_now(1)
 
 
-def _exit_now(status: int) -> None:
-    """Exit with ``status`` without the interpreter's teardown. After a Ctrl-C during
-    training, tearing the interpreter down crashed the process in about half of the
-    tries (SIGSEGV in jaxlib's ``nanobind::detail::nb_module_free`` as its module is
-    freed, so the exit status was -11, not 130); an error that stops a run mid-way
-    leaves the same state. Everything the program writes is already whole: files are renamed into
-    place complete, and the unwinding that brought the interrupt here removed any
-    temporary file. Only the standard streams are left to flush."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more to say
-            pass
-    os._exit(status)
+_exit_now = _interrupt.exit_now  # a module global: tests replace it
 
 
 def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:

@@ -22,23 +22,36 @@ import threading
 _RESEND_AFTER_S = 0.05
 
 
+def _module_run() -> str | None:
+    """The module of ``python -m MODULE`` that started this process, if any."""
+    argv = list(getattr(sys, "orig_argv", []))
+    return next((m for f, m in zip(argv, argv[1:], strict=False) if f == "-m"), None)
+
+
 def launched_as_command() -> bool:
     """Whether this process is ``python -m experiments.NAME``."""
-    argv = list(getattr(sys, "orig_argv", []))
-    return any(
-        flag == "-m" and module.startswith("experiments.")
-        for flag, module in zip(argv, argv[1:], strict=False)
-    )
+    return (_module_run() or "").startswith("experiments.")
+
+
+def exit_now(status: int) -> None:
+    """Exit with ``status`` without the interpreter's teardown. After a Ctrl-C during
+    training, tearing the interpreter down crashed the process in about half of the
+    tries (SIGSEGV in jaxlib's ``nanobind::detail::nb_module_free`` as its module is
+    freed, so the exit status was -11, not 130); an error that stops a run mid-way
+    leaves the same state. Everything the program writes is already whole: files are
+    renamed into place complete, and the unwinding that brought the interrupt here
+    removed any temporary file. Only the standard streams are left to flush."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to say
+            pass
+    os._exit(status)
 
 
 def _exit_while_starting(signum, frame) -> None:
-    print(f"python -m {_module_name()}: interrupted", file=sys.stderr, flush=True)
-    os._exit(130)
-
-
-def _module_name() -> str:
-    argv = list(getattr(sys, "orig_argv", []))
-    return next((m for f, m in zip(argv, argv[1:], strict=False) if f == "-m"), "experiments")
+    print(f"python -m {_module_run() or 'experiments'}: interrupted", file=sys.stderr)
+    exit_now(130)
 
 
 def exit_on_ctrl_c_while_starting() -> None:

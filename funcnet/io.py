@@ -83,10 +83,13 @@ def _as_path(path: Any, where: str) -> Path:
 
 
 def _os_error(e: OSError, message: str) -> OSError:
-    """The same kind of OSError (FileNotFoundError, ...) with ``message`` in front."""
-    if e.errno is None:
-        return type(e)(f"{message}: {e}")
-    return type(e)(e.errno, f"{message}: {e.strerror}")
+    """The same kind of OSError (FileNotFoundError, ...) with ``message`` in front, its
+    ``errno`` kept, and no ``[Errno N]`` prefix in its text (``str(e)`` is what a command
+    line prints)."""
+    reason = e.strerror if e.errno is not None and e.strerror else str(e)
+    error = type(e)(f"{message}: {reason}")
+    error.errno = e.errno
+    return error
 
 
 def _read_head(path: Path, where: str) -> bytes:

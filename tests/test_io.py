@@ -1,6 +1,7 @@
 """funcnet.io: params pytrees to and from .npz, and the book's pickled weights, safely;
 every kind of bad file gives one error type naming the file."""
 
+import errno
 import gzip
 import json
 import os
@@ -474,6 +475,19 @@ def test_a_missing_or_unreadable_file_is_an_oserror_naming_it(tmp_path):
         load_params(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"load_pickled_params: cannot read .*nope\.pkl"):
         load_pickled_params(tmp_path / "nope.pkl")
+
+
+def test_a_read_error_starts_with_the_function_and_keeps_its_errno(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_params(tmp_path / "nope.npz")
+    assert str(info.value) == f"load_params: cannot read {tmp_path / 'nope.npz'}: " + (
+        "No such file or directory"
+    )
+    assert info.value.errno == errno.ENOENT
+    with pytest.raises(IsADirectoryError) as info:
+        load_pickled_params(tmp_path)
+    assert str(info.value).startswith("load_pickled_params: cannot read")
+    assert info.value.errno == errno.EISDIR
 
 
 @pytest.mark.parametrize("function", [load_params, load_pickled_params, load_weights])

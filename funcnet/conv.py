@@ -775,9 +775,9 @@ def _conv_nhwc_bwd(stride: int, pad: int, res, dout):
     db = _channel_sum(d)
     dW = _filter_grad_nhwc(x.astype(dtype), d, pad)
     # dx only after dW: on CPU XLA otherwise runs Eigen's dW beside oneDNN's dx, and the
-    # two share the same threads; in this order DeepConvNet's step ran 4% faster (best
-    # of 20 interleaved, two processes: 38.1 against 39.7 ms, 37.8 against 39.2). The
-    # same numbers either way.
+    # two share the same two threads. In this order DeepConvNet's step ran 0.5-3.5 ms
+    # faster in 4 of 5 interleaved A/Bs of ~39 ms (best of 20-30; once 0.4 ms slower).
+    # The same numbers either way.
     dW, d = lax.optimization_barrier((dW, d))
     dx = _transpose_conv_nhwc(d, W.astype(dtype), pad)
     return dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)

@@ -360,6 +360,10 @@ def test_bad_inputs_raise_clear_errors():
         verify(f, X + 1j)
     with pytest.raises(ValueError, match="cotangents must be an int"):
         verify(f, X, cotangents=0)
+    for seed in ("a", -1, True, 2**63, 1.5):
+        with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+            verify(f, X, seed=seed)
+    assert verify(f, X, seed=np.int64(5)).passed
     with pytest.raises(ValueError, match="transforms must be"):
         verify(f, X, transforms=("pmap",))
     with pytest.raises(ValueError, match="rtol must be a finite number"):
@@ -368,6 +372,17 @@ def test_bad_inputs_raise_clear_errors():
         verify(jnp.sin, X)
     # with a reference, any function can be compared with it (here: itself, trivially)
     assert verify(jnp.sin, X, reference=jnp.sin).passed
+
+
+def test_an_empty_argument_beside_another_is_refused_not_passed():
+    @jax.custom_vjp
+    def f(x, e):
+        return jnp.sum(x**2) + jnp.sum(e)
+
+    f.defvjp(lambda x, e: (f(x, e), (x, e)), lambda r, g: (2 * g * r[0], jnp.zeros_like(r[1])))
+    with pytest.raises(ValueError, match=r"argument\(s\) e have no elements"):
+        verify(f, X, np.zeros((0,)))
+    assert verify(f, X, np.zeros((0,)), argnums="x").passed
 
 
 def test_a_report_without_rows_does_not_pass():

@@ -184,6 +184,122 @@ def test_a_leaf_that_cancels_to_zero_keeps_a_floor_as_large_as_its_rounding(dtyp
     assert report.passed, str(report)
 
 
+def _constant_one(wrong: float):
+    """sin²x + cos²x = 1, summed: the gradient is exactly 0 (autodiff gives 2 sin cos −
+    2 cos sin, rounding noise); the rule returns ``wrong · x`` (0: the right rule)."""
+
+    def plain(x):
+        return jnp.sum(jnp.sin(x) ** 2 + jnp.cos(x) ** 2)
+
+    return _rule(plain, lambda x, g: g * wrong * x)
+
+
+@pytest.mark.parametrize("wrong", [0.0, 1e-3, 1e-7])
+def test_a_call_whose_every_gradient_is_zero_is_judged_by_finite_differences(wrong):
+    # Checked alone, a zero gradient has no other leaf to give the floor a scale: the
+    # floor was a few eps of autodiff's own rounding noise, and the right rule failed.
+    report = verify(_constant_one(wrong), jnp.linspace(-2.0, 2.0, 9))
+    assert report.passed == (wrong == 0.0), str(report)
+    if wrong:
+        assert all("numeric" in r.note for r in report.failures()), str(report)
+    else:
+        assert "zero to within what float64 finite differences resolve" in _notes(report)
+
+
+def test_a_zero_leaf_checked_alone_passes_as_it_does_beside_the_other():
+    from tests._verify_rules import shifted_softmax
+
+    x, shift = np.random.default_rng(0).standard_normal((2, 5)), np.asarray(0.7)
+    assert verify(shifted_softmax(False), x, shift).passed
+    alone = verify(shifted_softmax(False), x, shift, argnums="shift")
+    assert alone.passed, str(alone)
+    assert not verify(shifted_softmax(True), x, shift, argnums="shift").passed
+
+
+def _cube_jvp(stop_gradient: bool):
+    cube = jax.custom_jvp(lambda x: x**3)
+
+    @cube.defjvp
+    def _(primals, tangents):
+        (x,), (t,) = primals, tangents
+        slope = jax.lax.stop_gradient(x) if stop_gradient else x
+        return cube(x), 3 * slope**2 * t
+
+    return cube
+
+
+def test_the_grad_transform_checks_a_custom_jvp_rule():
+    x = jnp.linspace(-2.0, 2.5, 7)
+    right = verify(_cube_jvp(False), x, transforms=("grad",))
+    assert right.passed and {r.status for r in right.rows} == {"PASS"}, str(right)
+    wrong = verify(_cube_jvp(True), x, transforms=("grad",))
+    assert {(r.dtype, r.reference) for r in wrong.failures()} == {
+        ("float64", "grad"),
+        ("float32", "grad"),
+    }, str(wrong)
+
+
+def test_the_grad_transform_says_which_function_has_no_second_derivative():
+    def plain(x):  # a while_loop: no reverse mode through it
+        return jax.lax.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * x, c[1] + 1), (x, 0))[0]
+
+    @jax.custom_vjp
+    def power4(x):
+        return plain(x)
+
+    power4.defvjp(lambda x: (plain(x), x), lambda x, g: (g * 4 * x**3,))
+    report = verify(power4, jnp.linspace(0.5, 1.5, 4), transforms=("grad",))
+    grad_rows = [r for r in report.rows if r.reference == "grad"]
+    assert grad_rows and all(r.status == "n/a" for r in grad_rows), str(report)
+    assert all("the plain forward has no reverse-mode" in r.note for r in grad_rows)
+
+
+def _implicit_solve(factor: float):
+    """x = A⁻¹b with the implicit-differentiation backward (λ = A⁻ᵀg, dA = −λxᵀ, db = λ);
+    ``factor`` scales dA (1: the right rule)."""
+
+    @jax.custom_vjp
+    def solve(A, b):
+        return jnp.linalg.solve(A, b)
+
+    def fwd(A, b):
+        x = jnp.linalg.solve(A, b)
+        return x, (A, x)
+
+    def bwd(res, g):
+        A, x = res
+        lam = jnp.linalg.solve(A.T, g)
+        return -factor * jnp.outer(lam, x), lam
+
+    solve.defvjp(fwd, bwd)
+    return solve
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5, -1.0])
+def test_an_ill_conditioned_rule_is_held_to_autodiffs_own_float32_accuracy(factor):
+    # A 5×5 Hilbert matrix (condition number 4.8e5): float32 rounds every gradient of the
+    # solve by ~0.5%, autodiff's too. The right rule failed in float32 (rel 3e-4 from
+    # float32 autodiff against rtol 1e-4), and against float64 references taken at the
+    # unrounded inputs, which float32's rounding moves by eps32 · conditioning.
+    H = np.array([[1.0 / (i + j + 1) for j in range(5)] for i in range(5)])
+    report = verify(_implicit_solve(factor), H, np.linspace(-1.0, 1.0, 5))
+    if factor == 1.0:
+        assert report.passed, str(report)
+    else:
+        failed = {(r.dtype, r.argument) for r in report.failures()}
+        assert failed == {("float64", "A"), ("float32", "A")}, str(report)
+
+
+def test_a_rule_that_rounds_more_than_the_plain_forward_still_fails_in_float32():
+    # the same well-conditioned product, the rule's cotangent rounded through bfloat16
+    def plain(x):
+        return jnp.sin(x) * 3.0
+
+    sloppy = _rule(plain, lambda x, g: (g * 3.0 * jnp.cos(x)).astype(jnp.bfloat16).astype(x.dtype))
+    report = verify(sloppy, jnp.linspace(-1.0, 1.0, 16), dtypes=F32)
+    assert not report.passed, str(report)
+
+
 # --------------------------------------------------------------------------------------
 # Forwards that cannot be batched, wrappers, arguments, errors
 

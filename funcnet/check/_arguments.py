@@ -178,6 +178,31 @@ def row_values(leaves: list[Leaf], dtype: Any) -> list[Any]:
     return out
 
 
+def float32_point(setup: Setup) -> list | None:
+    """The user's values with the float leaves rounded to float32, where every one
+    survives that rounding (finite, and no element moved by more than float32's rounding:
+    no overflow, no underflow into subnormals); else None. The float64 row is computed
+    there when a float32 row is asked for, so that both rows' references belong to one
+    point: rounding the inputs moves the gradient of an ill-conditioned function by about
+    eps32 times its conditioning, more than float32's tolerances."""
+    out = []
+    for leaf in setup.leaves:
+        v = leaf.value
+        if leaf.kind == "diff" or (leaf.kind == "float" and not isinstance(v, float)):
+            wide = np.asarray(v, np.float64)
+            with np.errstate(over="ignore", under="ignore"):
+                narrow = wide.astype(np.float32)
+            moved = np.abs(narrow.astype(np.float64) - wide)
+            if not np.isfinite(narrow).all() or (moved > _F32_EPS * np.abs(wide)).any():
+                return None
+            v = narrow
+        out.append(v)
+    return out
+
+
+_F32_EPS = float(np.finfo(np.float32).eps)
+
+
 def float64_values(setup: Setup, values: list | None = None) -> list:
     """The float64 inputs (x64 on): the user's values, or a row's (rounded) ones."""
     values = values if values is not None else [leaf.value for leaf in setup.leaves]
@@ -234,6 +259,9 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
         raise ValueError(f"verify: dtypes must be among {list(SUPPORTED_DTYPES)}, got {bad}")
     if isinstance(cotangents, bool) or not isinstance(cotangents, int) or cotangents < 1:
         raise ValueError(f"verify: cotangents must be an int >= 1, got {cotangents!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise ValueError(f"verify: seed must be an int in [0, 2**63), got {seed!r}")
+    seed = int(seed)
     unknown = [t for t in transforms if t not in TRANSFORMS]
     if isinstance(transforms, str) or unknown:
         raise ValueError(
@@ -256,6 +284,15 @@ def setup(f, args, kwargs, argnums, reference, dtypes, outputs, rtol, atol, cota
     if sum(np.size(leaf.value) for leaf in diff) == 0:
         raise ValueError(
             f"verify: the differentiated arguments {chosen} have no elements: nothing to compare"
+        )
+    sizes: dict[str, int] = {}
+    for leaf in diff:
+        sizes[leaf.argument] = sizes.get(leaf.argument, 0) + int(np.size(leaf.value))
+    empty = [name for name, size in sizes.items() if size == 0]
+    if empty:
+        raise ValueError(
+            f"verify: the differentiated argument(s) {', '.join(empty)} have no elements: "
+            "nothing to compare there; leave them out with argnums= or give them elements"
         )
     rule_mode = "forward" if _forward_mode_rule(inner) else "reverse"
     name = next(

@@ -37,6 +37,15 @@ NUMERICAL_RTOL_FLOOR = 1e-7
 # The absolute floor is FLOOR_EPS · eps(dtype) · (gradient scale of the whole call).
 FLOOR_EPS = 16.0
 SUPPORTED_DTYPES = tuple(_RTOL)
+# A rule may round up to this many times as much as the plain forward's autodiff does in
+# the same dtype (both against float64): two computations of the same ill-conditioned
+# gradient differ by up to the sum of their roundings.
+AUTODIFF_ROUNDING_FACTOR = 4.0
+# ... where that rounding is at most this fraction of the leaf's scale: a larger difference
+# between autodiff in the row's dtype and in float64 is no rounding but another function
+# (random draws that change with x64, a forward that computes in float32 whatever the
+# inputs), which says nothing about how accurate the rule should be.
+ROUNDING_AT_MOST = 0.05
 
 
 def default_rtol(dtype: str, reference: str) -> float:
@@ -60,7 +69,7 @@ def finite_scale(*arrays) -> float:
     return best
 
 
-def leaf_atol(dtype: str, call_floor: float, pairs) -> float:
+def leaf_atol(dtype: str, call_floor: float, pairs, autodiff_pair=None) -> float:
     """A leaf's absolute floor in a float32 or half-precision row: FLOOR_EPS times the
     larger of eps · (the leaf's own scale) and the rounding the leaf carries in this
     dtype, ``max |row − float64|`` over ``pairs`` of the leaf's values in the row's dtype
@@ -69,18 +78,41 @@ def leaf_atol(dtype: str, call_floor: float, pairs) -> float:
     floor, :func:`default_atol`). A leaf a millionth of another's is then judged at its
     own size, while a leaf whose value is rounding noise (an exactly zero gradient, a sum
     that cancels) keeps a floor as large as that noise. Without pairs, or where one is
-    not finite: ``call_floor``."""
+    not finite: ``call_floor``.
+
+    ``autodiff_pair`` (the plain forward's autodiff in this dtype and in float64) lifts the
+    floor to :data:`AUTODIFF_ROUNDING_FACTOR` times the rounding it shows, above the cap:
+    an ill-conditioned function (a solve with a condition number of 10⁵) rounds every
+    float32 computation of its gradient by far more than a few eps, autodiff's too, and
+    a rule is then held to autodiff's own accuracy. A rule that rounds more than the
+    plain forward does (a cast to a narrower dtype inside it) still fails. Only where
+    that rounding is at most :data:`ROUNDING_AT_MOST` of the leaf's scale."""
+    own = leaf_rounding(dtype, pairs)
+    floor = call_floor if own is None else min(call_floor, own)
+    if autodiff_pair is not None:
+        low, high = (np.asarray(a, np.float64) for a in autodiff_pair)
+        if low.shape == high.shape and np.isfinite(low).all() and np.isfinite(high).all():
+            noise = float(np.max(np.abs(low - high), initial=0.0))
+            scale = float(np.max(np.abs(high), initial=0.0))
+            if noise <= ROUNDING_AT_MOST * scale:  # else float64 computes something else
+                floor = max(floor, AUTODIFF_ROUNDING_FACTOR * noise)
+    return floor
+
+
+def leaf_rounding(dtype: str, pairs) -> float | None:
+    """FLOOR_EPS times the larger of eps · (the leaf's own scale) and the rounding the leaf
+    carries in ``dtype`` (see :func:`leaf_atol`); None without pairs or where one is not
+    finite."""
     if not pairs:
-        return call_floor
+        return None
     noise, scale = 0.0, 0.0
     for low, high in pairs:
         low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
         if low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all()):
-            return call_floor
+            return None
         noise = max(noise, float(np.max(np.abs(low - high), initial=0.0)))
         scale = max(scale, float(np.max(np.abs(high), initial=0.0)))
-    own = max(float(jnp.finfo(dtype).eps) * scale, noise)
-    return min(call_floor, FLOOR_EPS * own)
+    return FLOOR_EPS * max(float(jnp.finfo(dtype).eps) * scale, noise)
 
 
 class Comparison(NamedTuple):

@@ -37,6 +37,7 @@ from funcnet.check._compare import (
     default_rtol,
     finite_scale,
     leaf_atol,
+    leaf_rounding,
 )
 from funcnet.check._report import VerifyReport, VerifyRow, error_row
 
@@ -178,16 +179,18 @@ def _program(setup: arguments.Setup, dtype: str, values: list, *, rule: bool, au
 
 def _rows(setup: arguments.Setup, dtypes: list[str]) -> list[VerifyRow]:
     """Every dtype row. The float64 references (central differences, autodiff and the
-    rule in float64) are computed once at the float64 inputs, in the float64 row's own
-    program; the float32 row compares with them at its rounded inputs (the rounding moves
-    the gradient by ~eps32·conditioning, far inside float32 tolerances), half-precision
-    rows compute theirs at their own rounded inputs."""
+    rule in float64) are computed once, in the float64 row's own program; with a float32
+    row, at the inputs rounded to float32 where they survive it
+    (:func:`arguments.float32_point`), so that the float32 row is compared with
+    references at its own inputs. Half-precision rows compute theirs at their own
+    rounded inputs."""
     rows: list[VerifyRow] = []
     ref64, error64 = None, None
     if not {"float64", "float32"} & set(dtypes):  # half-precision rows have their own
         return [row for dtype in dtypes for row in _guarded(_low_precision_row, setup, dtype)]
+    point = arguments.float32_point(setup) if "float32" in dtypes else None
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
-        values64 = arguments.float64_values(setup)
+        values64 = arguments.float64_values(setup, point)
         ref64, rule_fn, ref_fn, diff, error64 = _float64_program(setup, values64)
     for dtype in dtypes:
         try:
@@ -196,8 +199,8 @@ def _rows(setup: arguments.Setup, dtypes: list[str]) -> list[VerifyRow]:
                     raise error64
                 with jax.enable_x64(True), jax.default_matmul_precision("highest"):
                     rows += _judge(setup, dtype, ref64, ref64)
-                    rows += tr.transforms(setup, dtype, rule_fn, ref_fn, ref64.mode, diff,
-                                        ref64.cots, ref64.rule)  # fmt: skip
+                    rows += tr.transforms(setup, dtype, rule_fn, ref_fn, diff, ref64.cots,
+                                          ref64.rule)  # fmt: skip
             else:
                 rows += _low_precision_row(setup, dtype, ref64, error64)
         except Exception as e:  # noqa: BLE001 - the row's ERROR; the other rows still run
@@ -244,8 +247,7 @@ def _low_precision_row(
         row, rule_fn, ref_fn, diff = _program(
             setup, dtype, values, rule=True, autodiff=True, numerical=False
         )
-        transform_rows = tr.transforms(setup, dtype, rule_fn, ref_fn, row.mode, diff, row.cots,
-                                     row.rule)  # fmt: skip
+        transform_rows = tr.transforms(setup, dtype, rule_fn, ref_fn, diff, row.cots, row.rule)
     if half:
         # float64 references at the row's rounded inputs.
         with jax.enable_x64(True), jax.default_matmul_precision("highest"):
@@ -281,19 +283,35 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
         NUMERICAL_RTOL_FLOOR,
     )
     notes = [n for n in (row.note, source.note if source is not row else "") if n]
+    resolution = _FD_NOISE * magnitude  # the smallest gradient the differences resolve
+    unresolved = user_atol is None and _all_within(ref64, resolution)
     rows = []
     diff_leaves = [leaf for leaf in setup.leaves if leaf.kind == "diff"]
     for j, leaf in enumerate(diff_leaves):
+        pairs = _rounding_pairs(row, ref64, precise, j, k)
+        # autodiff in this dtype against float64 autodiff (not against the differences,
+        # whose own error is no rounding)
+        with_ad64 = ref64 is not None and ref64.autodiff is not None
+        autodiff_pair = pairs[0] if pairs and row.autodiff is not None and with_ad64 else None
         if user_atol is not None:
             floor = fd_floor = user_atol
+        elif unresolved:
+            floor = fd_floor = max(resolution, leaf_rounding(dtype, pairs) or 0.0)
         else:
-            floor = leaf_atol(dtype, call_floor, _rounding_pairs(row, ref64, precise, j, k))
-            fd_floor = max(floor, _FD_NOISE * magnitude)
+            floor = leaf_atol(dtype, call_floor, pairs, autodiff_pair)
+            fd_floor = max(floor, resolution)
         r = np.asarray(row.rule[j])
         ad = compare(r[:k], ref[j], rtol_ad, floor) if ref is not None else None
         fd = compare(r[:k], numerical[j], rtol_fd, fd_floor) if numerical is not None else None
         lin = _linearity(r, dtype, k, rtol_ad, floor)
         ad_counted, fd_counted, why_not = _counted(ad, fd, ref, numerical, j, rtol_fd, fd_floor)
+        if unresolved:
+            ad_counted, fd_counted = None, fd
+            why_not = [
+                f"every gradient checked is zero to within what float64 finite differences "
+                f"resolve ({resolution:.2g}), where autodiff's rounding has no scale to be "
+                "judged against: judged by the finite differences (atol= judges finer)"
+            ]
         checks = [c for c in (ad_counted, fd_counted, lin) if c is not None]
         status = "PASS" if all(c.passed for c in checks) else "FAIL"
         why = "; ".join(
@@ -315,6 +333,21 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
             )  # fmt: skip
         )
     return rows
+
+
+def _all_within(ref64: _Computed | None, level: float) -> bool:
+    """Whether every differentiated leaf's float64 references (the central differences,
+    and autodiff where it was computed) are finite and at most ``level`` in size: the
+    call has no gradient the finite differences resolve (an exactly zero gradient, a
+    sum that cancels), so the call's floor, a few eps of its largest gradient, is
+    itself rounding noise."""
+    if ref64 is None or ref64.numerical is None or not level > 0:
+        return False
+    leaves = [*ref64.numerical, *(ref64.autodiff or [])]
+    return all(
+        np.isfinite(a).all() and finite_scale(a) <= level
+        for a in (np.asarray(leaf, np.float64) for leaf in leaves)
+    )
 
 
 def _float64_reference(dtype: str, ref64: _Computed | None) -> list | None:
@@ -459,7 +492,9 @@ def verify(
         atol: absolute floor of every comparison, given like ``rtol`` (default: 16 eps of
             the row's dtype times the largest reference cotangent of the call; in float32
             and half-precision rows a leaf's own floor where smaller, from its scale and
-            the rounding it shows in that dtype, see ``docs/verify.md``).
+            the rounding it shows in that dtype, and never below 4 times the rounding the
+            plain forward's autodiff shows there; where every gradient checked is zero,
+            the finite differences' resolution; see ``docs/verify.md``).
         cotangents: random cotangents per row (>= 1; default 3).
         transforms: also check the rule under ``"jit"`` (equals eager), ``"vmap"``
             (equals per example) and ``"grad"`` (second order through the rule equals that
@@ -471,9 +506,9 @@ def verify(
 
     Raises:
         TypeError: ``f`` has no plain forward and no ``reference``; complex inputs.
-        ValueError: nothing to differentiate (no float argument, or no element), an
-            ``argnums`` entry that is not a float argument, empty or unsupported ``dtypes``,
-            a bad option.
+        ValueError: nothing to differentiate (no float argument, or a differentiated
+            argument without elements), an ``argnums`` entry that is not a float
+            argument, empty or unsupported ``dtypes``, a bad option (``seed`` included).
     """
     if isinstance(dtypes, str) or not isinstance(dtypes, Sequence):
         dtypes = (dtypes,)  # one dtype: jnp.float32, np.dtype("float32"), "float32"

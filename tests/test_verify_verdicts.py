@@ -300,6 +300,16 @@ def test_a_rule_that_rounds_more_than_the_plain_forward_still_fails_in_float32()
     assert not report.passed, str(report)
 
 
+def test_a_surrogate_rule_without_its_reference_fails_with_a_hint():
+    # a straight-through sign: the plain forward's derivative is exactly 0 everywhere
+    ste = _rule(jnp.sign, lambda x, g: g)
+    report = verify(ste, jnp.linspace(-1.0, 1.0, 6) + 0.05)
+    assert not report.passed
+    assert all("needs reference=" in r.note for r in report.failures()), str(report)
+    assert all("the reference is exactly 0 here" in r.note for r in report.failures())
+    assert verify(ste, jnp.linspace(-1.0, 1.0, 6) + 0.05, reference=lambda x: x).passed
+
+
 # --------------------------------------------------------------------------------------
 # Forwards that cannot be batched, wrappers, arguments, errors
 

@@ -159,12 +159,15 @@ def compare(rule: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> Comp
     ratio = diff / np.where(allowed > 0, allowed, np.inf)
     ratio = np.where((diff == 0) & (allowed == 0), 0.0, ratio)
     ratio = np.where((diff > 0) & (allowed == 0), np.inf, ratio)
-    worst = int(np.argmax(ratio))
+    worst = int(np.lexsort((diff, ratio))[-1])  # the largest ratio, then the largest diff
     d, s = float(diff[worst]), float(scale[worst])
     rel = d / s if s > 0 else (0.0 if d == 0 else np.inf)
     passed = bool(np.all(ratio <= 1.0))
     a = float(allowed[worst])
-    return Comparison(d, rel, a, passed, "" if passed else f"off by {d:.2g} > allowed {a:.2g}")
+    reason = "" if passed else f"off by {d:.2g} > allowed {a:.2g}"
+    if not passed and s == 0:
+        reason += " (the reference is exactly 0 here)"
+    return Comparison(d, rel, a, passed, reason)
 
 
 def worst(comparisons: list[Comparison]) -> Comparison | None:

@@ -319,6 +319,12 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
             for name, c in (("autodiff", ad_counted), ("numeric", fd_counted), ("linearity", lin))
             if c is not None and not c.passed
         )
+        counted = [x[j] for x, c in ((ref, ad_counted), (numerical, fd_counted)) if c is not None]
+        if why and counted and all(finite_scale(x) == 0 for x in counted):
+            why += (
+                "; a surrogate rule (straight-through, gradient reversal) needs reference= "
+                "the function it differentiates"
+            )
         rows.append(
             VerifyRow(
                 dtype,

@@ -387,8 +387,9 @@ def check_same_call(where: str, description: str, tree: Any = None) -> None:
     differ = [int(i) for i in np.nonzero(every != every[0])[0]]
     if differ:
         raise ValueError(
-            f"{where}: every process must make the same call (settings, shapes, params and "
-            f"key); process(es) {differ} differ from process 0"
+            f"{where}: every process must make the same call (settings, shapes, programs and "
+            f"their hyperparameters, params and key); process(es) {differ} differ from "
+            "process 0"
         )
 
 

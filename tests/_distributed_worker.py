@@ -22,7 +22,9 @@ p.add_argument("--out", required=True)
 p.add_argument("--devices", type=int, default=1)
 p.add_argument("--checkpoint", default=None, help="the checkpoint of the task fit_ckpt")
 p.add_argument("--iters", type=int, default=24)
-p.add_argument("--differ", action="store_true", help="process 1 starts from other params")
+p.add_argument(
+    "--differ", choices=["params", "lr"], help="process 1 starts from other params / lr 0.21"
+)
 p.add_argument("--die-at", type=int, default=None, help="process 1 SIGKILLs itself there")
 p.add_argument("--stop-at", type=int, default=None, help="fit_ckpt: every process exits 3 there")
 args = p.parse_args()
@@ -67,7 +69,7 @@ def rows(a: np.ndarray) -> np.ndarray:
 
 
 def run_fit(process_data: str, mesh, checkpoint_path=None, stop_at=None) -> dict:
-    init_key = jax.random.key(1 + (args.differ and me == 1))
+    init_key = jax.random.key(1 + (args.differ == "params" and me == 1))
     params = nets.init_two_layer_net(init_key, 12, 16, 4, weight_init_std=0.3)
     train_data, test_data = (x, t), (x_test, t_test)
     if process_data == "shard":
@@ -88,7 +90,7 @@ def run_fit(process_data: str, mesh, checkpoint_path=None, stop_at=None) -> dict
         predict_fn=net.predict,
         iters=args.iters,
         batch_size=8,
-        lr=0.2,
+        lr=0.21 if args.differ == "lr" and me == 1 else 0.2,
         eval_every=4,
         mesh=mesh,
         process_data=process_data,

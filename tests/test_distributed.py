@@ -183,8 +183,10 @@ def test_a_killed_process_stops_the_others_with_an_error_naming_it(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-def test_processes_that_make_different_calls_stop_with_an_error():
-    status, out = _launch(["fit", "--differ", "--out", "/nonexistent/x"], timeout=TIMEOUT)
+@pytest.mark.parametrize("differ", ["params", "lr"])
+def test_processes_that_make_different_calls_stop_with_an_error(differ):
+    # a learning rate that differs lives only inside the optimizer (SGD has no state)
+    status, out = _launch(["fit", "--differ", differ, "--out", "/nonexistent/x"], timeout=TIMEOUT)
     assert status == 1, out[-4000:]
     assert "fit: every process must make the same call" in out, out[-4000:]
     assert "process(es) [1] differ from process 0" in out

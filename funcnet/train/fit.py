@@ -332,8 +332,13 @@ def fit(
     n_train = distributed.process_rows(len(x_train), "train") if shard else len(x_train)
     epoch = iters_per_epoch(n_train, batch_size)
     plan = segments(iters if epochs is None else epochs * epoch, eval_every or epoch)
+    programs = None
     if spans:  # processes that made different calls would wait for each other forever
-        call = (plan, batch_size, eval_sample, process_data, checkpoint_path is not None)
+        # ... or train different models: the programs' hashes hold the loss, the prediction
+        # and the optimizer with what they close over (a learning rate among them)
+        programs = _programs(model, optimizer, state, x_train, t_train, batch_size)
+        hashes = sorted((k, checkpoint.program_hash(f, *a)) for k, (f, a) in programs.items())
+        call = (plan, batch_size, eval_sample, process_data, checkpoint_path is not None, hashes)
         distributed.check_same_call("fit", repr(call), state)
     if checkpoint_path is not None or checkpoint_settings is not None:
         run_settings = {"plan": plan, "batch_size": batch_size, "eval_sample": eval_sample}
@@ -342,7 +347,7 @@ def fit(
         data_named = {"train data": (x_train, t_train), "test data": (x_test, t_test)}
         if shard:  # the processes' rows, each hashed where it is
             data_named = distributed.process_hashes(data_named, checkpoint.content_hash)
-        programs = _programs(model, optimizer, state, x_train, t_train, batch_size)
+        programs = programs or _programs(model, optimizer, state, x_train, t_train, batch_size)
         tag = _fingerprint(
             state, run_settings, checkpoint_settings, checkpoint_path, data_named, programs
         )

@@ -57,6 +57,19 @@ def test_train_convnet_records_the_books_protocol(trained):
     png(out / "loss.png")
 
 
+def test_train_convnet_labels_each_accuracy_with_its_images(tmp_path, capsys):
+    # 100 train images per epoch's sample, the whole 50 test images: not "100 each"
+    ch07_train_convnet.main(
+        [
+            "--dataset", "mnist-5k", "--epochs", "1", "--train-size", "300",
+            "--test-size", "50", "--eval-sample", "100", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "epoch 0 | train acc" in printed and "(100 and 50)" in printed, printed
+    assert "images each" not in printed, printed
+
+
 def test_visualize_filter_draws_before_and_after(trained, tmp_path, capsys):
     out, _ = trained
     result = ch07_visualize_filter.main(
@@ -110,11 +123,19 @@ def test_deep_convnet_inference_with_a_book_pickle(deep_pickle, tmp_path, capsys
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_deep_convnet_trains_reduced_saves_params_and_resumes_to_the_same_weights(tmp_path):
+def test_deep_convnet_trains_reduced_saves_params_and_resumes_to_the_same_weights(tmp_path, capsys):
     args = ["--train", "--epochs", "2", "--train-size", "200", "--test-size", "50",
             "--dataset", "mnist-5k", "--checkpoint", str(tmp_path / "ck.npz")]  # fmt: skip
     first = ch08_deep_convnet.main([*args, "--out", str(tmp_path / "a")])
     assert first["training"]["train_iterations"] == 4  # 2 epochs of 200 / 100
+    # each figure names the images it was measured on (it said 1,000 whatever the sizes)
+    printed = capsys.readouterr().out
+    assert "after iteration 2: train acc" in printed and "(200 and 50)" in printed, printed
+    acc = first["training"]
+    assert (
+        f"final train acc {acc['final_train_acc']:.4f}, test acc {acc['final_test_acc']:.4f} "
+        "(all 200 and 50 images)"
+    ) in printed, printed
     assert set(fio.load_params(tmp_path / "a" / "params.npz")) == set(convnet.DEEP_CONVNET_KEYS)
     assert (tmp_path / "ck.npz").exists()
     # the same run resumes (here at its end, so nothing is rerun) to the same weights

@@ -8,7 +8,7 @@ Each process gets ``JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT`` (a free port),
 ``JAX_NUM_PROCESSES=N`` and ``JAX_PROCESS_ID=i``, which ``jax.distributed.initialize``
 (and so ``--distributed``) reads. Their output is streamed line by line with a ``[i]``
 prefix. When a process fails (non-zero exit status, or killed by a signal) the launcher
-says which, stops the others (SIGTERM, then SIGKILL after ``--grace`` seconds) and exits
+says which, stops the others (SIGINT, then SIGKILL after ``--grace`` seconds) and exits
 with that process's status (128 + signal number for a signal). ``--timeout`` bounds the
 whole run (exit status 124). Ctrl-C or SIGTERM to the launcher stops every process.
 
@@ -86,7 +86,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--grace",
         type=float,
         default=5.0,
-        help="seconds between SIGTERM and SIGKILL when stopping processes (default: 5)",
+        help="seconds between SIGINT and SIGKILL when stopping processes (default: 5)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
     args = p.parse_args(argv)
@@ -102,10 +102,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _stop(procs: list[subprocess.Popen], grace: float) -> None:
-    """SIGTERM every running process, then SIGKILL those still running after ``grace`` s."""
+    """SIGINT every running process (Ctrl-C: a Python program unwinds, removing its
+    temporary files), then SIGKILL those still running after ``grace`` s. Not SIGTERM:
+    ``jax.distributed.initialize`` installs a preemption notifier that catches it, so a
+    worker went on training until the SIGKILL."""
     for p in procs:
         if p.poll() is None:
-            p.terminate()
+            p.send_signal(signal.SIGINT)
     deadline = time.monotonic() + grace
     for p in procs:
         try:

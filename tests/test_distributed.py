@@ -206,6 +206,24 @@ def test_the_launcher_stops_the_others_when_one_fails():
     assert time.monotonic() - t0 < 25
 
 
+def test_the_launcher_stops_a_worker_that_catches_sigterm_at_once():
+    # as jax.distributed.initialize's preemption notifier does: SIGTERM did not stop such a
+    # worker, which trained on until the SIGKILL after the grace period
+    out = io.StringIO()
+    code = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: print('SIGTERM caught', flush=True))\n"
+        "if os.environ['JAX_PROCESS_ID'] == '1': sys.exit(3)\n"
+        "try:\n    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    print('interrupted', flush=True); sys.exit(130)\n"
+    )
+    t0 = time.monotonic()
+    status = launch.launch([sys.executable, "-c", code], 2, timeout=50, grace=30, stdout=out)
+    assert status == 3, out.getvalue()
+    assert "[0] interrupted" in out.getvalue(), out.getvalue()
+    assert time.monotonic() - t0 < 20, out.getvalue()
+
+
 def test_the_launcher_streams_with_prefixes_and_reports_a_failure_status():
     out = io.StringIO()
     code = (

@@ -137,10 +137,16 @@ def initialize(
     address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
     count = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
     pid = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
+    _check_settings(address, count)
     where = (
         f"coordinator {address or '(detected)'}, {count or '(detected)'} processes, "
         f"this process {pid if pid is not None else '(detected)'}"
     )
+    if pid == 0 and _loopback_port_in_use(address):
+        raise DistributedError(
+            f"could not start the distributed run ({where}): the coordinator's port is in "
+            "use on this machine (another program, or a run still going); pick another port"
+        )
     if count is not None and pid is not None and not 0 <= pid < count:
         raise DistributedError(
             f"could not start the distributed run ({where}): the process id must be in "
@@ -165,11 +171,20 @@ def initialize(
         )
     except Exception as e:  # noqa: BLE001 - every failure gets the same context
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.rstrip(". ")
+        if address is None and count is None:
+            hint = (
+                "No coordinator was found: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES "
+                "and JAX_PROCESS_ID, or start the processes with python -m funcnet.launch"
+            )
+        else:
+            hint = (
+                "Check that every process was started with the same coordinator address and "
+                "process count, that the process ids are 0 .. count-1, and that process 0 "
+                "is running and reachable on that port"
+            )
         raise DistributedError(
-            f"could not start the distributed run ({where}) within {init} s: {first}. "
-            "Check that every process was started with the same coordinator address and "
-            "process count, that the process ids are 0 .. count-1, and that process 0 "
-            "is running and reachable on that port"
+            f"could not start the distributed run ({where}) within {init} s: {first}. {hint}"
         ) from e
     finally:
         watchdog.cancel()
@@ -214,6 +229,36 @@ def _explain_timeout(where: str, timeout: int) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def _check_settings(address: str | None, count: int | None) -> None:
+    """Refuse a coordinator address that is set but not ``host:port`` (port 1..65535) and
+    a process count below 1, before JAX reads them (its messages name neither)."""
+    if address is not None:
+        host, sep, port = address.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+            raise DistributedError(
+                "the coordinator address (JAX_COORDINATOR_ADDRESS) must be host:port with a "
+                f"port in 1..65535, got {address!r}"
+            )
+    if count is not None and count < 1:
+        raise DistributedError(f"the process count (JAX_NUM_PROCESSES) must be >= 1, got {count}")
+
+
+def _loopback_port_in_use(address: str | None) -> bool:
+    """Whether ``address`` is this machine's loopback and its port cannot be bound."""
+    if address is None:
+        return False
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed run's port is free
+        try:
+            s.bind(("127.0.0.1", int(port)))
+        except OSError:
+            return True
+    return False
 
 
 def _env_int(name: str) -> int | None:

@@ -39,6 +39,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP port on ``host`` cannot be bound now (something listens on it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed run's port is free
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _reset_signals() -> None:
     # A fresh terminal's behaviour in the child: the launcher's parent may have SIGINT or
     # SIGTERM ignored (e.g. a test runner's worker), which children would inherit.
@@ -98,6 +109,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error(f"-n must be at least 1, got {args.num_processes}")
     if args.port is not None and not 0 < args.port < 65536:
         p.error(f"--port must be in 1..65535, got {args.port}")
+    if args.port is not None and port_in_use(args.port):
+        p.error(
+            f"--port {args.port}: 127.0.0.1:{args.port} is in use (another program, or a run "
+            "still going); pick another, or leave --port out for a free one"
+        )
     return args
 
 

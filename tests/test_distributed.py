@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -247,6 +248,43 @@ def test_an_unreachable_coordinator_fails_within_the_timeout():
 def test_a_process_id_outside_the_count_is_refused(pid):
     with pytest.raises(distributed.DistributedError, match=r"process id must be in 0 \.\. 1"):
         distributed.initialize("127.0.0.1:1", 2, pid, init_timeout=2)
+
+
+@pytest.mark.parametrize(
+    "address, count, message",
+    [
+        ("", 2, r"must be host:port with a port in 1\.\.65535, got ''"),
+        ("127.0.0.1:99999", 2, r"port in 1\.\.65535, got '127\.0\.0\.1:99999'"),
+        ("127.0.0.1", 2, r"must be host:port"),
+        ("127.0.0.1:1", 0, r"process count \(JAX_NUM_PROCESSES\) must be >= 1, got 0"),
+    ],
+)
+def test_malformed_settings_are_named_before_jax_reads_them(address, count, message, monkeypatch):
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", address)
+    with pytest.raises(distributed.DistributedError, match=message):
+        distributed.initialize(num_processes=count, process_id=0, init_timeout=2)
+
+
+def test_a_coordinator_port_in_use_is_named_in_process_0():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(distributed.DistributedError, match="the coordinator's port is in use"):
+            distributed.initialize(f"127.0.0.1:{port}", 2, 0, init_timeout=2)
+        assert launch.port_in_use(port)
+    assert not launch.port_in_use(port)
+
+
+def test_the_launcher_refuses_a_port_in_use(capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            launch.main(["-n", "2", "--port", str(port), "--", sys.executable, "-c", "pass"])
+    assert info.value.code == 2
+    assert f"--port {port}: 127.0.0.1:{port} is in use" in capsys.readouterr().err
 
 
 def test_a_wrong_process_count_fails_with_a_clear_error():

@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 
 
-def add_flag(parser: argparse.ArgumentParser) -> None:
-    """``--distributed``."""
+def add_flag(parser: argparse.ArgumentParser, writes: bool = True) -> None:
+    """``--distributed``; ``writes``: the command writes outputs (process 0 does)."""
     parser.add_argument(
         "--distributed",
         action="store_true",
         help="join the other processes of a distributed run first (jax.distributed: "
         "SLURM, Open MPI, Kubernetes or JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/"
         "JAX_PROCESS_ID; python -m funcnet.launch -n N -- ... starts N local ones); "
-        "the work is split over every process's devices and process 0 writes the outputs",
+        "the work is split over every process's devices"
+        + (" and process 0 writes the outputs" if writes else ""),
     )
 
 

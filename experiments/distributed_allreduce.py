@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--reps", type=_common.positive_int, default=200, help="all-reduces per round (200)"
     )
     p.add_argument("--rounds", type=_common.positive_int, default=5, help="rounds (default 5)")
-    _distributed.add_flag(p)
+    _distributed.add_flag(p, writes=False)
     return p.parse_args(argv)
 
 

@@ -310,6 +310,27 @@ def test_a_surrogate_rule_without_its_reference_fails_with_a_hint():
     assert verify(ste, jnp.linspace(-1.0, 1.0, 6) + 0.05, reference=lambda x: x).passed
 
 
+def test_a_rule_the_differences_confirm_against_autodiff_says_so():
+    # cholesky(symmetrize_input=False) reads only the lower triangle; JAX's derivative of
+    # it is the symmetric one, the rule returns the true partials (the differences agree)
+    def plain(S):
+        return jax.lax.linalg.cholesky(S, symmetrize_input=False)
+
+    @jax.custom_vjp
+    def chol(S):
+        return plain(S)
+
+    def bwd(L, g):
+        _, vjp = jax.vjp(lambda S: plain(jnp.tril(S) + jnp.tril(S, -1).T), jnp.tril(L @ L.T))
+        return (jnp.tril(vjp(g)[0] + jnp.triu(vjp(g)[0], 1).T),)
+
+    chol.defvjp(lambda S: (plain(S), plain(S)), bwd)
+    A = np.random.default_rng(0).standard_normal((4, 4))
+    report = verify(chol, A @ A.T + 4 * np.eye(4), dtypes=(jnp.float64,))
+    assert not report.passed, str(report)
+    assert "the finite differences agree with the rule" in _notes(report), str(report)
+
+
 # --------------------------------------------------------------------------------------
 # Forwards that cannot be batched, wrappers, arguments, errors
 

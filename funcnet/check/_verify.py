@@ -319,6 +319,14 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
             for name, c in (("autodiff", ad_counted), ("numeric", fd_counted), ("linearity", lin))
             if c is not None and not c.passed
         )
+        if ad_counted is not None and not ad_counted.passed and fd_counted is not None:
+            if fd_counted.passed:
+                why += (
+                    "; the finite differences agree with the rule (to their tolerance): a "
+                    "rule accurate only to a solver's tolerance needs rtol=, and one for a "
+                    "forward whose autodiff is not the derivative meant (an op that reads "
+                    "part of its input, as cholesky's lower triangle) needs reference="
+                )
         counted = [x[j] for x, c in ((ref, ad_counted), (numerical, fd_counted)) if c is not None]
         if why and counted and all(finite_scale(x) == 0 for x in counted):
             why += (

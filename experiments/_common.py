@@ -702,6 +702,11 @@ def first_examples(
     )
 
 
+def sample_label(n_train: int, n_test: int) -> str:
+    """How a per-epoch accuracy line names the images it was measured on."""
+    return f"{n_train:,} images each" if n_train == n_test else f"{n_train:,} and {n_test:,}"
+
+
 def progress_enabled() -> bool:
     """Show progress bars only on an interactive terminal, never in CI logs."""
     return not os.environ.get("CI") and sys.stdout.isatty() and sys.stderr.isatty()

@@ -155,10 +155,9 @@ def main(argv=None) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     if not writer:  # the same params as process 0, which writes them
         return {"final_test_acc": history.final_test_acc}
-    used = [min(size or len(d[0]), len(d[0])) for size, d in
-            ((args.train_size, data.train), (args.test_size, data.test))]  # fmt: skip
-    n_train, n_test = (min(args.eval_sample, n) for n in used)  # train() took the first ones
-    sizes = f"{n_train:,} images each" if n_train == n_test else f"{n_train:,} and {n_test:,}"
+    used = _common.first_examples(data, args.train_size, args.test_size)  # as train() took
+    n_train, n_test = len(used.train[0]), len(used.test[0])
+    sizes = _common.sample_label(min(args.eval_sample, n_train), min(args.eval_sample, n_test))
     per_epoch = history.final_iteration / args.epochs
     for it, train_acc, test_acc in zip(
         history.eval_iteration, history.train_acc, history.test_acc, strict=True
@@ -167,7 +166,6 @@ def main(argv=None) -> dict[str, Any]:
             f"epoch {it / per_epoch:g} | train acc {train_acc:.4f}, test acc {test_acc:.4f} "
             f"({sizes})"
         )
-    n_test = min(args.test_size or len(data.test[0]), len(data.test[0]))
     print(
         f"final (epoch {args.epochs}) train acc {history.final_train_acc:.4f}, "
         f"test acc {history.final_test_acc:.4f} (whole sets: {n_test:,} test images)"

@@ -96,7 +96,7 @@ def load_params(path: Path, flag: str = "--params") -> dict:
 
 def _print_history(history, n_train: int, n_test: int) -> None:
     """The per-epoch accuracies, each labelled with the images it was measured on."""
-    sizes = f"{n_train:,} images each" if n_train == n_test else f"{n_train:,} and {n_test:,}"
+    sizes = _common.sample_label(n_train, n_test)
     for it, a, b in zip(history.eval_iteration, history.train_acc, history.test_acc, strict=True):
         print(f"after iteration {int(it):,}: train acc {a:.4f}, test acc {b:.4f} ({sizes})")
 

@@ -43,7 +43,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from funcnet import parallel
+from funcnet import launch, parallel
 
 INIT_TIMEOUT_ENV = "FUNCNET_INIT_TIMEOUT"
 HEARTBEAT_TIMEOUT_ENV = "FUNCNET_HEARTBEAT_TIMEOUT"
@@ -250,15 +250,7 @@ def _loopback_port_in_use(address: str | None) -> bool:
     if address is None:
         return False
     host, _, port = address.rpartition(":")
-    if host not in ("127.0.0.1", "localhost"):
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed run's port is free
-        try:
-            s.bind(("127.0.0.1", int(port)))
-        except OSError:
-            return True
-    return False
+    return host in ("127.0.0.1", "localhost") and launch.port_in_use(int(port))
 
 
 def _env_int(name: str) -> int | None:

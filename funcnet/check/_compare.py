@@ -89,13 +89,11 @@ def leaf_atol(dtype: str, call_floor: float, pairs, autodiff_pair=None) -> float
     that rounding is at most :data:`ROUNDING_AT_MOST` of the leaf's scale."""
     own = leaf_rounding(dtype, pairs)
     floor = call_floor if own is None else min(call_floor, own)
-    if autodiff_pair is not None:
-        low, high = (np.asarray(a, np.float64) for a in autodiff_pair)
-        if low.shape == high.shape and np.isfinite(low).all() and np.isfinite(high).all():
-            noise = float(np.max(np.abs(low - high), initial=0.0))
-            scale = float(np.max(np.abs(high), initial=0.0))
-            if noise <= ROUNDING_AT_MOST * scale:  # else float64 computes something else
-                floor = max(floor, AUTODIFF_ROUNDING_FACTOR * noise)
+    measured = _noise_and_scale([autodiff_pair] if autodiff_pair is not None else [])
+    if measured is not None:
+        noise, scale = measured
+        if noise <= ROUNDING_AT_MOST * scale:  # else float64 computes something else
+            floor = max(floor, AUTODIFF_ROUNDING_FACTOR * noise)
     return floor
 
 
@@ -103,6 +101,17 @@ def leaf_rounding(dtype: str, pairs) -> float | None:
     """FLOOR_EPS times the larger of eps · (the leaf's own scale) and the rounding the leaf
     carries in ``dtype`` (see :func:`leaf_atol`); None without pairs or where one is not
     finite."""
+    measured = _noise_and_scale(pairs)
+    if measured is None:
+        return None
+    noise, scale = measured
+    return FLOOR_EPS * max(float(jnp.finfo(dtype).eps) * scale, noise)
+
+
+def _noise_and_scale(pairs) -> tuple[float, float] | None:
+    """``max |low − high|`` and ``max |high|`` over ``(low, high)`` pairs (a value in a
+    row's dtype beside the same in float64); None without pairs, or where a pair's shapes
+    differ or a value is not finite."""
     if not pairs:
         return None
     noise, scale = 0.0, 0.0
@@ -112,7 +121,7 @@ def leaf_rounding(dtype: str, pairs) -> float | None:
             return None
         noise = max(noise, float(np.max(np.abs(low - high), initial=0.0)))
         scale = max(scale, float(np.max(np.abs(high), initial=0.0)))
-    return FLOOR_EPS * max(float(jnp.finfo(dtype).eps) * scale, noise)
+    return noise, scale
 
 
 class Comparison(NamedTuple):

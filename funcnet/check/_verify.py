@@ -291,8 +291,9 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
         pairs = _rounding_pairs(row, ref64, precise, j, k)
         # autodiff in this dtype against float64 autodiff (not against the differences,
         # whose own error is no rounding)
-        with_ad64 = ref64 is not None and ref64.autodiff is not None
-        autodiff_pair = pairs[0] if pairs and row.autodiff is not None and with_ad64 else None
+        autodiff_pair = None
+        if precise is not None and row.autodiff is not None and ref64.autodiff is not None:
+            autodiff_pair = (row.autodiff[j], ref64.autodiff[j])
         if user_atol is not None:
             floor = fd_floor = user_atol
         elif unresolved:
@@ -304,7 +305,6 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
         ad = compare(r[:k], ref[j], rtol_ad, floor) if ref is not None else None
         fd = compare(r[:k], numerical[j], rtol_fd, fd_floor) if numerical is not None else None
         lin = _linearity(r, dtype, k, rtol_ad, floor)
-        ad_counted, fd_counted, why_not = _counted(ad, fd, ref, numerical, j, rtol_fd, fd_floor)
         if unresolved:
             ad_counted, fd_counted = None, fd
             why_not = [
@@ -312,6 +312,8 @@ def _judge(setup: arguments.Setup, dtype: str, row: _Computed, ref64: _Computed 
                 f"resolve ({resolution:.2g}), where autodiff's rounding has no scale to be "
                 "judged against: judged by the finite differences (atol= judges finer)"
             ]
+        else:
+            ad_counted, fd_counted, why_not = _counted(ad, fd, ref, numerical, j, rtol_fd, fd_floor)
         checks = [c for c in (ad_counted, fd_counted, lin) if c is not None]
         status = "PASS" if all(c.passed for c in checks) else "FAIL"
         why = "; ".join(

@@ -90,7 +90,7 @@ def fingerprint(
     state: TrainState,
     settings: dict[str, Any],
     data: dict[str, Any] | None = None,
-    programs: dict[str, tuple[Callable[..., Any], tuple]] | None = None,
+    programs: dict[str, tuple[Callable[..., Any], tuple] | str] | None = None,
 ) -> Fingerprint:
     """The fingerprint of a run that starts from ``state``.
 
@@ -101,7 +101,7 @@ def fingerprint(
             settings), recorded by ``repr``.
         data: named data (``{"train data": (x, t), ...}``), hashed by content.
         programs: named functions and their arguments (``{"optimizer": (f, args)}``),
-            hashed by :func:`program_hash`.
+            hashed by :func:`program_hash`, or such hashes already made.
     """
     leaves, treedef = jax.tree_util.tree_flatten(state)
     structure = [str(treedef)]
@@ -113,8 +113,11 @@ def fingerprint(
     entries["initial optimizer state"] = content_hash(state.opt_state)
     for name, value in (data or {}).items():
         entries[name] = content_hash(value)
-    for name, (f, args) in (programs or {}).items():
-        entries[name] = program_hash(f, *args)
+    for name, program in (programs or {}).items():
+        if not isinstance(program, str):
+            f, args = program
+            program = program_hash(f, *args)
+        entries[name] = program
     for name, value in settings.items():
         entries[str(name)] = repr(value)
     return entries

@@ -332,14 +332,14 @@ def fit(
     n_train = distributed.process_rows(len(x_train), "train") if shard else len(x_train)
     epoch = iters_per_epoch(n_train, batch_size)
     plan = segments(iters if epochs is None else epochs * epoch, eval_every or epoch)
-    programs = None
+    hashes = None  # traced once, only where the processes' check or a checkpoint needs them
+    if spans or checkpoint_path is not None or checkpoint_settings is not None:
+        hashes = _program_hashes(model, optimizer, state, x_train, t_train, batch_size)
     if spans:  # processes that made different calls would wait for each other forever
         # ... or train different models: the programs' hashes hold the loss, the prediction
         # and the optimizer with what they close over (a learning rate among them)
-        programs = _programs(model, optimizer, state, x_train, t_train, batch_size)
-        hashes = sorted((k, checkpoint.program_hash(f, *a)) for k, (f, a) in programs.items())
-        call = (plan, batch_size, eval_sample, process_data, checkpoint_path is not None, hashes)
-        distributed.check_same_call("fit", repr(call), state)
+        call = (plan, batch_size, eval_sample, process_data, checkpoint_path is not None)
+        distributed.check_same_call("fit", repr((*call, sorted(hashes.items()))), state)
     if checkpoint_path is not None or checkpoint_settings is not None:
         run_settings = {"plan": plan, "batch_size": batch_size, "eval_sample": eval_sample}
         if sgd_lr is not None:
@@ -347,9 +347,8 @@ def fit(
         data_named = {"train data": (x_train, t_train), "test data": (x_test, t_test)}
         if shard:  # the processes' rows, each hashed where it is
             data_named = distributed.process_hashes(data_named, checkpoint.content_hash)
-        programs = programs or _programs(model, optimizer, state, x_train, t_train, batch_size)
         tag = _fingerprint(
-            state, run_settings, checkpoint_settings, checkpoint_path, data_named, programs
+            state, run_settings, checkpoint_settings, checkpoint_path, data_named, hashes
         )
         read_path = distributed.main_file(checkpoint_path) if spans else checkpoint_path
         checkpoint.check_checkpoint(read_path, tag)  # before anything compiles
@@ -387,10 +386,11 @@ def _check_process_data(process_data: Any, mesh: Mesh | None) -> bool:
     return distributed.spans_processes(mesh)
 
 
-def _programs(model: Model, optimizer, state: TrainState, x, t, batch_size: int) -> dict:
-    """What the run computes, for its checkpoint's fingerprint (hashed by
-    :func:`checkpoint.program_hash`, traced at the run's shapes, nothing compiled): the loss
-    and its gradient at a minibatch, the prediction, the optimizer's init and update."""
+def _program_hashes(model: Model, optimizer, state: TrainState, x, t, batch_size: int) -> dict:
+    """What the run computes, hashed by :func:`checkpoint.program_hash` (traced at the
+    run's shapes, nothing compiled) for its checkpoint's fingerprint and the processes'
+    same-call check: the loss and its gradient at a minibatch, the prediction, the
+    optimizer's init and update."""
     batch = [
         jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]), jnp.result_type(a)) for a in (x, t)
     ]
@@ -399,11 +399,12 @@ def _programs(model: Model, optimizer, state: TrainState, x, t, batch_size: int)
         return optimizer.init(params), optimizer.update(params, opt_state, params)
 
     p, ms = state.params, state.model_state
-    return {
+    programs = {
         "loss_fn": (jax.value_and_grad(model.loss, has_aux=True), (p, ms, *batch, state.key)),
         "predict_fn": (model.predict, (p, ms, batch[0])),
         "optimizer": (optimizer_program, (p, state.opt_state)),
     }
+    return {name: checkpoint.program_hash(f, *args) for name, (f, args) in programs.items()}
 
 
 def _fingerprint(state, run_settings, extra, path, data, programs) -> checkpoint.Fingerprint:

@@ -49,7 +49,7 @@ import numpy as np
 
 from experiments import _common
 from experiments import _conv_peers as peers
-from funcnet import _onednn, conv, dropout, layers
+from funcnet import _dnnl, _onednn, conv, dropout, layers
 from funcnet._compile import compile_program
 from funcnet.nets import convnet
 
@@ -178,12 +178,13 @@ def make_runners(
 
 
 def _kernels_note() -> str:
-    """Which kernels funcnet's float32 convolutions run on here (funcnet._onednn)."""
+    """Which kernels funcnet's float32 convolutions run on here: the forward and dx
+    (funcnet._onednn), the filter gradients (funcnet._dnnl)."""
     if jax.default_backend() != "cpu":
         return ""
-    if _onednn.kernel() == "onednn":
-        return "convolutions on oneDNN's kernels (filter gradients on XLA's)"
-    return "convolutions on XLA's kernels"
+    convolutions = "oneDNN's" if _onednn.kernel() == "onednn" else "XLA's"
+    filter_grads = "oneDNN's backward-weights" if _dnnl.kernel() == "onednn" else "XLA's"
+    return f"convolutions on {convolutions} kernels, filter gradients on {filter_grads}"
 
 
 def measure(

@@ -216,7 +216,7 @@ def _persistent_cache_on() -> bool:
 def kernel() -> str:
     """``"onednn"`` or ``"xla"``: the kernels the forward and dx convolutions of funcnet's
     default rules (float32, stride 1) run on when a function is traced now for CPU (the
-    filter gradient always runs on XLA's; GPU and TPU lowerings use XLA's; and so do
+    filter gradient is :mod:`funcnet._dnnl`'s; GPU and TPU lowerings use XLA's; and so do
     functions traced while JAX's persistent compilation cache is on — a function traced
     before the cache was turned on keeps its traced program, whose compilation then
     warns that the cache cannot store it)."""

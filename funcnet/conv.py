@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnet import _onednn
+from funcnet import _dnnl, _onednn
 from funcnet._checks import check_int, describe
 from funcnet._reduce import max_keeping_nan
 from funcnet.layers import LayerCase, RegisteredLayer, make_layer
@@ -777,7 +777,8 @@ def _conv_nhwc_bwd(stride: int, pad: int, res, dout):
     # dx only after dW: on CPU XLA otherwise runs Eigen's dW beside oneDNN's dx, and the
     # two share the same two threads. In this order DeepConvNet's step ran 0.5-3.5 ms
     # faster in 4 of 5 interleaved A/Bs of ~39 ms (best of 20-30; once 0.4 ms slower).
-    # The same numbers either way.
+    # With dW on oneDNN's backward-weights kernel either order is the same (30.1 ms in
+    # this order, 30.0 side by side, 29.8 dx first: best of 20). The same numbers.
     dW, d = lax.optimization_barrier((dW, d))
     dx = _transpose_conv_nhwc(d, W.astype(dtype), pad)
     return dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b_token.dtype)
@@ -807,18 +808,18 @@ def _transpose_conv_nhwc(d: jax.Array, W: jax.Array, pad: int) -> jax.Array:
 
 def _filter_grad_nhwc(x: jax.Array, d: jax.Array, pad: int) -> jax.Array:
     """dW (FN, C, FH, FW) = x (N, H, W, C) correlated with dout (N, OH, OW, FN) over the
-    batch (N is the contracted feature axis, C the batch axis), with at most
-    :data:`_FILTER_GRAD_INNER_PAD` pixels of the padding inside XLA's convolution. Always
-    XLA's (Eigen) kernel: on oneDNN's (the same convolution through
-    :func:`_onednn.conv_nhwc`) it ran faster alone for DeepConvNet's conv2–conv6 (in a
-    10-step loop, best of 7: conv2 4.61 against 5.42 ms, conv6 3.26 against 5.64), but
-    DeepConvNet's whole training step ran slower (best of 12 interleaved: 37.8 against
-    36.4 ms with only the forward and dx on oneDNN)."""
+    batch, with at most :data:`_FILTER_GRAD_INNER_PAD` pixels of the padding inside the
+    kernel (the rest padded beforehand). In float32 on CPU it runs on oneDNN's
+    backward-weights kernel where the library is installed (:mod:`funcnet._dnnl`:
+    DeepConvNet's step 36 -> 31 ms), XLA's convolution (Eigen) otherwise; the same
+    numbers up to float32 rounding. (oneDNN's *forward* kernel through
+    :func:`_onednn.conv_nhwc` ran it faster alone but the step slower: 37.8 against
+    36.4 ms.)"""
+    filt = (x.shape[1] + 2 * pad - d.shape[1] + 1, x.shape[2] + 2 * pad - d.shape[2] + 1)
     inner = min(pad, _FILTER_GRAD_INNER_PAD)
     outer = pad - inner
-    xp = jnp.pad(x, ((0, 0), (outer, outer), (outer, outer), (0, 0))).transpose(3, 1, 2, 0)
-    dW = _onednn.xla_conv_nhwc(xp, d.transpose(1, 2, 0, 3), (inner, inner))  # (C, FH, FW, FN)
-    return dW.transpose(3, 0, 1, 2)
+    xp = jnp.pad(x, ((0, 0), (outer, outer), (outer, outer), (0, 0)))
+    return _dnnl.filter_grad(xp, d, filt, (inner, inner))
 
 
 def _pool_nhwc_plain(x, pool_h: int, pool_w: int, stride: int, pad: int) -> jax.Array:

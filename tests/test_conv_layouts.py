@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from funcnet import conv
+from funcnet import _dnnl, conv
 from funcnet.nets import convnet
 
 # (x shape, W shape, stride, pad, the layout the default rule uses)
@@ -76,10 +76,13 @@ def test_deep_convnet_runs_its_later_convolutions_on_xla():
     assert layouts == ["per-image"] + ["xla"] * 5
 
 
-def test_xla_layout_keeps_nhwc_convolutions_inside_a_scan():
+def test_xla_layout_keeps_nhwc_convolutions_inside_a_scan(monkeypatch):
     """Every convolution XLA compiles for the rule's forward and backward inside a
     ``lax.scan`` has its feature axis last (``b01f``/``01io``), the layout of XLA CPU's
-    Eigen convolution; NCHW operands compile to ``bf01`` loops there."""
+    Eigen convolution; NCHW operands compile to ``bf01`` loops there. (The filter
+    gradients on XLA's kernel too, as without oneDNN's library: funcnet._dnnl.)"""
+    monkeypatch.setattr(_dnnl, "available", lambda: False)
+    jax.clear_caches()
     x = jnp.ones((2, 4, 6, 6), jnp.float32)
     W = jnp.ones((3, 4, 3, 3), jnp.float32)
     b = jnp.zeros((3,), jnp.float32)

@@ -1,0 +1,395 @@
+"""oneDNN's backward-weights convolution: the filter gradient of funcnet's channels-last
+convolutions on CPU, through an XLA FFI handler.
+
+XLA's CPU backend has no backward-weights kernel: it computes a filter gradient as a
+forward convolution (x correlated with dout over the batch) on Eigen's kernels, 2–3× slower
+than the backward-weights kernels PyTorch runs (DeepConvNet's five 3×3 layers: 16.8 ms
+against 7.3, alone, docs/performance.md), and oneDNN's forward kernel does no better for
+that shape. The ``onednn-cpu-gomp`` wheel (oneDNN 3.2, its C API in ``libdnnl.so.3``,
+GNU OpenMP threads; a dependency on Linux x86-64) has them. This module binds the C API
+with ``ctypes`` and registers, per geometry, a typed XLA FFI handler (a ``ctypes``
+callback: no compiler needed) that runs the primitive on the operands' own buffers:
+x (N, H, W, C) and dout (N, OH, OW, FN), both read in place as oneDNN's ``nhwc``, the
+result written as (FN, C, FH, FW) through a reorder from oneDNN's blocked weights layout.
+
+The handler is Python called from XLA's thread: it takes the GIL for the few microseconds
+it spends outside oneDNN (the kernel runs with the GIL released), so a program that holds
+the GIL while waiting for a result cannot use it; JAX's own waits release it.
+
+Used only where it was checked: float32 operands of known non-zero sizes lowered for CPU
+(``lax.platform_dependent``: GPU and TPU lowerings keep XLA's), the library loaded and
+oneDNN 3.x, one device in the process (XLA cannot partition the call), not
+``FUNCNET_ONEDNN=0``, and after :func:`available` has run the handler once per process on
+a few geometries (non-square filter, unequal paddings, one channel) against a NumPy
+reference. Everywhere else XLA's kernel runs, the same numbers up to float32 rounding;
+:func:`kernel` says which one a function traced now uses. Its derivatives (a gradient of
+a gradient through the backward rule) are XLA's convolutions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import platform
+import sys
+import sysconfig
+import threading
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from funcnet import _ffi_abi as abi
+
+DISABLE_ENV = "FUNCNET_ONEDNN"
+"""``FUNCNET_ONEDNN=0`` keeps every convolution, filter gradients included, on XLA's
+kernels (e.g. for ``jax.export``, which refuses a custom call without a compatibility
+guarantee)."""
+_SONAME = "libdnnl.so.3"
+_X86_64 = ("x86_64", "AMD64")
+_PROBES = (  # (x shape NHWC, dout's channels, filter (FH, FW), pad (rows, columns))
+    ((2, 6, 5, 3), 4, (3, 2), (2, 0)),
+    ((3, 7, 7, 1), 5, (3, 3), (1, 1)),
+    ((2, 5, 6, 4), 2, (2, 3), (0, 2)),
+)
+# oneDNN's C API: enum values and argument indices (oneapi/dnnl/dnnl_types.h, 3.x)
+_CPU, _F32, _FORMAT_ANY, _IN_ORDER = 1, 3, 1, 1
+_FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
+_QUERY_IMPL_INFO_STR, _QUERY_DIFF_WEIGHTS_MD = 8, 132
+_ARG_SRC, _ARG_DST, _ARG_DIFF_DST, _ARG_DIFF_WEIGHTS = 1, 17, 145, 161
+_Dims = ctypes.c_int64 * 12
+
+
+class _ExecArg(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_int), ("memory", ctypes.c_void_p)]
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int), ("patch", ctypes.c_int)]
+
+
+def _library_candidates() -> list[str]:
+    """Where the wheel puts the library (``<prefix>/lib``: its files are wheel data), then
+    the system's loader path."""
+    data = Path(sysconfig.get_paths()["data"])
+    found = [str(p) for p in (data / "lib" / _SONAME, Path(sys.prefix) / "lib" / _SONAME)]
+    system = ctypes.util.find_library("dnnl")
+    return [p for p in found if Path(p).exists()] + ([system] if system else [])
+
+
+@functools.cache
+def _library() -> tuple[ctypes.CDLL | None, str]:
+    """(the loaded oneDNN 3.x library, "") or (None, why not)."""
+    candidates = _library_candidates()
+    if not candidates:
+        return None, "no libdnnl.so.3 (pip install onednn-cpu-gomp)"
+    try:
+        lib = ctypes.CDLL(candidates[0])
+    except OSError as e:  # e.g. no libgomp.so.1 on this machine
+        return None, f"{candidates[0]} does not load: {e}"
+    lib.dnnl_version.restype = ctypes.POINTER(_Version)
+    version = lib.dnnl_version().contents
+    if version.major != 3:
+        return None, f"{candidates[0]} is oneDNN {version.major}.{version.minor}, not 3.x"
+    lib.dnnl_primitive_desc_query_md.restype = ctypes.c_void_p
+    lib.dnnl_primitive_desc_query_md.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    return lib, ""
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise RuntimeError(f"oneDNN {what} failed with status {status}")
+
+
+class _Plan:
+    """One geometry's backward-weights primitive, the reorder of its blocked result into
+    (FN, C, FH, FW), and the memory descriptors of the operands as XLA lays them out. One
+    call at a time (the blocked result buffer is the plan's); one oneDNN stream per
+    thread."""
+
+    def __init__(self, lib, x_shape, fn: int, filt: tuple[int, int], pad: tuple[int, int]):
+        n, h, w, c = x_shape
+        oh, ow = h + 2 * pad[0] - filt[0] + 1, w + 2 * pad[1] - filt[1] + 1
+        self.lib = lib
+        self.engine = ctypes.c_void_p()
+        _check(lib.dnnl_engine_create(ctypes.byref(self.engine), _CPU, 0), "engine")
+        self.src = self._md([n, c, h, w], "acdb")  # NCHW dims, NHWC memory
+        self.diff_dst = self._md([n, fn, oh, ow], "acdb")
+        self.result = self._md([fn, c, *filt], "abcd")
+        any_weights = self._md([fn, c, *filt], None)
+        strides, dilations, padding = _Dims(1, 1), _Dims(0, 0), _Dims(*pad)
+        fwd, self.pd = ctypes.c_void_p(), ctypes.c_void_p()
+        _check(
+            lib.dnnl_convolution_forward_primitive_desc_create(
+                ctypes.byref(fwd), self.engine, _FORWARD_TRAINING, _CONVOLUTION_DIRECT,
+                self.src, any_weights, None, self.diff_dst, strides, dilations, padding,
+                padding, None,
+            ),
+            "forward primitive descriptor (the backward's hint)",
+        )  # fmt: skip
+        _check(
+            lib.dnnl_convolution_backward_weights_primitive_desc_create(
+                ctypes.byref(self.pd), self.engine, _CONVOLUTION_DIRECT, self.src,
+                any_weights, None, self.diff_dst, strides, dilations, padding, padding, fwd,
+                None,
+            ),
+            "backward-weights primitive descriptor",
+        )  # fmt: skip
+        blocked = ctypes.c_void_p(
+            lib.dnnl_primitive_desc_query_md(self.pd, _QUERY_DIFF_WEIGHTS_MD, 0)
+        )
+        reorder_pd = ctypes.c_void_p()
+        _check(
+            lib.dnnl_reorder_primitive_desc_create(
+                ctypes.byref(reorder_pd), blocked, self.engine, self.result, self.engine, None
+            ),
+            "reorder primitive descriptor",
+        )
+        self.primitive, self.reorder = ctypes.c_void_p(), ctypes.c_void_p()
+        _check(lib.dnnl_primitive_create(ctypes.byref(self.primitive), self.pd), "primitive")
+        _check(lib.dnnl_primitive_create(ctypes.byref(self.reorder), reorder_pd), "reorder")
+        self.blocked = ctypes.c_void_p()  # DNNL_MEMORY_ALLOCATE: oneDNN owns the buffer
+        allocate = ctypes.c_void_p(ctypes.c_size_t(-1).value)
+        _check(
+            lib.dnnl_memory_create(ctypes.byref(self.blocked), blocked, self.engine, allocate),
+            "memory",
+        )
+        self.lock = threading.Lock()
+        self.streams = threading.local()
+        self.shapes = ((n, h, w, c), (n, oh, ow, fn), (fn, c, *filt))
+
+    def _md(self, dims, tag: str | None) -> ctypes.c_void_p:
+        md, d = ctypes.c_void_p(), _Dims(*dims)
+        if tag is None:
+            status = self.lib.dnnl_memory_desc_create_with_tag(
+                ctypes.byref(md), len(dims), d, _F32, _FORMAT_ANY
+            )
+        else:
+            status = self.lib.dnnl_memory_desc_create_with_string_tag(
+                ctypes.byref(md), len(dims), d, _F32, tag.encode()
+            )
+        _check(status, "memory descriptor")
+        return md
+
+    def implementation(self) -> str:
+        name = ctypes.c_char_p()
+        _check(
+            self.lib.dnnl_primitive_desc_query(
+                self.pd, _QUERY_IMPL_INFO_STR, 0, ctypes.byref(name)
+            ),
+            "query",
+        )
+        return name.value.decode()
+
+    def run(self, x_ptr: int, dout_ptr: int, out_ptr: int) -> None:
+        """dW into ``out_ptr`` from the buffers at ``x_ptr`` and ``dout_ptr``."""
+        lib, engine = self.lib, self.engine
+        stream = getattr(self.streams, "stream", None)
+        if stream is None:
+            stream = self.streams.stream = ctypes.c_void_p()
+            _check(lib.dnnl_stream_create(ctypes.byref(stream), engine, _IN_ORDER), "stream")
+        memories = []
+        try:
+            for md, ptr in ((self.src, x_ptr), (self.diff_dst, dout_ptr), (self.result, out_ptr)):
+                memories.append(ctypes.c_void_p())
+                _check(
+                    lib.dnnl_memory_create(
+                        ctypes.byref(memories[-1]), md, engine, ctypes.c_void_p(ptr)
+                    ),
+                    "memory",
+                )
+            x, dout, out = memories
+            args = (_ExecArg * 3)(
+                _ExecArg(_ARG_SRC, x),
+                _ExecArg(_ARG_DIFF_DST, dout),
+                _ExecArg(_ARG_DIFF_WEIGHTS, self.blocked),
+            )
+            reorder_args = (_ExecArg * 2)(_ExecArg(_ARG_SRC, self.blocked), _ExecArg(_ARG_DST, out))
+            with self.lock:
+                _check(
+                    lib.dnnl_primitive_execute(self.primitive, stream, 3, args), "backward weights"
+                )
+                _check(lib.dnnl_primitive_execute(self.reorder, stream, 2, reorder_args), "reorder")
+                _check(lib.dnnl_stream_wait(stream), "stream wait")
+        finally:
+            for memory in memories:
+                lib.dnnl_memory_destroy(memory)
+
+
+_TARGETS: dict[tuple, tuple[str, _Plan, object]] = {}
+_TARGETS_LOCK = threading.Lock()
+
+
+def _target(x_shape, fn: int, filt: tuple[int, int], pad: tuple[int, int]) -> str:
+    """The FFI target name of this geometry's handler, registered with XLA on first use."""
+    key = (tuple(x_shape), fn, filt, pad)
+    with _TARGETS_LOCK:
+        if key not in _TARGETS:
+            lib, why = _library()
+            if lib is None:
+                raise RuntimeError(f"oneDNN is not available: {why}")
+            plan = _Plan(lib, x_shape, fn, filt, pad)
+            name = "funcnet_dnnl_filter_grad_" + "_".join(
+                str(v) for v in (*x_shape, fn, *filt, *pad)
+            )
+            handler = abi.handler(functools.partial(_execute, plan), name)
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(handler), platform="cpu")
+            _TARGETS[key] = (name, plan, handler)  # the handler must outlive every program
+        return _TARGETS[key][0]
+
+
+def _execute(plan: _Plan, args: list[abi.Buffer], rets: list[abi.Buffer]) -> None:
+    want = plan.shapes
+    got = tuple(b.shape for b in (*args, *rets))
+    if len(args) != 2 or len(rets) != 1 or got != want or not all(b.is_f32 for b in (*args, *rets)):
+        raise ValueError(f"buffers {got} do not match the plan's float32 {want}")
+    plan.run(args[0].data, args[1].data, rets[0].data)
+
+
+def _ffi_filter_grad(
+    x: jax.Array, d: jax.Array, filt: tuple[int, int], pad: tuple[int, int]
+) -> jax.Array:
+    name = _target(x.shape, d.shape[-1], filt, pad)
+    # XLA's convolution's result type, inside shard_map too (its manual mesh axes)
+    out = jax.eval_shape(functools.partial(xla_filter_grad, filt=filt, pad=pad), x, d)
+    return jax.ffi.ffi_call(name, out, vmap_method="sequential")(x, d)
+
+
+def xla_filter_grad(
+    x: jax.Array, d: jax.Array, filt: tuple[int, int], pad: tuple[int, int]
+) -> jax.Array:
+    """dW (FN, C, FH, FW) = x (N, H, W, C), zero-padded by ``pad`` = (rows, columns),
+    correlated with dout (N, OH, OW, FN) over the batch: XLA's convolution with the batch
+    as the contracted feature axis (the C axis as its batch)."""
+    dims = ("NHWC", "HWIO", "NHWC")
+    padding = ((pad[0], pad[0]), (pad[1], pad[1]))
+    lhs, rhs = x.transpose(3, 1, 2, 0), d.transpose(1, 2, 0, 3)  # (C, H, W, N), (OH, OW, N, FN)
+    dW = lax.conv_general_dilated(lhs, rhs, (1, 1), padding, dimension_numbers=dims)
+    assert dW.shape[1:3] == filt, (dW.shape, filt)
+    return dW.transpose(3, 0, 1, 2)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _fast_filter_grad(x, d, filt, pad):
+    return lax.platform_dependent(
+        x,
+        d,
+        cpu=functools.partial(_ffi_filter_grad, filt=filt, pad=pad),
+        default=functools.partial(xla_filter_grad, filt=filt, pad=pad),
+    )
+
+
+@_fast_filter_grad.defjvp
+def _fast_filter_grad_jvp(filt, pad, primals, tangents):
+    (x, d), (dx, dd) = primals, tangents  # bilinear in (x, d)
+    tangent = xla_filter_grad(dx, d, filt, pad) + xla_filter_grad(x, dd, filt, pad)
+    return _fast_filter_grad(x, d, filt, pad), tangent
+
+
+def _numpy_filter_grad(x: np.ndarray, d: np.ndarray, filt, pad) -> np.ndarray:
+    """The reference in float64: Σ over the batch and positions of each tap's products."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (pad[0],) * 2, (pad[1],) * 2, (0, 0)))
+    _, oh, ow, fn = d.shape
+    out = np.zeros((fn, x.shape[-1], *filt))
+    for i in range(filt[0]):
+        for j in range(filt[1]):
+            window = xp[:, i : i + oh, j : j + ow, :]
+            out[:, :, i, j] = np.einsum("nhwc,nhwf->fc", window, d.astype(np.float64))
+    return out
+
+
+def _probe_passes() -> bool:
+    """Whether the handler, compiled once for the CPU, equals the reference on each probe."""
+    rng = np.random.default_rng(0)
+    for x_shape, fn, filt, pad in _PROBES:
+        n, h, w, _ = x_shape
+        d_shape = (n, h + 2 * pad[0] - filt[0] + 1, w + 2 * pad[1] - filt[1] + 1, fn)
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        d = rng.standard_normal(d_shape).astype(np.float32)
+        call = functools.partial(_ffi_filter_grad, filt=filt, pad=pad)
+        got = np.asarray(jax.jit(call).lower(x, d).compile()(x, d))
+        want = _numpy_filter_grad(x, d, filt, pad)
+        tolerance = 1e-4 * max(1.0, np.abs(want).max())  # float32 sums of a few terms
+        if got.shape != want.shape or np.max(np.abs(got - want)) > tolerance:
+            return False
+    return True
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this process may run float32 CPU filter gradients on oneDNN, decided once:
+    not with ``FUNCNET_ONEDNN=0``, nor off x86-64, nor with several devices (XLA cannot
+    partition the call), nor without the library (a library that is installed but does not
+    load warns once); otherwise the handler must equal a NumPy reference on
+    :data:`_PROBES` (a failure warns once)."""
+    if os.environ.get(DISABLE_ENV, "1") == "0" or platform.machine() not in _X86_64:
+        return False
+    lib, why = _library()
+    if lib is None:
+        if _library_candidates():
+            warnings.warn(f"funcnet: oneDNN's filter gradient is not used: {why}", stacklevel=2)
+        return False
+    try:
+        cpu = jax.devices("cpu")[0]
+    except RuntimeError:  # no CPU backend in this process
+        return False
+    if len(jax.devices()) > 1 or len(jax.devices("cpu")) > 1:
+        return False
+    try:  # whatever the caller's context: eager values, transfers allowed, jit on
+        with (
+            jax.ensure_compile_time_eval(),
+            jax.default_device(cpu),
+            jax.transfer_guard("allow"),
+            jax.disable_jit(False),
+        ):
+            passed = _probe_passes()
+    except Exception as e:  # noqa: BLE001 - an XLA that reads the FFI structures differently
+        warnings.warn(
+            f"funcnet: oneDNN's filter gradient failed its check ({e!r}); XLA's is used",
+            stacklevel=2,
+        )
+        return False
+    if not passed:
+        warnings.warn(
+            "funcnet: oneDNN's filter gradient differs from the reference; XLA's is used",
+            stacklevel=2,
+        )
+    return passed
+
+
+def kernel() -> str:
+    """``"onednn"`` or ``"xla"``: the kernel the filter gradients of funcnet's default
+    convolution rules (float32, stride 1, channels last) run on when a function is traced
+    now for CPU (GPU and TPU lowerings use XLA's)."""
+    return "onednn" if available() else "xla"
+
+
+def filter_grad(
+    x: jax.Array, d: jax.Array, filt: tuple[int, int], pad: tuple[int, int]
+) -> jax.Array:
+    """dW (FN, C, FH, FW) of a stride-1 convolution from x (N, H, W, C) and dout (N, OH,
+    OW, FN), x zero-padded by ``pad`` = (rows, columns): oneDNN's backward-weights kernel
+    on CPU for float32 operands where :func:`kernel` says so, XLA's convolution otherwise
+    (the same numbers up to float32 rounding)."""
+    filt, pad = (int(filt[0]), int(filt[1])), (int(pad[0]), int(pad[1]))
+    if _eligible(x, d, filt, pad):
+        return _fast_filter_grad(x, d, filt, pad)
+    return xla_filter_grad(x, d, filt, pad)
+
+
+def _eligible(x, d, filt, pad) -> bool:
+    """float32 operands of known, non-zero sizes that agree with ``filt`` and ``pad``, and
+    oneDNN in use."""
+    if not (x.dtype == d.dtype == jnp.float32 and x.ndim == d.ndim == 4):
+        return False
+    sizes = (*x.shape, *d.shape)
+    if not all(isinstance(s, int) for s in sizes) or min(sizes) <= 0 or min(pad) < 0:
+        return False
+    n, h, w, _ = x.shape
+    geometry = (n, h + 2 * pad[0] - filt[0] + 1, w + 2 * pad[1] - filt[1] + 1)
+    return d.shape[:3] == geometry and kernel() == "onednn"

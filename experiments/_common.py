@@ -343,16 +343,22 @@ def add_dataset_flag(parser: argparse.ArgumentParser, default: str = "auto") -> 
     )
 
 
-def add_out_flag(parser: argparse.ArgumentParser, name: str, per_dataset: bool = False) -> None:
-    """``--out DIR``, default ``runs/NAME``; with ``per_dataset``, ``runs/NAME/<data set>``
-    (the data set actually used, see :func:`run_dir`), so runs on different data sets do
-    not overwrite each other. Also ``--overwrite`` (see :func:`claim`)."""
+def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: what :func:`claim`'s refusal tells the user to pass; every command
+    that claims its output folder has it."""
     parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the results in the output folder even when they were written with "
         "other settings (default: refuse, naming the settings that differ)",
     )
+
+
+def add_out_flag(parser: argparse.ArgumentParser, name: str, per_dataset: bool = False) -> None:
+    """``--out DIR``, default ``runs/NAME``; with ``per_dataset``, ``runs/NAME/<data set>``
+    (the data set actually used, see :func:`run_dir`), so runs on different data sets do
+    not overwrite each other. Also ``--overwrite`` (:func:`add_overwrite_flag`)."""
+    add_overwrite_flag(parser)
     if per_dataset:
         parser.add_argument(
             "--out",

@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"output folder (default: runs/{NAME}; runs/{NAME}/MODEL with a convnet model)",
     )
+    _common.add_overwrite_flag(p)
     two = p.add_argument_group("--model two-layer only")
     two.add_argument(
         "--iters", type=_common.positive_int, default=None, help="iterations (default: 10000)"

@@ -144,6 +144,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=Path("runs") / NAME,
         help="output folder (default: %(default)s)",
     )
+    _common.add_overwrite_flag(p)
     args = p.parse_args(argv)
     args.peers = parse_peers(p, args.peers, PEERS)
     return args

@@ -381,3 +381,25 @@ def test_ch3_training_that_diverges_saves_and_describes_the_last_finite_params(t
     acc = float(nets.accuracy(nets.three_layer_net_predict, params, x, t))
     assert metrics["saved_params_iteration"] < metrics["iterations_run"]
     assert acc == pytest.approx(metrics["final_test_acc"], abs=1e-3)  # what is saved
+
+
+def _modules_that_claim_their_output_folder():
+    """Every experiments module whose source claims its output folder (_common.claim),
+    whose refusal tells the user to pass --overwrite."""
+    import importlib
+    import pathlib
+
+    folder = pathlib.Path(_common.__file__).parent
+    sources = {p.stem: p.read_text() for p in folder.glob("[!_]*.py")}
+    names = sorted(name for name, text in sources.items() if "_common.claim(" in text)
+    return [importlib.import_module(f"experiments.{n}") for n in names]
+
+
+@pytest.mark.parametrize("module", _modules_that_claim_their_output_folder(), ids=_name)
+def test_every_command_that_may_refuse_its_output_folder_accepts_overwrite(module, capsys):
+    """The refusal says "pass --out DIR ..., or --overwrite to replace them": a command
+    without the flag would answer that advice with an unknown-argument error."""
+    with pytest.raises(SystemExit) as e:
+        module.main(["--help"])
+    assert e.value.code == 0
+    assert "--overwrite" in capsys.readouterr().out, _name(module)

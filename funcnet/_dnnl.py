@@ -28,6 +28,7 @@ a gradient through the backward rule) are XLA's convolutions.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import functools
@@ -160,8 +161,24 @@ class _Plan:
             "memory",
         )
         self.lock = threading.Lock()
-        self.streams = threading.local()
         self.shapes = ((n, h, w, c), (n, oh, ow, fn), (fn, c, *filt))
+        self.stream = ctypes.c_void_p()  # one per plan: XLA's threads have no thread-local
+        _check(lib.dnnl_stream_create(ctypes.byref(self.stream), self.engine, _IN_ORDER), "stream")
+        self.memories = [self._memory(md) for md in (self.src, self.diff_dst, self.result)]
+        x, dout, out = self.memories
+        self.args = (_ExecArg * 3)(
+            _ExecArg(_ARG_SRC, x),
+            _ExecArg(_ARG_DIFF_DST, dout),
+            _ExecArg(_ARG_DIFF_WEIGHTS, self.blocked),
+        )
+        self.rargs = (_ExecArg * 2)(_ExecArg(_ARG_SRC, self.blocked), _ExecArg(_ARG_DST, out))
+        self.held = ctypes.PyDLL(lib._name)
+
+    def _memory(self, md) -> ctypes.c_void_p:
+        """A memory object of ``md`` without a buffer yet (DNNL_MEMORY_NONE)."""
+        memory = ctypes.c_void_p()
+        _check(self.lib.dnnl_memory_create(ctypes.byref(memory), md, self.engine, None), "memory")
+        return memory
 
     def _md(self, dims, tag: str | None) -> ctypes.c_void_p:
         md, d = ctypes.c_void_p(), _Dims(*dims)
@@ -187,38 +204,17 @@ class _Plan:
         return name.value.decode()
 
     def run(self, x_ptr: int, dout_ptr: int, out_ptr: int) -> None:
-        """dW into ``out_ptr`` from the buffers at ``x_ptr`` and ``dout_ptr``."""
-        lib, engine = self.lib, self.engine
-        stream = getattr(self.streams, "stream", None)
-        if stream is None:
-            stream = self.streams.stream = ctypes.c_void_p()
-            _check(lib.dnnl_stream_create(ctypes.byref(stream), engine, _IN_ORDER), "stream")
-        memories = []
-        try:
-            for md, ptr in ((self.src, x_ptr), (self.diff_dst, dout_ptr), (self.result, out_ptr)):
-                memories.append(ctypes.c_void_p())
-                _check(
-                    lib.dnnl_memory_create(
-                        ctypes.byref(memories[-1]), md, engine, ctypes.c_void_p(ptr)
-                    ),
-                    "memory",
-                )
-            x, dout, out = memories
-            args = (_ExecArg * 3)(
-                _ExecArg(_ARG_SRC, x),
-                _ExecArg(_ARG_DIFF_DST, dout),
-                _ExecArg(_ARG_DIFF_WEIGHTS, self.blocked),
-            )
-            reorder_args = (_ExecArg * 2)(_ExecArg(_ARG_SRC, self.blocked), _ExecArg(_ARG_DST, out))
-            with self.lock:
-                _check(
-                    lib.dnnl_primitive_execute(self.primitive, stream, 3, args), "backward weights"
-                )
-                _check(lib.dnnl_primitive_execute(self.reorder, stream, 2, reorder_args), "reorder")
-                _check(lib.dnnl_stream_wait(stream), "stream wait")
-        finally:
-            for memory in memories:
-                lib.dnnl_memory_destroy(memory)
+        """dW into ``out_ptr`` from the buffers at ``x_ptr`` and ``dout_ptr``, one call at
+        a time. The calls hold the GIL (the library is also opened as ``PyDLL``): the
+        handler then takes the GIL once per call, where releasing it around each foreign
+        call made a busy Python thread cost up to a switch interval (5 ms) each time."""
+        lib = self.held
+        with self.lock:
+            for memory, ptr in zip(self.memories, (x_ptr, dout_ptr, out_ptr), strict=True):
+                _check(lib.dnnl_memory_set_data_handle(memory, ctypes.c_void_p(ptr)), "memory")
+            _check(lib.dnnl_primitive_execute(self.primitive, self.stream, 3, self.args), "run")
+            _check(lib.dnnl_primitive_execute(self.reorder, self.stream, 2, self.rargs), "reorder")
+            _check(lib.dnnl_stream_wait(self.stream), "stream wait")
 
 
 _TARGETS: dict[tuple, tuple[str, _Plan, object]] = {}
@@ -233,6 +229,9 @@ def _target(x_shape, fn: int, filt: tuple[int, int], pad: tuple[int, int]) -> st
             lib, why = _library()
             if lib is None:
                 raise RuntimeError(f"oneDNN is not available: {why}")
+            if not _TARGETS:
+                atexit.register(_finish_running_programs)
+            abi.defer_interrupts_during_handlers()
             plan = _Plan(lib, x_shape, fn, filt, pad)
             name = "funcnet_dnnl_filter_grad_" + "_".join(
                 str(v) for v in (*x_shape, fn, *filt, *pad)
@@ -241,6 +240,17 @@ def _target(x_shape, fn: int, filt: tuple[int, int], pad: tuple[int, int]) -> st
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(handler), platform="cpu")
             _TARGETS[key] = (name, plan, handler)  # the handler must outlive every program
         return _TARGETS[key][0]
+
+
+def _finish_running_programs() -> None:
+    """At exit, wait for the programs still running (a script that ends, or fails, right
+    after dispatching a step): once the interpreter finalizes, a handler's thread can no
+    longer take the GIL, and the process would hang joining XLA's threads."""
+    for array in jax.live_arrays():
+        try:
+            array.block_until_ready()
+        except Exception:  # noqa: BLE001, S112 - deleted or failed: nothing left to wait for
+            continue
 
 
 def _execute(plan: _Plan, args: list[abi.Buffer], rets: list[abi.Buffer]) -> None:
@@ -269,9 +279,21 @@ def xla_filter_grad(
     dims = ("NHWC", "HWIO", "NHWC")
     padding = ((pad[0], pad[0]), (pad[1], pad[1]))
     lhs, rhs = x.transpose(3, 1, 2, 0), d.transpose(1, 2, 0, 3)  # (C, H, W, N), (OH, OW, N, FN)
+    _check_geometry(x.shape, d.shape, filt, pad)
     dW = lax.conv_general_dilated(lhs, rhs, (1, 1), padding, dimension_numbers=dims)
-    assert dW.shape[1:3] == filt, (dW.shape, filt)
     return dW.transpose(3, 0, 1, 2)
+
+
+def _check_geometry(x_shape, d_shape, filt, pad) -> None:
+    """dout's (N, OH, OW) must be x's batch and the stride-1 output size of ``filt`` over
+    x padded by ``pad``."""
+    n, h, w, _ = x_shape
+    want = (n, h + 2 * pad[0] - filt[0] + 1, w + 2 * pad[1] - filt[1] + 1)
+    if len(d_shape) != 4 or tuple(d_shape[:3]) != want:
+        raise ValueError(
+            f"filter gradient: dout has shape {tuple(d_shape)}, expected (N, OH, OW) = {want} "
+            f"for x {tuple(x_shape)}, filter {filt} and padding {pad}"
+        )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -279,9 +301,40 @@ def _fast_filter_grad(x, d, filt, pad):
     return lax.platform_dependent(
         x,
         d,
-        cpu=functools.partial(_ffi_filter_grad, filt=filt, pad=pad),
+        cpu=functools.partial(_onednn_filter_grad, filt=filt, pad=pad),
         default=functools.partial(xla_filter_grad, filt=filt, pad=pad),
     )
+
+
+def _onednn_filter_grad(x, d, filt, pad):
+    return _ffi_filter_grad(x, d, filt, pad) + _padding_times_dout(d, x.shape[1:3], filt, pad)
+
+
+def _padding_times_dout(d: jax.Array, image_hw, filt, pad) -> jax.Array:
+    """What the zero padding adds to dW in the book's rule (col's padding zeros times
+    dout): 0, or NaN at each filter's taps that read padding at a position where dout is
+    NaN or infinite (0·NaN = 0·inf = NaN). oneDNN skips the padding, so without this such
+    taps came out finite. (FN, 1, FH, FW), or () without padding. A tap reads padding
+    through a padded row or a padded column, so only dout's first and last ``pad`` rows
+    and columns are read."""
+    if pad == (0, 0):
+        return jnp.zeros((), d.dtype)
+    _, oh, ow, _ = d.shape
+    (fh, fw), (h, w) = filt, image_hw
+    rows = np.arange(oh)[:, None] + np.arange(fh)[None, :] - pad[0]  # input row of each tap
+    cols = np.arange(ow)[:, None] + np.arange(fw)[None, :] - pad[1]
+    row_out, col_out = (rows < 0) | (rows >= h), (cols < 0) | (cols >= w)  # (OH, FH), (OW, FW)
+    pr, pc = min(pad[0], oh), min(pad[1], ow)  # the rows (columns) whose windows reach padding
+    edge_rows = jnp.concatenate([d[:, :pr], d[:, oh - pr :]], axis=1)
+    edge_cols = jnp.concatenate([d[:, :, :pc], d[:, :, ow - pc :]], axis=2)
+    reads_row = np.concatenate([row_out[:pr], row_out[oh - pr :]]).astype(np.float32)
+    reads_col = np.concatenate([col_out[:pc], col_out[ow - pc :]]).astype(np.float32)
+    bad_rows = (~jnp.isfinite(edge_rows)).any(0).astype(jnp.float32)  # (2·pr, OW, FN)
+    bad_cols = (~jnp.isfinite(edge_cols)).any(0).astype(jnp.float32)  # (OH, 2·pc, FN)
+    by_row = jnp.einsum("rwf,ri->fi", bad_rows, reads_row, precision=lax.Precision.HIGHEST)
+    by_col = jnp.einsum("hcf,cj->fj", bad_cols, reads_col, precision=lax.Precision.HIGHEST)
+    hits = by_row[:, :, None] + by_col[:, None, :]  # (FN, FH, FW)
+    return jnp.where(hits > 0, jnp.nan, 0.0).astype(d.dtype)[:, None]
 
 
 @_fast_filter_grad.defjvp
@@ -377,19 +430,19 @@ def filter_grad(
     on CPU for float32 operands where :func:`kernel` says so, XLA's convolution otherwise
     (the same numbers up to float32 rounding)."""
     filt, pad = (int(filt[0]), int(filt[1])), (int(pad[0]), int(pad[1]))
+    if x.ndim != 4:
+        raise ValueError(f"filter gradient: x must be (N, H, W, C), got shape {x.shape}")
+    _check_geometry(x.shape, d.shape, filt, pad)
     if _eligible(x, d, filt, pad):
         return _fast_filter_grad(x, d, filt, pad)
     return xla_filter_grad(x, d, filt, pad)
 
 
 def _eligible(x, d, filt, pad) -> bool:
-    """float32 operands of known, non-zero sizes that agree with ``filt`` and ``pad``, and
-    oneDNN in use."""
-    if not (x.dtype == d.dtype == jnp.float32 and x.ndim == d.ndim == 4):
+    """float32 operands of known, non-zero sizes and oneDNN in use."""
+    if not (x.dtype == d.dtype == jnp.float32):
         return False
     sizes = (*x.shape, *d.shape)
     if not all(isinstance(s, int) for s in sizes) or min(sizes) <= 0 or min(pad) < 0:
         return False
-    n, h, w, _ = x.shape
-    geometry = (n, h + 2 * pad[0] - filt[0] + 1, w + 2 * pad[1] - filt[1] + 1)
-    return d.shape[:3] == geometry and kernel() == "onednn"
+    return kernel() == "onednn"

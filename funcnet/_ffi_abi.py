@@ -12,8 +12,12 @@ becomes an error of the XLA call, which JAX raises in the caller.
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import dataclasses
+import functools
+import signal
+import threading
 import traceback
 from collections.abc import Callable
 
@@ -157,25 +161,65 @@ def _error(frame: _CallFrame, message: str) -> int | None:
     return frame.api.contents.error_create(ctypes.byref(args))
 
 
+def _inside_a_handler(frame) -> bool:
+    while frame is not None:
+        if frame.f_code is _CALL_CODE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deferring(previous):
+    """A SIGINT handler that runs ``previous`` (Python's, which raises KeyboardInterrupt)
+    except while the main thread is inside a handler: XLA runs small programs on the
+    calling thread, and an exception raised there (at the handler's first bytecode, before
+    any ``try``) would leave the C return value unset, which XLA frees as an error. The
+    signal is then sent again a few milliseconds later, until it lands outside."""
+
+    def deferring(signum, frame):
+        if _inside_a_handler(frame):
+            threading.Timer(0.005, _thread.interrupt_main, args=(signum,)).start()
+            return None
+        return previous(signum, frame)
+
+    deferring.funcnet_defers = previous
+    return deferring
+
+
+def defer_interrupts_during_handlers() -> None:
+    """Wrap the SIGINT handler in :func:`_deferring` (from the main thread only, where a
+    Python handler is installed; once): a Ctrl-C during a call reaches the caller as
+    KeyboardInterrupt after the call, never inside it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGINT)
+    if callable(current) and not hasattr(current, "funcnet_defers"):
+        signal.signal(signal.SIGINT, _deferring(current))
+
+
 def handler(execute: Callable[[list[Buffer], list[Buffer]], None], name: str):
     """A C function pointer (keep a reference for as long as XLA may call it) that runs
     ``execute(args, rets)`` at the execute stage of each call; an exception it raises
-    becomes the call's error, prefixed with ``name``."""
+    becomes the call's error, prefixed with ``name``. Call
+    :func:`defer_interrupts_during_handlers` too."""
+    return _HANDLER(functools.partial(_call, execute, name))
 
-    def call(frame_ptr):
-        frame = frame_ptr.contents
-        try:
-            if frame.struct_size < _CallFrame.future.offset:  # XLA's size stops at attrs
-                return _error(frame, f"{name}: XLA's call frame is older than API {API_VERSION}")
-            if frame.extension_start and frame.extension_start.contents.type == _EXTENSION_METADATA:
-                _metadata(frame)
-                return None
-            if frame.stage != _STAGE_EXECUTE:
-                return None
-            execute(_buffers(frame.args), _buffers(frame.rets))
+
+def _call(execute, name, frame_ptr):
+    frame = frame_ptr.contents
+    try:
+        if frame.struct_size < _CallFrame.future.offset:  # XLA's size stops at attrs
+            return _error(frame, f"{name}: XLA's call frame is older than API {API_VERSION}")
+        if frame.extension_start and frame.extension_start.contents.type == _EXTENSION_METADATA:
+            _metadata(frame)
             return None
-        except BaseException as e:  # noqa: BLE001 - nothing may unwind through XLA's C frames
-            detail = "".join(traceback.format_exception_only(e)).strip()
-            return _error(frame, f"{name}: {detail}")
+        if frame.stage != _STAGE_EXECUTE:
+            return None
+        execute(_buffers(frame.args), _buffers(frame.rets))
+        return None
+    except BaseException as e:  # noqa: BLE001 - nothing may unwind through XLA's C frames
+        detail = "".join(traceback.format_exception_only(e)).strip()
+        return _error(frame, f"{name}: {detail}")
 
-    return _HANDLER(call)
+
+_CALL_CODE = _call.__code__

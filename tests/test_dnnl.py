@@ -273,3 +273,88 @@ def test_a_library_that_does_not_load_warns_and_keeps_xla_s_kernel(monkeypatch, 
     finally:
         _dnnl._library.cache_clear()
         _dnnl.available.cache_clear()
+
+
+@needs_dnnl
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_nonfinite_dout_at_the_border_gives_the_books_nonfinite_taps(bad):
+    """oneDNN skips the padding; the book multiplies its zeros by dout (0·NaN = 0·inf =
+    NaN): the taps that read padding where dout is not finite must be NaN, as in the
+    reference, not finite numbers."""
+    x = _random((2, 6, 7, 3), 30)
+    d = _random((2, 6, 7, 4), 31)
+    d[0, 0, 0, 1] = bad  # a corner: four of its nine taps read padding
+    d[1, 5, 3, 2] = bad  # the bottom edge
+    got = np.asarray(jax.jit(lambda x, d: _dnnl.filter_grad(x, d, (3, 3), (1, 1)))(x, d))
+    want = _dnnl._numpy_filter_grad(x, d, (3, 3), (1, 1))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], atol=1e-4)
+    assert np.isnan(got[1, :, 0, 0]).all() and np.isfinite(got[0]).all()
+
+
+def test_a_filter_gradient_of_the_wrong_geometry_is_a_clear_error():
+    x, d = _random((2, 6, 6, 3), 32), _random((2, 6, 6, 4), 33)
+    with pytest.raises(ValueError, match=r"dout has shape \(2, 6, 6, 4\), expected .* \(2, 4, 4\)"):
+        _dnnl.filter_grad(x, d, (5, 5), (1, 1))
+
+
+def _run_script(code: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@needs_dnnl
+def test_a_script_that_ends_or_fails_while_a_step_runs_exits():
+    """Once the interpreter finalizes, a handler can no longer take the GIL: the process
+    used to hang joining XLA's threads. It waits for the running programs at exit."""
+    setup = (
+        "import jax, jax.numpy as jnp, numpy as np\n"
+        "from jax import lax\n"
+        "from funcnet import _dnnl\n"
+        "x = jnp.ones((32, 16, 16, 8)); d = jnp.ones((32, 16, 16, 8))\n"
+        "body = lambda i, c: c + _dnnl.filter_grad(x + c[0, 0, 0, 0], d, (3, 3), (1, 1))\n"
+        "f = jax.jit(lambda: lax.fori_loop(0, 200, body, jnp.zeros((8, 8, 3, 3))))\n"
+        "f().block_until_ready()\n"
+        "r = f()\n"
+    )
+    ended = _run_script(setup + "print('dispatched')\n")
+    assert ended.returncode == 0 and "dispatched" in ended.stdout, ended.stderr
+    failed = _run_script(setup + "raise RuntimeError('a bug after dispatch')\n")
+    assert failed.returncode == 1 and "a bug after dispatch" in failed.stderr
+
+
+@needs_dnnl
+def test_ctrl_c_during_small_steps_reaches_the_caller_as_keyboard_interrupt():
+    """XLA runs a small program on the calling thread, so the handler runs on the main
+    thread, where Python runs signal handlers: a Ctrl-C there used to become an XLA
+    error, or an unset C return value and a crash (double free). It is deferred until the
+    call returns, and every result before it is right."""
+    code = (
+        "import os, signal, threading, time, numpy as np, jax\n"
+        "from funcnet import _dnnl\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)\n"
+        "d = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)\n"
+        "g = jax.jit(lambda x, d, s: _dnnl.filter_grad(x * s, d, (3, 3), (1, 1)))\n"
+        "base = np.asarray(g(x, d, np.float32(1)))\n"
+        "for k in range(3):\n"
+        "    kill = lambda: os.kill(os.getpid(), signal.SIGINT)\n"
+        "    threading.Timer(0.2 + 0.1 * k, kill).start()\n"
+        "    n, start = 0, time.time()\n"
+        "    try:\n"
+        "        while time.time() - start < 10:\n"
+        "            s = np.float32(1 + n % 7)\n"
+        "            r = np.asarray(g(x, d, s)); n += 1\n"
+        "            assert np.allclose(r, base * s, rtol=1e-4, atol=1e-4), n\n"
+        "        print('no interrupt')\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted after', n)\n"
+    )
+    done = _run_script(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("interrupted after") == 3, done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr and "INTERNAL" not in done.stderr

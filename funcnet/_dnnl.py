@@ -46,6 +46,7 @@ import numpy as np
 from jax import lax
 
 from funcnet import _ffi_abi as abi
+from funcnet import _onednn
 
 DISABLE_ENV = "FUNCNET_ONEDNN"
 """``FUNCNET_ONEDNN=0`` keeps every convolution, filter gradients included, on XLA's
@@ -387,32 +388,7 @@ def available() -> bool:
         if _library_candidates():
             warnings.warn(f"funcnet: oneDNN's filter gradient is not used: {why}", stacklevel=2)
         return False
-    try:
-        cpu = jax.devices("cpu")[0]
-    except RuntimeError:  # no CPU backend in this process
-        return False
-    if len(jax.devices()) > 1 or len(jax.devices("cpu")) > 1:
-        return False
-    try:  # whatever the caller's context: eager values, transfers allowed, jit on
-        with (
-            jax.ensure_compile_time_eval(),
-            jax.default_device(cpu),
-            jax.transfer_guard("allow"),
-            jax.disable_jit(False),
-        ):
-            passed = _probe_passes()
-    except Exception as e:  # noqa: BLE001 - an XLA that reads the FFI structures differently
-        warnings.warn(
-            f"funcnet: oneDNN's filter gradient failed its check ({e!r}); XLA's is used",
-            stacklevel=2,
-        )
-        return False
-    if not passed:
-        warnings.warn(
-            "funcnet: oneDNN's filter gradient differs from the reference; XLA's is used",
-            stacklevel=2,
-        )
-    return passed
+    return _onednn.checked_on_one_cpu(_probe_passes, "oneDNN's filter gradient")
 
 
 def kernel() -> str:

@@ -182,27 +182,34 @@ def available() -> bool:
         return False
     if jaxlib_version.__version__ not in VERIFIED_JAXLIB or platform.machine() not in _X86_64:
         return False
+    return checked_on_one_cpu(_probe_passes, "oneDNN's convolution")
+
+
+def checked_on_one_cpu(probe, what: str) -> bool:
+    """Whether ``probe()`` (which compiles a call for the CPU and compares it with a
+    reference) passes, run whatever the caller's context (eager values, transfers allowed,
+    jit on, the CPU as default device); False without a CPU backend or with several
+    devices (XLA cannot partition a custom call: a sharded program would gather every
+    batch onto each device). A probe that raises or fails warns once, naming ``what``."""
     try:
         cpu = jax.devices("cpu")[0]
     except RuntimeError:  # no CPU backend in this process (JAX_PLATFORMS without cpu)
         return False
     if len(jax.devices()) > 1 or len(jax.devices("cpu")) > 1:
         return False
-    try:  # whatever the caller's context: eager values, transfers allowed, jit on
+    try:
         with (
             jax.ensure_compile_time_eval(),
             jax.default_device(cpu),
             jax.transfer_guard("allow"),
             jax.disable_jit(False),
         ):
-            passed = _probe_passes()
-    except Exception as e:  # noqa: BLE001 - no oneDNN in this jaxlib, another config format
-        message = f"funcnet: oneDNN's convolution failed its check ({e!r}); XLA's is used"
-        warnings.warn(message, stacklevel=2)
+            passed = probe()
+    except Exception as e:  # noqa: BLE001 - not in this jaxlib, another format, another ABI
+        warnings.warn(f"funcnet: {what} failed its check ({e!r}); XLA's is used", stacklevel=3)
         return False
     if not passed:
-        message = "funcnet: oneDNN's convolution differs from the reference; XLA's is used"
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(f"funcnet: {what} differs from the reference; XLA's is used", stacklevel=3)
     return passed
 
 

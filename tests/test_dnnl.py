@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
+from test_onednn import _kernel_in_a_fresh_process
 
 from funcnet import _dnnl, _ffi_abi, conv
 
@@ -239,22 +240,12 @@ def test_shard_map_over_one_device_runs_the_handler():
     np.testing.assert_allclose(jax.jit(f)(x, d), want, atol=1e-4)
 
 
-def _kernel_in_a_fresh_process(env: dict) -> str:
-    code = "from funcnet import _dnnl; print(_dnnl.kernel())"
-    env = {**os.environ, **env}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
 @needs_dnnl
 def test_opt_out_and_several_devices_keep_xla_s_kernel():
-    assert _kernel_in_a_fresh_process({}) == "onednn"
-    assert _kernel_in_a_fresh_process({"FUNCNET_ONEDNN": "0"}) == "xla"
+    assert _kernel_in_a_fresh_process({}, "_dnnl") == "onednn"
+    assert _kernel_in_a_fresh_process({"FUNCNET_ONEDNN": "0"}, "_dnnl") == "xla"
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-    assert _kernel_in_a_fresh_process({"XLA_FLAGS": flags}) == "xla"
+    assert _kernel_in_a_fresh_process({"XLA_FLAGS": flags}, "_dnnl") == "xla"
 
 
 def test_a_library_that_does_not_load_warns_and_keeps_xla_s_kernel(monkeypatch, tmp_path):

@@ -266,8 +266,10 @@ def test_the_check_runs_whatever_the_callers_context(monkeypatch):
         _onednn.available.cache_clear()
 
 
-def _kernel_in_a_fresh_process(env: dict) -> str:
-    code = "from funcnet import _onednn; print(_onednn.kernel())"
+def _kernel_in_a_fresh_process(env: dict, module: str = "_onednn") -> str:
+    """``kernel()`` of ``funcnet.<module>`` in a new process with ``env`` added (and no
+    persistent compilation cache)."""
+    code = f"from funcnet import {module}; print({module}.kernel())"
     env = {**os.environ, **env}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     done = subprocess.run(

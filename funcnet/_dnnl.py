@@ -12,9 +12,15 @@ callback: no compiler needed) that runs the primitive on the operands' own buffe
 x (N, H, W, C) and dout (N, OH, OW, FN), both read in place as oneDNN's ``nhwc``, the
 result written as (FN, C, FH, FW) through a reorder from oneDNN's blocked weights layout.
 
-The handler is Python called from XLA's thread: it takes the GIL for the few microseconds
-it spends outside oneDNN (the kernel runs with the GIL released), so a program that holds
-the GIL while waiting for a result cannot use it; JAX's own waits release it.
+The handler is Python called from XLA's threads, and it holds the GIL for the whole call
+(a few milliseconds of oneDNN): a Python thread that spins meanwhile slows the steps, and
+JAX's own waits release the GIL. Two consequences of Python running inside a program are
+handled: XLA runs small programs on the calling thread, so a Ctrl-C could land inside the
+handler on the main thread (an exception there cannot cross XLA's C frames): the SIGINT
+handler installed when the first plan is made defers it until the call returns
+(:func:`funcnet._ffi_abi.defer_interrupts_during_handlers`); and at exit the programs
+still running are waited for (after finalization a handler could not take the GIL, and
+the process would hang).
 
 Used only where it was checked: float32 operands of known non-zero sizes lowered for CPU
 (``lax.platform_dependent``: GPU and TPU lowerings keep XLA's), the library loaded and

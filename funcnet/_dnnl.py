@@ -116,9 +116,9 @@ def _check(status: int, what: str) -> None:
 
 class _Plan:
     """One geometry's backward-weights primitive, the reorder of its blocked result into
-    (FN, C, FH, FW), and the memory descriptors of the operands as XLA lays them out. One
-    call at a time (the blocked result buffer is the plan's); one oneDNN stream per
-    thread."""
+    (FN, C, FH, FW), the memory objects of the operands as XLA lays them out (their
+    buffers set per call) and one oneDNN stream; one call at a time (the blocked result
+    buffer is the plan's)."""
 
     def __init__(self, lib, x_shape, fn: int, filt: tuple[int, int], pad: tuple[int, int]):
         n, h, w, c = x_shape
@@ -129,46 +129,8 @@ class _Plan:
         self.src = self._md([n, c, h, w], "acdb")  # NCHW dims, NHWC memory
         self.diff_dst = self._md([n, fn, oh, ow], "acdb")
         self.result = self._md([fn, c, *filt], "abcd")
-        any_weights = self._md([fn, c, *filt], None)
-        strides, dilations, padding = _Dims(1, 1), _Dims(0, 0), _Dims(*pad)
-        fwd, self.pd = ctypes.c_void_p(), ctypes.c_void_p()
-        _check(
-            lib.dnnl_convolution_forward_primitive_desc_create(
-                ctypes.byref(fwd), self.engine, _FORWARD_TRAINING, _CONVOLUTION_DIRECT,
-                self.src, any_weights, None, self.diff_dst, strides, dilations, padding,
-                padding, None,
-            ),
-            "forward primitive descriptor (the backward's hint)",
-        )  # fmt: skip
-        _check(
-            lib.dnnl_convolution_backward_weights_primitive_desc_create(
-                ctypes.byref(self.pd), self.engine, _CONVOLUTION_DIRECT, self.src,
-                any_weights, None, self.diff_dst, strides, dilations, padding, padding, fwd,
-                None,
-            ),
-            "backward-weights primitive descriptor",
-        )  # fmt: skip
-        blocked = ctypes.c_void_p(
-            lib.dnnl_primitive_desc_query_md(self.pd, _QUERY_DIFF_WEIGHTS_MD, 0)
-        )
-        reorder_pd = ctypes.c_void_p()
-        _check(
-            lib.dnnl_reorder_primitive_desc_create(
-                ctypes.byref(reorder_pd), blocked, self.engine, self.result, self.engine, None
-            ),
-            "reorder primitive descriptor",
-        )
-        self.primitive, self.reorder = ctypes.c_void_p(), ctypes.c_void_p()
-        _check(lib.dnnl_primitive_create(ctypes.byref(self.primitive), self.pd), "primitive")
-        _check(lib.dnnl_primitive_create(ctypes.byref(self.reorder), reorder_pd), "reorder")
-        self.blocked = ctypes.c_void_p()  # DNNL_MEMORY_ALLOCATE: oneDNN owns the buffer
-        allocate = ctypes.c_void_p(ctypes.c_size_t(-1).value)
-        _check(
-            lib.dnnl_memory_create(ctypes.byref(self.blocked), blocked, self.engine, allocate),
-            "memory",
-        )
-        self.lock = threading.Lock()
-        self.shapes = ((n, h, w, c), (n, oh, ow, fn), (fn, c, *filt))
+        self.pd, self.primitive = self._backward_weights(self._md([fn, c, *filt], None), pad)
+        self.reorder, self.blocked = self._reorder_of_the_result()
         self.stream = ctypes.c_void_p()  # one per plan: XLA's threads have no thread-local
         _check(lib.dnnl_stream_create(ctypes.byref(self.stream), self.engine, _IN_ORDER), "stream")
         self.memories = [self._memory(md) for md in (self.src, self.diff_dst, self.result)]
@@ -180,6 +142,56 @@ class _Plan:
         )
         self.rargs = (_ExecArg * 2)(_ExecArg(_ARG_SRC, self.blocked), _ExecArg(_ARG_DST, out))
         self.held = ctypes.PyDLL(lib._name)
+        self.lock = threading.Lock()
+        self.shapes = ((n, h, w, c), (n, oh, ow, fn), (fn, c, *filt))
+
+    def _backward_weights(self, any_weights, pad) -> tuple[ctypes.c_void_p, ctypes.c_void_p]:
+        """The primitive descriptor and primitive, the weights in the layout oneDNN picks
+        (with plain (FN, C, FH, FW) weights it picks its GEMM kernel: conv2 8.05 ms against
+        1.87 with its blocked layout and a reorder)."""
+        lib = self.lib
+        strides, dilations, padding = _Dims(1, 1), _Dims(0, 0), _Dims(*pad)
+        fwd, pd, primitive = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+        _check(
+            lib.dnnl_convolution_forward_primitive_desc_create(
+                ctypes.byref(fwd), self.engine, _FORWARD_TRAINING, _CONVOLUTION_DIRECT,
+                self.src, any_weights, None, self.diff_dst, strides, dilations, padding,
+                padding, None,
+            ),
+            "forward primitive descriptor (the backward's hint)",
+        )  # fmt: skip
+        _check(
+            lib.dnnl_convolution_backward_weights_primitive_desc_create(
+                ctypes.byref(pd), self.engine, _CONVOLUTION_DIRECT, self.src, any_weights,
+                None, self.diff_dst, strides, dilations, padding, padding, fwd, None,
+            ),
+            "backward-weights primitive descriptor",
+        )  # fmt: skip
+        _check(lib.dnnl_primitive_create(ctypes.byref(primitive), pd), "primitive")
+        return pd, primitive
+
+    def _reorder_of_the_result(self) -> tuple[ctypes.c_void_p, ctypes.c_void_p]:
+        """The reorder from the primitive's blocked weights to (FN, C, FH, FW), and the
+        blocked buffer (allocated and owned by oneDNN)."""
+        lib = self.lib
+        blocked_md = ctypes.c_void_p(
+            lib.dnnl_primitive_desc_query_md(self.pd, _QUERY_DIFF_WEIGHTS_MD, 0)
+        )
+        reorder_pd, reorder = ctypes.c_void_p(), ctypes.c_void_p()
+        _check(
+            lib.dnnl_reorder_primitive_desc_create(
+                ctypes.byref(reorder_pd), blocked_md, self.engine, self.result, self.engine, None
+            ),
+            "reorder primitive descriptor",
+        )
+        _check(lib.dnnl_primitive_create(ctypes.byref(reorder), reorder_pd), "reorder")
+        blocked = ctypes.c_void_p()
+        allocate = ctypes.c_void_p(ctypes.c_size_t(-1).value)  # DNNL_MEMORY_ALLOCATE
+        _check(
+            lib.dnnl_memory_create(ctypes.byref(blocked), blocked_md, self.engine, allocate),
+            "memory",
+        )
+        return reorder, blocked
 
     def _memory(self, md) -> ctypes.c_void_p:
         """A memory object of ``md`` without a buffer yet (DNNL_MEMORY_NONE)."""

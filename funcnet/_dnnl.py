@@ -68,7 +68,7 @@ _PROBES = (  # (x shape NHWC, dout's channels, filter (FH, FW), pad (rows, colum
 # oneDNN's C API: enum values and argument indices (oneapi/dnnl/dnnl_types.h, 3.x)
 _CPU, _F32, _FORMAT_ANY, _IN_ORDER = 1, 3, 1, 1
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
-_QUERY_IMPL_INFO_STR, _QUERY_DIFF_WEIGHTS_MD = 8, 132
+_QUERY_DIFF_WEIGHTS_MD = 132
 _ARG_SRC, _ARG_DST, _ARG_DIFF_DST, _ARG_DIFF_WEIGHTS = 1, 17, 145, 161
 _Dims = ctypes.c_int64 * 12
 
@@ -91,13 +91,13 @@ def _library_candidates() -> list[str]:
 
 
 @functools.cache
-def _library() -> tuple[ctypes.CDLL | None, str]:
+def _library() -> tuple[ctypes.PyDLL | None, str]:
     """(the loaded oneDNN 3.x library, "") or (None, why not)."""
     candidates = _library_candidates()
     if not candidates:
         return None, "no libdnnl.so.3 (pip install onednn-cpu-gomp)"
-    try:
-        lib = ctypes.CDLL(candidates[0])
+    try:  # PyDLL: calls hold the GIL (see _Plan.run)
+        lib = ctypes.PyDLL(candidates[0])
     except OSError as e:  # e.g. no libgomp.so.1 on this machine
         return None, f"{candidates[0]} does not load: {e}"
     lib.dnnl_version.restype = ctypes.POINTER(_Version)
@@ -141,7 +141,6 @@ class _Plan:
             _ExecArg(_ARG_DIFF_WEIGHTS, self.blocked),
         )
         self.rargs = (_ExecArg * 2)(_ExecArg(_ARG_SRC, self.blocked), _ExecArg(_ARG_DST, out))
-        self.held = ctypes.PyDLL(lib._name)
         self.lock = threading.Lock()
         self.shapes = ((n, h, w, c), (n, oh, ow, fn), (fn, c, *filt))
 
@@ -212,22 +211,12 @@ class _Plan:
         _check(status, "memory descriptor")
         return md
 
-    def implementation(self) -> str:
-        name = ctypes.c_char_p()
-        _check(
-            self.lib.dnnl_primitive_desc_query(
-                self.pd, _QUERY_IMPL_INFO_STR, 0, ctypes.byref(name)
-            ),
-            "query",
-        )
-        return name.value.decode()
-
     def run(self, x_ptr: int, dout_ptr: int, out_ptr: int) -> None:
         """dW into ``out_ptr`` from the buffers at ``x_ptr`` and ``dout_ptr``, one call at
-        a time. The calls hold the GIL (the library is also opened as ``PyDLL``): the
-        handler then takes the GIL once per call, where releasing it around each foreign
-        call made a busy Python thread cost up to a switch interval (5 ms) each time."""
-        lib = self.held
+        a time. The calls hold the GIL (the library is opened as ``PyDLL``): the handler
+        then takes the GIL once per call, where releasing it around each foreign call made
+        a busy Python thread cost up to a switch interval (5 ms) each time."""
+        lib = self.lib
         with self.lock:
             for memory, ptr in zip(self.memories, (x_ptr, dout_ptr, out_ptr), strict=True):
                 _check(lib.dnnl_memory_set_data_handle(memory, ctypes.c_void_p(ptr)), "memory")
@@ -329,6 +318,18 @@ def _onednn_filter_grad(x, d, filt, pad):
     return _ffi_filter_grad(x, d, filt, pad) + _padding_times_dout(d, x.shape[1:3], filt, pad)
 
 
+def taps_reading_padding(
+    out_hw: tuple[int, int], filt: tuple[int, int], image_hw: tuple[int, int], pad
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which taps of a stride-1 window read the zero padding: (OH, FH) booleans for tap row
+    i at output row h (a padded row), (OW, FW) for tap column j at output column w; ``pad``
+    is (rows, columns) or one int for both. A tap reads padding where either is true."""
+    pad_h, pad_w = (pad, pad) if np.ndim(pad) == 0 else pad
+    rows = np.arange(out_hw[0])[:, None] + np.arange(filt[0])[None, :] - pad_h  # input row
+    cols = np.arange(out_hw[1])[:, None] + np.arange(filt[1])[None, :] - pad_w
+    return (rows < 0) | (rows >= image_hw[0]), (cols < 0) | (cols >= image_hw[1])
+
+
 def _padding_times_dout(d: jax.Array, image_hw, filt, pad) -> jax.Array:
     """What the zero padding adds to dW in the book's rule (col's padding zeros times
     dout): 0, or NaN at each filter's taps that read padding at a position where dout is
@@ -339,10 +340,7 @@ def _padding_times_dout(d: jax.Array, image_hw, filt, pad) -> jax.Array:
     if pad == (0, 0):
         return jnp.zeros((), d.dtype)
     _, oh, ow, _ = d.shape
-    (fh, fw), (h, w) = filt, image_hw
-    rows = np.arange(oh)[:, None] + np.arange(fh)[None, :] - pad[0]  # input row of each tap
-    cols = np.arange(ow)[:, None] + np.arange(fw)[None, :] - pad[1]
-    row_out, col_out = (rows < 0) | (rows >= h), (cols < 0) | (cols >= w)  # (OH, FH), (OW, FW)
+    row_out, col_out = taps_reading_padding((oh, ow), filt, image_hw, pad)
     pr, pc = min(pad[0], oh), min(pad[1], ow)  # the rows (columns) whose windows reach padding
     edge_rows = jnp.concatenate([d[:, :pr], d[:, oh - pr :]], axis=1)
     edge_cols = jnp.concatenate([d[:, :, :pc], d[:, :, ow - pc :]], axis=2)

@@ -751,11 +751,8 @@ def _padding_times_weights(W, image_hw: tuple[int, int], pad: int, dtype) -> jax
     fn, _, fh, fw = W.shape
     h, w = image_hw
     oh, ow = h + 2 * pad - fh + 1, w + 2 * pad - fw + 1
-    rows = np.arange(oh)[:, None] + np.arange(fh)[None, :] - pad  # input row of each tap
-    cols = np.arange(ow)[:, None] + np.arange(fw)[None, :] - pad
-    outside = ((rows < 0) | (rows >= h))[:, None, :, None] | ((cols < 0) | (cols >= w))[
-        None, :, None, :
-    ]  # (OH, OW, FH, FW): the tap reads padding
+    row_out, col_out = _dnnl.taps_reading_padding((oh, ow), (fh, fw), image_hw, pad)
+    outside = row_out[:, None, :, None] | col_out[None, :, None, :]  # (OH, OW, FH, FW)
     reads_padding = jnp.asarray(outside.reshape(oh * ow, fh * fw), jnp.float32)
     nonfinite = (~jnp.isfinite(W)).any(axis=1).reshape(fn, fh * fw).astype(jnp.float32)
     hits = jnp.dot(reads_padding, nonfinite.T, precision=lax.Precision.HIGHEST)

@@ -38,11 +38,12 @@ def _option_known() -> bool:
 def compiler_options(lowered: Any) -> dict[str, Any] | None:
     """The options for ``lowered`` (a ``jax.stages.Lowered``): :data:`CONVOLUTIONS_ON_EIGEN`
     for a CPU program holding a convolution, else None (XLA's defaults)."""
-    if jax.default_backend() != "cpu" or not _option_known():
+    if jax.default_backend() != "cpu":
         return None
     if "stablehlo.convolution" not in lowered.as_text():  # the op, not a function's name
         return None
-    return dict(CONVOLUTIONS_ON_EIGEN)
+    # only now: probing the option compiles a program (the first call in a process)
+    return dict(CONVOLUTIONS_ON_EIGEN) if _option_known() else None
 
 
 def compile_program(fn: Callable, *args: Any) -> Callable:

@@ -137,6 +137,40 @@ def test_batched_accuracy_equals_all_at_once_under_jit(batch_size):
     assert int(batched) == int(whole)
 
 
+@pytest.mark.parametrize("batch_size", [None, 5, 37])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float16, jnp.bfloat16])
+def test_accuracy_under_jit_is_the_count_and_nan_for_any_row_it_cannot_judge(batch_size, dtype):
+    """The float tally of the accuracy against count_correct's int32 counts: equal where
+    every row can be judged; NaN for a NaN, +inf or -inf score in any one row, or for a
+    label outside [0, C) unless the caller says it checked the labels."""
+    scores = np.asarray(jax.random.normal(jax.random.key(3), (37, 4)), dtype)
+    t = np.asarray(jax.random.randint(jax.random.key(4), (37,), 0, 4), np.int32)
+
+    def predict(params, x):
+        return x * params["s"]
+
+    def acc(x, t, **options):
+        f = functools.partial(nets.accuracy, predict, batch_size=batch_size, **options)
+        return float(jax.jit(f)({"s": jnp.ones((), dtype)}, jnp.asarray(x), jnp.asarray(t)))
+
+    count = int(nets.count_correct(predict, {"s": jnp.ones((), dtype)}, scores, t))
+    assert 0 < count < 37
+    assert acc(scores, t) == pytest.approx(count / 37, rel=1e-6)  # a count off by 1: 3%
+    for bad in (np.nan, np.inf, -np.inf):
+        for row in (0, 36):
+            poisoned = scores.copy()
+            poisoned[row, 2] = bad
+            assert np.isnan(acc(poisoned, t)), (bad, row)
+            assert np.isnan(acc(poisoned, t, labels_checked=True)), (bad, row)
+    wrong = t.copy()
+    wrong[5] = 4  # outside [0, 4): only a traced label can get here
+    assert np.isnan(acc(scores, wrong))
+    hits_without_row_5 = count - int(np.argmax(scores[5].astype(np.float32)) == t[5])
+    assert acc(scores, wrong, labels_checked=True) == pytest.approx(
+        hits_without_row_5 / 37, rel=1e-6
+    )
+
+
 def test_accuracy_rejects_mismatched_labels():
     params = nets.init_three_layer_net(jax.random.key(0), 20, (6, 5), 4)
     x = jnp.ones((5, 20))

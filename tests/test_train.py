@@ -1,5 +1,6 @@
 """funcnet.train: sampling, the SGD step, the book's loop in fit()."""
 
+import importlib
 import math
 
 import jax
@@ -514,3 +515,125 @@ def test_a_weight_that_overflows_is_caught_where_no_loss_shows_it(fused, blow_up
     assert np.isfinite(e.history.loss).all()
     assert e.params_iteration == {6: 5, 11: 9}[blow_up]
     np.testing.assert_array_equal(e.params["W"], params["W"])  # lr 0 before the blow-up
+
+
+# --------------------------------------------------------------------------------------
+# chunks: several segments in one call of fit's program
+
+FIT_MODULE = importlib.import_module("funcnet.train.fit")
+
+
+@pytest.fixture
+def chunks_seen(monkeypatch):
+    """The segment counts of fit's calls, with the chunk sizer's target far above any run
+    here (after its first timed calls, each call runs as many segments as allowed)."""
+    monkeypatch.setattr(FIT_MODULE._ChunkSizer, "TARGET_S", 1e9)
+    seen = []
+    finish = FIT_MODULE._Loop.finish
+
+    def spy(self, chunk, state, outputs):
+        seen.append(len(chunk))
+        return finish(self, chunk, state, outputs)
+
+    monkeypatch.setattr(FIT_MODULE._Loop, "finish", spy)
+    return seen
+
+
+def _one_segment_per_call(monkeypatch):
+    monkeypatch.setattr(FIT_MODULE, "chunk_limit", lambda *args: 1)
+
+
+def test_chunks_of_segments_give_exactly_what_one_segment_per_call_gives(chunks_seen, monkeypatch):
+    progress = []
+    params, history = _small_fit(eval_every=2, callback=progress.append)
+    assert max(chunks_seen) > 1 and sum(chunks_seen) == 29  # [0] and 28 of 2 steps
+    chunked = list(chunks_seen)
+    chunks_seen.clear()
+    _one_segment_per_call(monkeypatch)
+    one_progress = []
+    one_params, one_history = _small_fit(eval_every=2, callback=one_progress.append)
+    assert chunks_seen == [1] * 29 != chunked
+    for k in params:
+        np.testing.assert_array_equal(params[k], one_params[k])
+    for field in ("loss", "eval_iteration", "train_acc", "test_acc"):
+        np.testing.assert_array_equal(getattr(history, field), getattr(one_history, field))
+    assert history.final_train_acc == one_history.final_train_acc
+    assert progress == one_progress and len(progress) == 29  # a callback per segment
+
+
+def _diverged(run) -> train.TrainingDiverged:
+    with pytest.raises(train.TrainingDiverged) as info:
+        run()
+    return info.value
+
+
+def _same_divergence(a: train.TrainingDiverged, b: train.TrainingDiverged) -> None:
+    assert str(a) == str(b)
+    assert (a.iteration, a.params_iteration) == (b.iteration, b.params_iteration)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    for field in ("loss", "eval_iteration", "train_acc", "test_acc"):
+        np.testing.assert_array_equal(getattr(a.history, field), getattr(b.history, field))
+    assert a.history.final_train_acc == b.history.final_train_acc
+
+
+def test_a_loss_diverging_inside_a_chunk_is_reported_as_one_segment_per_call_reports_it(
+    chunks_seen, monkeypatch
+):
+    chunked = _diverged(lambda: _small_fit(lr=1000.0, iters=200, eval_every=3))
+    assert max(chunks_seen) > 1  # the divergence was found in a chunk, then replayed
+    _one_segment_per_call(monkeypatch)
+    one = _diverged(lambda: _small_fit(lr=1000.0, iters=200, eval_every=3))
+    _same_divergence(chunked, one)
+    assert chunked.iteration > 0 and not np.isfinite(chunked.history.loss[chunked.iteration])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_a_weight_overflowing_inside_a_chunk_is_reported_as_one_segment_per_call_reports_it(
+    chunks_seen, monkeypatch
+):
+    # the loss stays finite (tanh); the step size is 0 except at iteration 20, which sends
+    # W to -inf: only the chunk's last params show it, and the replay finds the segment
+    def run():
+        x = np.full((20, 3), 10.0, np.float32)
+        t = np.zeros(20, np.int32)
+        return train.fit(
+            {"W": jnp.zeros((3, 2), jnp.float32)},
+            (x, t),
+            (x, t),
+            key=jax.random.key(0),
+            loss_fn=lambda p, x, t: jnp.tanh(jnp.mean(x @ p["W"])),
+            predict_fn=lambda p, x: x @ p["W"],
+            iters=30,
+            batch_size=5,
+            eval_every=1,
+            optimizer=optax.sgd(lambda count: jnp.where(count == 20, 3e38, 0.0)),
+        )
+
+    chunked = _diverged(run)
+    assert max(chunks_seen) > 1
+    _one_segment_per_call(monkeypatch)
+    one = _diverged(run)
+    _same_divergence(chunked, one)
+    assert chunked.iteration == 20 and chunked.params_iteration == 20
+    assert "a weight was (every loss finite)" in str(chunked)
+
+
+def test_runs_that_save_checkpoints_call_one_segment_at_a_time(chunks_seen, tmp_path):
+    _small_fit(eval_every=2, checkpoint_path=tmp_path / "run.ckpt")
+    assert chunks_seen == [1] * 29  # every epoch saved, as documented
+
+
+def test_the_chunk_limit_bounds_the_segments_and_the_losses_held():
+    assert train.loop.chunk_limit(40, 249) == 64  # the ch5 loop
+    assert train.loop.chunk_limit(40, 3) == 3
+    assert train.loop.chunk_limit(10_000, 50) == 6  # at most 65,536 losses
+    assert train.loop.chunk_limit(10**6, 5) == 1
+
+
+def test_the_chunk_sizer_aims_at_its_target_from_the_measured_time():
+    sizer = FIT_MODULE._ChunkSizer(64)
+    assert sizer.size(40) == 1  # nothing measured yet
+    sizer.step_s = 0.1 / 400  # 10 segments of 40 steps in the target
+    assert sizer.size(40) == 10 and sizer.size(4000) == 1 and sizer.size(1) == 64
+    assert FIT_MODULE._ChunkSizer(1).size(1) == 1

@@ -19,11 +19,13 @@ from funcnet import _checks, distributed, parallel
 from funcnet._compile import compile_program
 from funcnet.train import checkpoint
 from funcnet.train.loop import (
+    chunk_limit,
+    device_counts,
     host_all_finite,
     host_first_nonfinite,
     iters_per_epoch,
+    make_chunk,
     make_model_evaluate,
-    make_steps_and_evaluate,
     segments,
     step_counts,
 )
@@ -358,16 +360,21 @@ def fit(
 
     t_compile = time.perf_counter()
     train_step = make_train_step(model, optimizer, batch_size, batch_sharding)
-    evaluate = full_evaluate = make_model_evaluate(model, eval_batch_size)
+    # the labels were checked above, on the host: the program need not test each row
+    evaluate = full_evaluate = make_model_evaluate(model, eval_batch_size, labels_checked=True)
     if eval_sample is not None:
         evaluate = _on_sample(full_evaluate, eval_sample)
         full_evaluate = compile_program(full_evaluate, state, data)
+    max_steps = max(n for _, n, _ in plan)
+    limit = 1  # one segment per call where each must be seen: checkpoints, processes
+    if fused and checkpoint_path is None and not spans:
+        limit = chunk_limit(max_steps, sum(n == max_steps for _, n, _ in plan))
     compile_ = _compile_fused if fused else _compile_unfused
-    run = compile_(train_step, evaluate, max(n for _, n, _ in plan), loss_dtype, state, data)
+    run = compile_(train_step, evaluate, max_steps, limit, loss_dtype, state, data)
     compile_time = time.perf_counter() - t_compile
 
     final_evaluate = full_evaluate if eval_sample is not None else None
-    loop = _Loop(run, data, plan, callback, t_begin, compile_time, final_evaluate)
+    loop = _Loop(run, data, plan, callback, t_begin, compile_time, final_evaluate, limit)
     if checkpoint_path is not None:
         place = partial(distributed.put, sharding=parallel.replicated(mesh)) if spans else None
         state = loop.resume(checkpoint_path, tag, state, read_path, place)
@@ -482,28 +489,31 @@ def _on_sample(evaluate: Callable, n: int) -> Callable:
     return evaluate_sample
 
 
-def _compile_fused(train_step, evaluate, max_steps, loss_dtype, state, data) -> Callable:
-    """The whole loop as one program, compiled ahead of time (no retracing later):
-    ``run(state, data, num_steps) -> (state, losses (max_steps,), accuracies (2,))``; the
-    host checks the losses and params (:meth:`_Loop.finish`)."""
-    segment = make_steps_and_evaluate(train_step, evaluate, max_steps, loss_dtype)
-    return compile_program(segment, state, data, jnp.int32(1))
+def _compile_fused(train_step, evaluate, max_steps, limit, loss_dtype, state, data) -> Callable:
+    """The loop's program, compiled ahead of time (no retracing later): ``run(state, data,
+    num_steps, num_segments) -> (state, losses (limit, max_steps), accuracies (limit,
+    2))`` runs ``num_segments <= limit`` segments (:func:`make_chunk`); the host checks
+    the losses and params (:meth:`_Loop.finish`)."""
+    chunk = make_chunk(train_step, evaluate, max_steps, limit, loss_dtype)
+    return compile_program(chunk, state, data, jnp.int32(1), jnp.int32(1))
 
 
-def _compile_unfused(train_step, evaluate, max_steps, loss_dtype, state, data) -> Callable:
-    """One compiled step per iteration and a compiled evaluation, driven from Python
-    (``max_steps`` unused: the same signature as :func:`_compile_fused`)."""
-    del max_steps
+def _compile_unfused(train_step, evaluate, max_steps, limit, loss_dtype, state, data) -> Callable:
+    """One compiled step per iteration and a compiled evaluation, driven from Python, one
+    segment per call (``max_steps`` and ``limit``, 1, unused: the same signature as
+    :func:`_compile_fused`)."""
+    del max_steps, limit
     step = compile_program(train_step, state, data[0], data[1])
     accuracies = compile_program(evaluate, state, data)
 
-    def run(state, data, num_steps):
+    def run(state, data, num_steps, num_segments):
+        del num_segments
         losses = []
         for _ in range(int(num_steps)):
             state, loss = step(state, data[0], data[1])
             losses.append(loss)
         losses = jnp.stack(losses) if losses else jnp.zeros((0,), loss_dtype)
-        return state, losses, accuracies(state, data)
+        return state, losses[None], accuracies(state, data)[None]
 
     return run
 
@@ -528,10 +538,13 @@ class _Loop:
     data)``, if given, measures the final accuracies (when segments evaluate a sample).
     """
 
-    def __init__(self, run, data, plan, callback, t_begin, compile_time, final_evaluate):
+    def __init__(self, run, data, plan, callback, t_begin, compile_time, final_evaluate, limit):
         self.run, self.data, self.plan, self.callback = run, data, plan, callback
         self.t_begin, self.compile_time = t_begin, compile_time
         self.final_evaluate = final_evaluate
+        self.chunk_limit = limit
+        self.num_steps = step_counts(plan)
+        self.num_segments = device_counts(range(1, limit + 1))
         self.iters = plan[-1][0] + plan[-1][1]
         self.record = checkpoint.Record([], [], [], None)
         self.good: tuple[TrainState, int] | None = None  # last finite state, its iteration
@@ -554,16 +567,58 @@ class _Loop:
     def _accuracies_of(self, state: TrainState) -> np.ndarray:
         if self.final_evaluate is not None:
             return np.asarray(distributed.to_host(self.final_evaluate(state, self.data)))
-        return np.asarray(distributed.to_host(self.run(state, self.data, jnp.int32(0))[2]))
+        accuracies = self.run(state, self.data, jnp.int32(0), self.num_segments[1])[2]
+        return np.asarray(distributed.to_host(accuracies))[0]
 
-    def finish(self, start, num, per_epoch, seg_state, outputs) -> None:
-        # The divergence checks run here, on the host, on what the segment returned: the
-        # losses are fetched anyway, and the params of a small net in microseconds (in the
-        # compiled program the same checks cost ten more XLA kernels to compile).
-        seg_losses, acc = distributed.to_host(outputs)
+    def finish(self, chunk, state, outputs) -> None:
+        """Record the ``chunk``'s segments (``(start, num, per_epoch)`` triples) from what
+        its call returned: ``state`` after the last one, ``outputs = (losses (K,
+        max_steps), accuracies (K, 2))``, one row per segment.
+
+        The divergence checks run here, on the host: the losses are fetched anyway, and
+        the params of a small net are checked in microseconds (in the compiled program the
+        same checks cost ten more XLA kernels to compile). Only the chunk's last params
+        come back; a weight that became NaN or inf earlier in it is still so at its end (an
+        optimizer adds its update to the weight). When anything in a chunk of several
+        segments is not finite, the chunk is run again from its start one segment at a
+        time (:meth:`_replay`), the same program giving the same numbers, so the error
+        names the same iteration and params as a run of one segment per call.
+        """
+        losses, accuracies = distributed.to_host(outputs)
+        if len(chunk) > 1 and not self._finite(chunk, losses, state):
+            self._replay(chunk)
+        for k, (start, num, per_epoch) in enumerate(chunk):
+            last = k == len(chunk) - 1
+            self._finish_segment(
+                start, num, per_epoch, state if last else None, losses[k], accuracies[k]
+            )
+
+    @staticmethod
+    def _finite(chunk, losses: np.ndarray, state: TrainState) -> bool:
+        rows = (host_first_nonfinite(losses[k, :num]) < 0 for k, (_, num, _) in enumerate(chunk))
+        return all(rows) and host_all_finite(_params_on_host(state.params))
+
+    def _replay(self, chunk) -> None:
+        """Run ``chunk`` again from the last recorded state, one segment per call, and
+        finish each: the first that is not finite raises :class:`TrainingDiverged`."""
+        state = self.good[0]
+        for segment in chunk:
+            state, *outputs = self.run(
+                state, self.data, self.num_steps[segment[1]], self.num_segments[1]
+            )
+            self.finish([segment], state, outputs)
+        raise RuntimeError(
+            f"fit: iterations {chunk[0][0]}..{chunk[-1][0] + chunk[-1][1] - 1} gave a "
+            "non-finite value when run together but not one segment at a time; the same "
+            "compiled program should give the same numbers (please report this)"
+        )
+
+    def _finish_segment(self, start, num, per_epoch, seg_state, seg_losses, acc) -> None:
+        """Record one segment; ``seg_state`` (its params) is None inside a chunk, whose
+        last state was checked (:meth:`finish`) and is the one kept."""
         seg_losses = np.asarray(seg_losses[:num])
         first_bad = host_first_nonfinite(seg_losses)
-        finite = host_all_finite(_params_on_host(seg_state.params))
+        finite = seg_state is None or host_all_finite(_params_on_host(seg_state.params))
         r = self.record
         r.losses.append(seg_losses)
         if per_epoch:
@@ -580,10 +635,11 @@ class _Loop:
         if final and self.final_evaluate is not None:
             acc = self._accuracies_of(seg_state)
         self.record = r._replace(last_acc=np.asarray(acc))
-        self.good = (seg_state, start + num)
-        if self.saving is not None and distributed.is_main():  # one process writes
-            host_state = distributed.localize(seg_state)
-            checkpoint.save_checkpoint(self.saving[0], host_state, self.record, self.saving[1])
+        if seg_state is not None:
+            self.good = (seg_state, start + num)
+            if self.saving is not None and distributed.is_main():  # one process writes
+                host_state = distributed.localize(seg_state)
+                checkpoint.save_checkpoint(self.saving[0], host_state, self.record, self.saving[1])
         if self.callback is not None:
             self.callback(
                 Progress(
@@ -616,15 +672,51 @@ class _Loop:
     def __call__(self, state: TrainState) -> tuple[TrainState, History]:
         if self.good is None:
             self.good = (state, 0)
-        done, pending = int(self.good[1]), None
-        num_steps = step_counts(self.plan)
-        for start, num, per_epoch in self.plan:
-            if start < done:
-                continue  # run before the checkpoint this loop resumed from
-            state, seg_losses, acc = self.run(state, self.data, num_steps[num])
+        done = int(self.good[1])
+        plan = [segment for segment in self.plan if segment[0] >= done]  # after a resume
+        sizer, pending, i = _ChunkSizer(self.chunk_limit), None, 0
+        while i < len(plan):
+            chunk = plan[i : i + _equal_run(plan, i, sizer.size(plan[i][1]))]
+            state, losses, accuracies = self.run(
+                state, self.data, self.num_steps[chunk[0][1]], self.num_segments[len(chunk)]
+            )
             if pending is not None:
                 self.finish(*pending)
-            pending = (start, num, per_epoch, state, (seg_losses, acc))
+                sizer.observe(sum(num for _, num, _ in pending[0]))
+            pending = (chunk, state, (losses, accuracies))
+            i += len(chunk)
         if pending is not None:
             self.finish(*pending)
         return self.good[0], self.history()
+
+
+def _equal_run(plan: list[tuple[int, int, bool]], i: int, limit: int) -> int:
+    """How many segments from ``plan[i]`` on (at most ``limit``) have ``plan[i]``'s length
+    and kind: one call of the chunk program runs them."""
+    n = 1
+    while n < limit and i + n < len(plan) and plan[i + n][1:] == plan[i][1:]:
+        n += 1
+    return n
+
+
+class _ChunkSizer:
+    """How many segments the next call of fit's program runs: as many as take about
+    :attr:`TARGET_S` seconds, from the time between the host's last two fetches (the
+    calls are queued one ahead, so that is the device's time for the last chunk); one
+    until two fetches were timed. Progress reaches the callback at least that often."""
+
+    TARGET_S = 0.1
+
+    def __init__(self, limit: int):
+        self.limit, self.step_s, self.last = limit, None, None
+
+    def size(self, num_steps: int) -> int:
+        if self.limit == 1 or self.step_s is None:
+            return 1
+        return max(1, min(self.limit, int(self.TARGET_S / (self.step_s * num_steps))))
+
+    def observe(self, steps: int) -> None:
+        now = time.perf_counter()
+        if self.last is not None:
+            self.step_s = max(now - self.last, 1e-9) / max(steps, 1)
+        self.last = now

@@ -184,7 +184,7 @@ def fit_many(
     def segment_one(state, data, num_steps, hp):
         model, opt = build(hp)
         step = make_train_step(model, opt, batch_size)
-        evaluate = make_model_evaluate(model, eval_batch_size)
+        evaluate = make_model_evaluate(model, eval_batch_size, labels_checked=True)
         return make_segment(step, evaluate, max_steps, loss_dtype)(state, data, num_steps)
 
     data = (x_train, t_train, x_test, t_test)

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 PyTree = Any
@@ -99,7 +100,7 @@ def init_state(
         opt_state=optimizer.init(params),
         model_state={} if model_state is None else model_state,
         key=key,
-        step=jnp.zeros((), jnp.int32),
+        step=jax.device_put(np.int32(0)),  # a copy to the device: no XLA op to compile
     )
 
 

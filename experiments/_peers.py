@@ -623,8 +623,9 @@ PROFILED = {"fit": "funcnet fit", "jax": "plain JAX", "numpy": "NumPy (book)"}
 
 
 def _fit_parts(data, params, protocol, plan, evals) -> dict[str, Callable[[], Any]]:
-    """fit's own programs: its fused segment with the evaluation left out, run over the
-    whole plan and fetching each segment's losses as fit does; its evaluation."""
+    """fit's own programs: its chunk program with the evaluation left out, run over the
+    whole plan in chunks of as many equal segments as fit allows, fetching each chunk's
+    losses as fit does; its evaluation."""
     net = nets.two_layer_net("relu")
     optimizer = optax.sgd(protocol.lr)
     model = train.stateful(net.loss, net.predict)
@@ -632,19 +633,23 @@ def _fit_parts(data, params, protocol, plan, evals) -> dict[str, Callable[[], An
     no_eval = lambda state, data: jnp.zeros((2,), jnp.float32)  # noqa: E731
     state0 = train.init_state(params, optimizer, fit_key(protocol))
     max_steps = max(num for _, num, _ in plan)
-    segment = (
-        jax.jit(train.loop.make_steps_and_evaluate(train_step, no_eval, max_steps, jnp.float32))
-        .lower(state0, data, jnp.int32(1))
-        .compile()
-    )
+    limit = train.loop.chunk_limit(max_steps, sum(num == max_steps for _, num, _ in plan))
+    chunk = train.loop.make_chunk(train_step, no_eval, max_steps, limit, jnp.float32)
+    program = jax.jit(chunk).lower(state0, data, jnp.int32(1), jnp.int32(1)).compile()
     evaluate = jax.jit(train.make_evaluate(net.predict)).lower(params, *data).compile()
-
     num_steps = train.loop.step_counts(plan)
+    num_segments = train.loop.device_counts(range(1, limit + 1))
+    calls = []  # (steps per segment, segments) of fit's calls, the grouping aside
+    for _, num, _ in plan:
+        if calls and calls[-1][0] == num and calls[-1][1] < limit:
+            calls[-1][1] += 1
+        else:
+            calls.append([num, 1])
 
     def steps():
         state = state0
-        for _, num, _ in plan:
-            state, losses, *_ = segment(state, data, num_steps[num])
+        for num, count in calls:
+            state, losses, _ = program(state, data, num_steps[num], num_segments[count])
             jax.device_get(losses)
         return state
 
@@ -704,7 +709,7 @@ def profile_parts(
     that is timed like the whole (one call, compilation done here, ahead of time):
 
     - ``steps``: all ``protocol.iters`` steps, cut into the same segments, with no
-      evaluation (for funcnet, ``fit``'s own fused segment with the evaluation left out);
+      evaluation (for funcnet, ``fit``'s own chunk program with the evaluation left out);
     - ``evals``: the protocol's evaluations (:func:`evaluation_points`), back to back:
       train and test accuracy over the whole sets.
 

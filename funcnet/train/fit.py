@@ -235,8 +235,10 @@ def fit(
     (``history.final_*``), so every reported figure describes them.
 
     With ``fused=True`` the iterations between two evaluations and the evaluation run as
-    one compiled program (compiled once for the whole run); ``fused=False`` calls one
-    compiled step per iteration. Both give the same params for the same key.
+    one compiled program (compiled once for the whole run), one call running as many
+    such segments as take about 0.1 s (one per call with ``checkpoint_path`` or several
+    processes); ``fused=False`` calls one compiled step per iteration. Both give the
+    same params for the same key.
 
     Args:
         params: initial weights (a pytree of finite float arrays).
@@ -260,7 +262,8 @@ def fit(
             the loop; the final one is ``history``-independent and returned in the
             params' place as ``(params, model_state)``.
         fused: fuse the steps between evaluations into one call (default) or not.
-        callback: called with a :class:`Progress` after each segment.
+        callback: called with a :class:`Progress` after each segment (several at once
+            when one call ran several segments).
         checkpoint_path: a file to save the whole training state (params, optimizer and
             model state, key, iteration, history) to after every epoch, atomically; if it
             exists when ``fit`` starts, the run resumes from it and ends with exactly the

@@ -498,7 +498,8 @@ def _compile_fused(train_step, evaluate, max_steps, limit, loss_dtype, state, da
     2))`` runs ``num_segments <= limit`` segments (:func:`make_chunk`); the host checks
     the losses and params (:meth:`_Loop.finish`)."""
     chunk = make_chunk(train_step, evaluate, max_steps, limit, loss_dtype)
-    return compile_program(chunk, state, data, jnp.int32(1), jnp.int32(1))
+    count = jax.ShapeDtypeStruct((), jnp.int32)  # no array made: nothing eager to compile
+    return compile_program(chunk, state, data, count, count)
 
 
 def _compile_unfused(train_step, evaluate, max_steps, limit, loss_dtype, state, data) -> Callable:

@@ -204,7 +204,7 @@ def fit_many(
         states, data, hp_all = jax.device_put((states, data, hp_all))
     t_compile = time.perf_counter()
     run_all = jax.vmap(segment_one, in_axes=(0, None, None, 0))
-    run = compile_program(run_all, states, data, jnp.int32(1), hp_all)
+    run = compile_program(run_all, states, data, jax.ShapeDtypeStruct((), jnp.int32), hp_all)
     compile_time = time.perf_counter() - t_compile
 
     with distributed.naming_lost_processes("fit_many"):

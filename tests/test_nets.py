@@ -169,6 +169,10 @@ def test_accuracy_under_jit_is_the_count_and_nan_for_any_row_it_cannot_judge(bat
     assert acc(scores, wrong, labels_checked=True) == pytest.approx(
         hits_without_row_5 / 37, rel=1e-6
     )
+    onehot = np.eye(4, dtype=np.float32)[t]
+    assert acc(scores, onehot, labels_checked=True) == pytest.approx(count / 37, rel=1e-6)
+    onehot[7, 0] = np.nan  # a row that is no label: NaN even where the labels were checked
+    assert np.isnan(acc(scores, onehot)) and np.isnan(acc(scores, onehot, labels_checked=True))
 
 
 def test_accuracy_rejects_mismatched_labels():

@@ -639,12 +639,11 @@ def _fit_parts(data, params, protocol, plan, evals) -> dict[str, Callable[[], An
     evaluate = jax.jit(train.make_evaluate(net.predict)).lower(params, *data).compile()
     num_steps = train.loop.step_counts(plan)
     num_segments = train.loop.device_counts(range(1, limit + 1))
-    calls = []  # (steps per segment, segments) of fit's calls, the grouping aside
-    for _, num, _ in plan:
-        if calls and calls[-1][0] == num and calls[-1][1] < limit:
-            calls[-1][1] += 1
-        else:
-            calls.append([num, 1])
+    calls, i = [], 0  # (steps per segment, segments) of fit's calls, its sizing aside
+    while i < len(plan):
+        count = train.loop.equal_run(plan, i, limit)
+        calls.append((plan[i][1], count))
+        i += count
 
     def steps():
         state = state0

@@ -21,6 +21,7 @@ from funcnet.train import checkpoint
 from funcnet.train.loop import (
     chunk_limit,
     device_counts,
+    equal_run,
     host_all_finite,
     host_first_nonfinite,
     iters_per_epoch,
@@ -680,7 +681,7 @@ class _Loop:
         plan = [segment for segment in self.plan if segment[0] >= done]  # after a resume
         sizer, pending, i = _ChunkSizer(self.chunk_limit), None, 0
         while i < len(plan):
-            chunk = plan[i : i + _equal_run(plan, i, sizer.size(plan[i][1]))]
+            chunk = plan[i : i + equal_run(plan, i, sizer.size(plan[i][1]))]
             state, losses, accuracies = self.run(
                 state, self.data, self.num_steps[chunk[0][1]], self.num_segments[len(chunk)]
             )
@@ -692,15 +693,6 @@ class _Loop:
         if pending is not None:
             self.finish(*pending)
         return self.good[0], self.history()
-
-
-def _equal_run(plan: list[tuple[int, int, bool]], i: int, limit: int) -> int:
-    """How many segments from ``plan[i]`` on (at most ``limit``) have ``plan[i]``'s length
-    and kind: one call of the chunk program runs them."""
-    n = 1
-    while n < limit and i + n < len(plan) and plan[i + n][1:] == plan[i][1:]:
-        n += 1
-    return n
 
 
 class _ChunkSizer:

@@ -131,32 +131,33 @@ def make_model_evaluate(
 def make_steps_and_evaluate(
     train_step: Callable, evaluate: Callable, max_steps: int, loss_dtype: Any
 ) -> Callable:
-    """The fused segment without the divergence checks, as :func:`~funcnet.train.fit`
-    compiles it: ``segment(state, data, num_steps) -> (state, losses (max_steps,),
-    accuracies (2,))`` runs ``num_steps <= max_steps`` iterations (a traced value: one
-    compilation serves every segment length, 0 included), then evaluates the params it
-    ends with; losses past ``num_steps`` are NaN. ``data = (x_train, t_train, x_test,
-    t_test)``.
+    """One segment without the divergence checks (:func:`make_chunk` of one segment):
+    ``segment(state, data, num_steps) -> (state, losses (max_steps,), accuracies (2,))``
+    runs ``num_steps <= max_steps`` iterations (a traced value: one compilation serves
+    every segment length, 0 included), then evaluates the params it ends with; losses
+    past ``num_steps`` are NaN. ``data = (x_train, t_train, x_test, t_test)``.
 
     The caller checks the losses and the params it gets back on the host
     (:func:`host_first_nonfinite`, :func:`host_all_finite`): it fetches the losses anyway,
     and the same checks inside the program cost a tenth of its compilation (ten more XLA
     kernels: 67 instead of 57 for the ch5 net) for work the host does in microseconds.
     """
+    chunk = make_chunk(train_step, evaluate, max_steps, 1, loss_dtype)
 
     def segment(state: TrainState, data, num_steps):
-        x, t = data[0], data[1]
-
-        def body(j, carry):
-            state, losses = carry
-            state, loss = train_step(state, x, t)
-            return state, losses.at[j].set(loss)
-
-        losses = jnp.full((max_steps,), jnp.nan, loss_dtype)
-        state, losses = jax.lax.fori_loop(0, num_steps, body, (state, losses))
-        return state, losses, evaluate(state, data)
+        state, losses, accuracies = chunk(state, data, num_steps, 1)
+        return state, losses[0], accuracies[0]
 
     return segment
+
+
+def equal_run(plan: list[tuple[int, int, bool]], i: int, limit: int) -> int:
+    """How many segments from ``plan[i]`` on (at most ``limit``) have ``plan[i]``'s length
+    and kind: one call of :func:`make_chunk`'s program runs them."""
+    n = 1
+    while n < limit and i + n < len(plan) and plan[i + n][1:] == plan[i][1:]:
+        n += 1
+    return n
 
 
 def chunk_limit(max_steps: int, segments_of_that_length: int) -> int:
@@ -174,7 +175,7 @@ def make_chunk(
     compiles its loop: ``chunk(state, data, num_steps, num_segments) -> (state, losses
     (max_segments, max_steps), accuracies (max_segments, 2))`` runs ``num_segments <=
     max_segments`` segments of ``num_steps <= max_steps`` iterations each, every one
-    ending in its evaluation (:func:`make_steps_and_evaluate`). Both counts are traced
+    ending in its evaluation (``evaluate(state, data)``). Both counts are traced
     values: one compilation serves every chunk, and a chunk of one segment computes
     exactly what that segment alone does. Rows (and losses) past the counts are NaN.
 
